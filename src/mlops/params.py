@@ -1,0 +1,203 @@
+"""The typed view of params.yaml: one dataclass per section, checked when loaded.
+
+A stage asks for its own section only (``load_section(path, "clean", CleanParams)``), so a typo or
+a wrong type in params.yaml stops the stage with a message naming the key, before any work is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing a key, has an unknown key, or holds a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str
+    target: str
+    schema: str = "data/schema.yaml"
+    format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    query: str | None = None
+    exclude_columns: list[str] = field(default_factory=list)
+    drop_columns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImputeParams:
+    numeric: Literal["mean", "median", "constant", "drop", "none"] = "median"
+    categorical: Literal["most_frequent", "constant", "drop", "none"] = "most_frequent"
+    fill_value: str | float = "unknown"
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutlierParams:
+    method: Literal["none", "iqr", "zscore"] = "iqr"
+    threshold: float = 3.0
+    action: Literal["clip", "drop"] = "clip"
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    drop_duplicates: bool = True
+    normalize_strings: bool = True
+    impute: ImputeParams = field(default_factory=ImputeParams)
+    outliers: OutlierParams = field(default_factory=OutlierParams)
+
+
+@dataclass(frozen=True)
+class LabelParams:
+    method: Literal["column", "annotations", "rules"] = "column"
+    column: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+    annotations: str | None = None
+    id_column: str | None = None
+    annotation_label: str = "label"
+    rules: list[dict[str, str]] = field(default_factory=list)
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    train: float = 0.7
+    validation: float = 0.15
+    test: float = 0.15
+    seed: int = 42
+    stratify: bool = True
+    group_column: str | None = None
+    order_column: str | None = None
+
+
+ModelName = Literal[
+    "logistic_regression", "random_forest", "gradient_boosting", "hist_gradient_boosting"
+]
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    model: ModelName = "random_forest"
+    search: Literal["grid", "random", "halving"] = "random"
+    n_iter: int = 8
+    cv_folds: int = 5
+    scoring: str = "f1_macro"
+    seed: int = 42
+    n_jobs: int = 2
+    max_tuning_rows: int = 20000
+    search_spaces: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    slice_column: str | None = None
+    permutation_repeats: int = 5
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class AcceptParams:
+    min_accuracy: float = 0.0
+    min_macro_f1: float = 0.0
+    min_slice_macro_f1: float = 0.0
+    champion: str | None = None
+    max_regression: float = 0.0
+
+
+@dataclass(frozen=True)
+class PackageParams:
+    model_name: str = "model"
+    parity_tolerance: float = 1e-4
+    target_opset: int = 17
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(loaded, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    return loaded
+
+
+def load_section(path: Path, section: str, schema: type[T]) -> T:
+    """Read one section of params.yaml into its dataclass, naming any offending key."""
+    params = read_params(path)
+    if section not in params:
+        raise ParamsError(f"{path}: section '{section}' is missing")
+    return from_mapping(schema, params[section], f"{path}: {section}")
+
+
+def from_mapping(schema: type[T], raw: object, where: str) -> T:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamsError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
+    values: dict[str, Any] = {}
+    for name, spec in fields.items():
+        if name in raw:
+            values[name] = _coerce(raw[name], hints[name], f"{where}.{name}")
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"{where}.{name} is required")
+    return schema(**values)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a type annotation, converting ints to floats where a float is due."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except ParamsError as error:
+                errors.append(str(error))
+        raise ParamsError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {args}")
+    if origin is Literal:
+        if value not in args:
+            raise ParamsError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
+        return {
+            _coerce(key, args[0], where): _coerce(item, args[1], f"{where}.{key}")
+            for key, item in value.items()
+        }
+    if dataclasses.is_dataclass(annotation):
+        return from_mapping(annotation, value, where)  # type: ignore[arg-type]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ParamsError(f"{where}: expected true or false, got {value!r}")
+    if annotation in (int, float) and isinstance(value, bool):
+        raise ParamsError(f"{where}: expected a number, got {value!r}")
+    if isinstance(annotation, type) and not isinstance(value, annotation):
+        raise ParamsError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,60 @@
+"""Fixtures shared by every test: the project root, the bundled data, and a throw-away project copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def project_files() -> list[str]:
+    """The files a fresh clone would have: tracked plus untracked-but-not-ignored ones."""
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return [name for name in listing.stdout.splitlines() if (PROJECT_ROOT / name).is_file()]
+
+
+def run(command: list[str], cwd: Path, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a command with the project's virtualenv first on PATH, capturing its output."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.update(kwargs.pop("env", {}))  # type: ignore[arg-type]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, **kwargs)  # type: ignore[call-overload]
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A fresh git + DVC repository holding the project's files, as a fork would start."""
+    root = tmp_path / "project"
+    for name in project_files():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / name, target)
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "config", "user.email", "test@example.com"], root)
+    run(["git", "config", "user.name", "test"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "fork"], root)
+    return root
+
+
+@pytest.fixture
+def penguins_csv() -> Path:
+    return PROJECT_ROOT / "data" / "penguins.csv"

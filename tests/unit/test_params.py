@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from mlops.params import (
+    AcceptParams,
+    CleanParams,
+    DataParams,
+    EvaluateParams,
+    LabelParams,
+    PackageParams,
+    ParamsError,
+    SplitParams,
+    TrainParams,
+    load_section,
+)
+
+SECTIONS = {
+    "data": DataParams,
+    "clean": CleanParams,
+    "label": LabelParams,
+    "split": SplitParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+    "accept": AcceptParams,
+    "package": PackageParams,
+}
+
+
+@pytest.mark.parametrize(("section", "schema"), SECTIONS.items())
+def test_every_section_of_the_project_params_loads(section: str, schema: type) -> None:
+    from conftest import PROJECT_ROOT
+
+    assert isinstance(load_section(PROJECT_ROOT / "params.yaml", section, schema), schema)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_nested_sections_become_dataclasses_and_ints_become_floats(tmp_path: Path) -> None:
+    path = write(tmp_path, "clean:\n  outliers: {method: zscore, threshold: 2}\n")
+    clean = load_section(path, "clean", CleanParams)
+    assert clean.outliers.method == "zscore"
+    assert clean.outliers.threshold == 2.0 and isinstance(clean.outliers.threshold, float)
+    assert clean.impute.numeric == "median"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("split: {trian: 0.7}\n", "unknown key(s) ['trian']"),
+        ("split: {seed: many}\n", "split.seed: expected int, got 'many'"),
+        ("split: {stratify: 1}\n", "split.stratify: expected true or false"),
+        ("train: {model: xgboost}\n", "train.model: 'xgboost' is not one of"),
+        ("data: {target: species}\n", "data.source is required"),
+        ("clean:\n  outliers: {action: explode}\n", "clean.outliers.action: 'explode'"),
+        ("other: {}\n", "section 'split' is missing"),
+        ("- a list\n", "expected a mapping of sections"),
+    ],
+)
+def test_bad_params_name_the_key_and_what_was_expected(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    section = text.split(":")[0] if not text.startswith(("other", "-")) else "split"
+    schema = SECTIONS.get(section, SplitParams)
+    with pytest.raises(ParamsError, match=None) as raised:
+        load_section(write(tmp_path, text), section, schema)
+    assert message in str(raised.value)
+    assert str(tmp_path / "params.yaml") in str(raised.value)
