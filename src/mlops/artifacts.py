@@ -28,6 +28,9 @@ MODEL_CARD_FILE = "model_card.md"
 MANIFEST_FILE = "manifest.json"
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
+# How a missing value reaches the model, in training and in serving alike: a missing number is NaN
+# (the model's imputer fills it), a missing category is this sentinel (a category of its own).
+MISSING_CATEGORY = "__missing__"
 
 
 class Feature(TypedDict):
@@ -59,6 +62,19 @@ class Manifest(TypedDict):
     lineage: Lineage
     metrics: dict[str, Any]
     files: dict[str, str]  # file name -> sha256
+
+
+class PredictionRecord(TypedDict):
+    """One line of the prediction log (JSON Lines), written by the scorer per scored record."""
+
+    ts: str  # ISO 8601 UTC with milliseconds, e.g. "2026-11-21T06:00:00.123Z"
+    request_id: str  # the HTTP request's id; records of one batch share it
+    index: int  # position of the record in its request; (request_id, index) is unique
+    model_version: str
+    features: dict[str, Any]  # as received (null for missing)
+    prediction: str
+    probabilities: dict[str, float]
+    latency_seconds: float  # of the whole request
 
 
 class ArtifactError(Exception):
