@@ -39,10 +39,8 @@ def run(command: list[str], cwd: Path, check: bool = True, **kwargs: object) -> 
     return result  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def project_copy(tmp_path: Path) -> Path:
-    """A fresh git + DVC repository holding the project's files, as a fork would start."""
-    root = tmp_path / "project"
+def copy_project(root: Path) -> Path:
+    """Copy the project's files into ``root`` and make it a fresh git repository, as a fork starts."""
     for name in project_files():
         target = root / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +50,23 @@ def project_copy(tmp_path: Path) -> Path:
     run(["git", "config", "user.name", "test"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-q", "-m", "fork"], root)
+    return root
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A fresh git + DVC repository holding the project's files, as a fork would start."""
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy after a full ``dvc repro`` on the bundled data, made once per test session.
+
+    Read-only for the tests that share it: copy what you need to change.
+    """
+    root = copy_project(tmp_path_factory.mktemp("reproduced") / "project")
+    run(["dvc", "repro"], root)
     return root
 
 
