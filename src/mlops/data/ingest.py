@@ -1,0 +1,266 @@
+"""Stage ``ingest``: read ``data.source`` into one table and write it as ``data/raw.parquet``.
+
+A source is a local file, a directory (its files, in name order), a glob, an ``http(s)://`` URL
+or an ``s3://`` URI (anything fsspec opens), or a SQLAlchemy database URL read with
+``data.query``. Credentials and endpoints come from the environment (``AWS_*`` for S3, the URL
+for a database); nothing secret belongs in params.yaml.
+
+Every way a source can be unusable ends in a ``StageError`` naming the source and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+import fsspec
+import pandas as pd
+import sqlalchemy
+from fsspec.core import url_to_fs
+from sqlalchemy.engine import URL, make_url
+
+from mlops.params import DataParams, load_section
+from mlops.stage import StageError, parser, run
+from mlops.tables import write_table
+
+FORMATS_BY_EXTENSION = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
+GLOB_CHARACTERS = "*?["
+
+
+def read_source(params: DataParams) -> pd.DataFrame:
+    """The whole source as one table; raises ``StageError`` if it is missing, malformed or empty."""
+    database = _database_url(params.source)
+    if params.query is not None:
+        if database is None:
+            raise StageError(
+                f"{params.source}: data.query is set, so data.source must be a SQLAlchemy "
+                "database URL (e.g. sqlite:///data/warehouse.db or postgresql://host/db)"
+            )
+        frame = read_database(database, params.query)
+    elif database is not None:
+        raise StageError(
+            f"{_safe(database)}: a database source needs data.query (the SELECT that returns "
+            "the table)"
+        )
+    else:
+        frame = read_files(params.source, params.format)
+    return _require_content(frame, _safe(database) if database else params.source)
+
+
+def drop_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> pd.DataFrame:
+    """``frame`` without ``columns``; naming a column the source lacks is an error, not a no-op."""
+    unknown = [column for column in columns if column not in frame.columns]
+    if unknown:
+        raise StageError(
+            f"data.drop_columns: {unknown} not in {source}; its columns are {list(frame.columns)}"
+        )
+    return frame.drop(columns=list(columns))
+
+
+# --- files, directories, globs, URLs ---------------------------------------------------------
+
+
+def read_files(source: str, data_format: str) -> pd.DataFrame:
+    """Read every file ``source`` names and stack them; they must share their columns."""
+    filesystem, paths = _expand(source)
+    frames = [(path, _read_file(filesystem, path, data_format)) for path in paths]
+    first_path, first = frames[0]
+    for path, frame in frames[1:]:
+        if set(frame.columns) != set(first.columns):
+            raise StageError(
+                f"{source}: the files have different columns: {first_path} has "
+                f"{list(first.columns)}, {path} has {list(frame.columns)}"
+            )
+    if len(frames) == 1:
+        return first
+    return pd.concat([frame for _, frame in frames], ignore_index=True)
+
+
+def _expand(source: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
+    """The filesystem and the sorted list of files a path, directory, glob or URL stands for."""
+    try:
+        filesystem, path = url_to_fs(source)
+    except (ValueError, ImportError) as error:
+        raise StageError(f"{source}: cannot open this kind of source ({error})") from None
+    try:
+        if any(character in path for character in GLOB_CHARACTERS) and not _is_url(source):
+            paths = sorted(p for p in filesystem.glob(path) if not filesystem.isdir(p))
+            if not paths:
+                raise StageError(f"{source}: the glob matches no files")
+            return filesystem, paths
+        if not filesystem.exists(path):
+            raise StageError(f"{source}: file not found")
+        if filesystem.isdir(path):
+            paths = sorted(
+                p
+                for p in filesystem.ls(path, detail=False)
+                if not PurePosixPath(p).name.startswith(".") and not filesystem.isdir(p)
+            )
+            if not paths:
+                raise StageError(f"{source}: the directory holds no files")
+            return filesystem, paths
+    except StageError:
+        raise
+    except Exception as error:  # network and permission errors differ per filesystem
+        raise StageError(f"{source}: cannot be reached ({type(error).__name__}: {error})") from None
+    return filesystem, [path]
+
+
+def _read_file(filesystem: fsspec.AbstractFileSystem, path: str, data_format: str) -> pd.DataFrame:
+    kind = data_format if data_format != "auto" else format_of(path)
+    try:
+        with filesystem.open(path, "rb", compression="infer") as file:
+            content = file.read()
+    except FileNotFoundError:
+        raise StageError(f"{path}: file not found") from None
+    except Exception as error:
+        raise StageError(f"{path}: cannot be read ({type(error).__name__}: {error})") from None
+    if not content.strip():
+        raise StageError(f"{path}: the file is empty")
+    if kind == "parquet":
+        return _parse_parquet(content, path)
+    text = _decode(content, path)
+    return _parse_csv(text, path) if kind == "csv" else _parse_json_lines(text, path)
+
+
+def format_of(path: str) -> str:
+    """``csv``, ``parquet`` or ``jsonl`` from the file name (a compression suffix is skipped)."""
+    name = PurePosixPath(urlsplit(path).path if _is_url(path) else path).name.lower()
+    for suffix in COMPRESSIONS:
+        name = name.removesuffix(suffix)
+    extension = PurePosixPath(name).suffix
+    if extension not in FORMATS_BY_EXTENSION:
+        raise StageError(
+            f"{path}: cannot tell the format from the extension {extension or '(none)'!r}; "
+            f"use one of {sorted(FORMATS_BY_EXTENSION)} or set data.format"
+        )
+    return FORMATS_BY_EXTENSION[extension]
+
+
+def _decode(content: bytes, path: str) -> str:
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise StageError(
+            f"{path}: not UTF-8 text (byte {error.start}); is data.format right?"
+        ) from None
+
+
+def _parse_csv(text: str, path: str) -> pd.DataFrame:
+    _check_csv_shape(text, path)
+    try:
+        return pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, ValueError) as error:
+        raise StageError(f"{path}: malformed CSV ({error})") from None
+
+
+def _check_csv_shape(text: str, path: str) -> None:
+    """Every record has as many fields as the header (pandas pads short rows silently)."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        if duplicated:
+            raise StageError(f"{path}: malformed CSV: duplicate column name(s) {duplicated}")
+        for record in reader:
+            if record and len(record) != len(header):
+                raise StageError(
+                    f"{path}: malformed CSV: line {reader.line_num} has {len(record)} fields, "
+                    f"the header has {len(header)}"
+                )
+    except csv.Error as error:
+        raise StageError(f"{path}: malformed CSV (line {reader.line_num}: {error})") from None
+
+
+def _parse_parquet(content: bytes, path: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(io.BytesIO(content))
+    except Exception as error:  # pyarrow raises several types for a damaged file
+        raise StageError(f"{path}: not a readable Parquet file ({error})") from None
+
+
+def _parse_json_lines(text: str, path: str) -> pd.DataFrame:
+    """JSON lines (one object per line), or one JSON array of objects."""
+    try:
+        if text.lstrip().startswith("["):
+            records = json.loads(text)
+        else:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise StageError(f"{path}: not valid JSON lines ({error})") from None
+    if not all(isinstance(record, dict) for record in records):
+        raise StageError(f"{path}: expected one JSON object per record")
+    return pd.DataFrame.from_records(records)
+
+
+def _is_url(source: str) -> bool:
+    return "://" in source
+
+
+# --- databases -------------------------------------------------------------------------------
+
+
+def read_database(url: URL, query: str) -> pd.DataFrame:
+    database_file = url.database if url.get_backend_name() == "sqlite" else None
+    if database_file not in (None, "", ":memory:") and not Path(str(database_file)).exists():
+        raise StageError(f"{_safe(url)}: database file not found")
+    try:
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as connection:
+            return pd.read_sql_query(sqlalchemy.text(query), connection)
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise StageError(f"{_safe(url)}: the query failed: {reason}") from None
+    except ModuleNotFoundError as error:
+        raise StageError(f"{_safe(url)}: the database driver is not installed ({error})") from None
+
+
+def _database_url(source: str) -> URL | None:
+    """The SQLAlchemy URL ``source`` is, or None when it is a path or a file URL."""
+    if not _is_url(source):
+        return None
+    try:
+        url = make_url(source)
+        url.get_dialect()
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError):
+        return None
+    return url
+
+
+def _safe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _require_content(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    if frame.shape[1] == 0:
+        raise StageError(f"{source}: the table has no columns")
+    if frame.shape[0] == 0:
+        raise StageError(f"{source}: the table has no rows (columns: {list(frame.columns)})")
+    return frame
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = parser(__doc__.splitlines()[0])
+    arguments.add_argument("--out", type=Path, required=True, help="raw table (Parquet)")
+    args = arguments.parse_args(argv)
+    params = load_section(args.params, "data", DataParams)
+    frame = drop_columns(read_source(params), params.drop_columns, params.source)
+    write_table(args.out, frame)
+    print(f"ingest: {len(frame)} rows x {frame.shape[1]} columns from {params.source}")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
