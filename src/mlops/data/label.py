@@ -1,0 +1,261 @@
+"""Label stage: give every row its class in ``data.target``; set aside the rows left without one.
+
+Three methods (``label.method``):
+
+- ``column``: the class comes from a column already present, optionally mapped to class names;
+- ``annotations``: the class comes from an annotations file (CSV, or a JSON list of objects as
+  labelling tools export it), joined on an id column; an id annotated with different classes is a
+  conflict and its rows stay unlabelled;
+- ``rules``: ordered ``{when: <pandas expression>, then: <class>}``; the first matching rule wins,
+  ``default`` labels the rest (null leaves them unlabelled).
+
+Class names are text, as the packaged model reports them. Rows without a class go to their own
+table for later annotation and never into training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops.params import DataParams, LabelParams, load_section
+from mlops.stage import StageError, parser, run, write_json
+from mlops.tables import read_table, require_columns, write_table
+
+
+@dataclass(frozen=True)
+class Rule:
+    when: str
+    then: str
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """The class of every row (missing where none) and method-specific counts for the summary."""
+
+    classes: pd.Series
+    details: dict[str, Any]
+
+
+def label_table(
+    frame: pd.DataFrame,
+    params: LabelParams,
+    *,
+    target: str,
+    annotations: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """(labelled rows, unlabelled rows, summary) of ``frame`` under ``params``."""
+    if params.method == "column":
+        column = params.column or target
+        labelling = labels_from_column(frame, column, params.mapping)
+        frame = frame.drop(columns=[column]) if column != target else frame
+    elif params.method == "annotations":
+        if annotations is None or params.id_column is None:
+            raise StageError("label.method annotations needs label.annotations and label.id_column")
+        labelling = labels_from_annotations(
+            frame, annotations, params.id_column, params.annotation_label
+        )
+    else:
+        labelling = labels_from_rules(frame, parse_rules(params.rules), params.default)
+    labelled_frame = frame.assign(**{target: labelling.classes})
+    has_class = labelled_frame[target].notna()
+    labelled = labelled_frame[has_class].reset_index(drop=True)
+    unlabelled = labelled_frame[~has_class].reset_index(drop=True)
+    summary = {
+        "method": params.method,
+        "rows": len(frame),
+        "labelled": len(labelled),
+        "unlabelled": len(unlabelled),
+        "classes": class_counts(labelled[target]),
+        **labelling.details,
+    }
+    return labelled, unlabelled, summary
+
+
+def labels_from_column(frame: pd.DataFrame, column: str, mapping: Mapping[str, str]) -> Labelling:
+    """The class of each row from ``column``; ``mapping`` renames raw values, others stay."""
+    require_columns(frame, [column], "label.column")
+    raw = frame[column].map(class_text, na_action="ignore")
+    classes = raw.map(lambda value: mapping.get(value, value), na_action="ignore")
+    mapped = int(raw.isin(list(mapping)).sum())
+    return Labelling(_as_classes(classes), {"mapped": mapped})
+
+
+def labels_from_annotations(
+    frame: pd.DataFrame, annotations: pd.DataFrame, id_column: str, label_field: str
+) -> Labelling:
+    """The class of each row from the annotations of its id; conflicting ids stay unlabelled."""
+    require_columns(frame, [id_column], "label.id_column")
+    require_columns(annotations, [id_column, label_field], "annotations")
+    answered = annotations[[id_column, label_field]].dropna()
+    keys = answered[id_column].map(class_text)
+    answers = answered[label_field].map(class_text)
+    distinct = answers.groupby(keys).unique()
+    conflicting = {key for key, values in distinct.items() if len(values) > 1}
+    agreed = {key: values[0] for key, values in distinct.items() if len(values) == 1}
+    row_keys = frame[id_column].map(class_text, na_action="ignore")
+    details = {
+        "annotations": len(annotations),
+        "annotated_ids": len(distinct),
+        "conflicting_ids": len(conflicting),
+        "conflicts": int(row_keys.isin(list(conflicting)).sum()),
+        "unmatched_annotations": len(set(distinct.index) - set(row_keys.dropna())),
+    }
+    return Labelling(_as_classes(row_keys.map(agreed)), details)
+
+
+def labels_from_rules(frame: pd.DataFrame, rules: Sequence[Rule], default: str | None) -> Labelling:
+    """First matching rule wins; ``default`` for rows no rule matches (None: unlabelled)."""
+    classes = pd.Series(pd.NA, index=frame.index, dtype="object")
+    unclaimed = pd.Series(True, index=frame.index)
+    matches_by_class: dict[str, pd.Series] = {}
+    coverage = {}
+    for number, rule in enumerate(rules, start=1):
+        matches = rule_matches(frame, rule, number)
+        assigned = matches & unclaimed
+        classes[assigned] = rule.then
+        unclaimed &= ~matches
+        previous = matches_by_class.get(rule.then, pd.Series(False, index=frame.index))
+        matches_by_class[rule.then] = previous | matches
+        coverage[f"rule_{number}"] = {
+            "when": rule.when,
+            "then": rule.then,
+            "matched": int(matches.sum()),
+            "assigned": int(assigned.sum()),
+        }
+    if default is not None:
+        classes[unclaimed] = default
+    classes_matched = pd.DataFrame(matches_by_class, index=frame.index).sum(axis=1)
+    details = {
+        "rules": coverage,
+        "unmatched": int(unclaimed.sum()),
+        "default_assigned": int(unclaimed.sum()) if default is not None else 0,
+        "conflicts": int((classes_matched > 1).sum()),
+    }
+    return Labelling(_as_classes(classes), details)
+
+
+def rule_matches(frame: pd.DataFrame, rule: Rule, number: int) -> pd.Series:
+    """The rows ``rule.when`` holds for, as a boolean Series; a bad expression names the rule."""
+    where = f"label.rules[{number}] (when: {rule.when!r})"
+    try:
+        result = frame.eval(rule.when, engine="python", local_dict={}, global_dict={})
+    except Exception as error:  # pandas raises many types for a bad expression
+        raise StageError(
+            f"{where}: cannot be evaluated ({type(error).__name__}: {error}); "
+            f"the columns are {list(frame.columns)}"
+        ) from None
+    if isinstance(result, bool):
+        return pd.Series(result, index=frame.index)
+    if not isinstance(result, pd.Series) or not pd.api.types.is_bool_dtype(result):
+        raise StageError(
+            f"{where}: must give true or false per row, e.g. 'body_mass_g > 4500'; "
+            f"the columns are {list(frame.columns)}"
+        )
+    return result.fillna(False).astype(bool)
+
+
+def parse_rules(raw: Sequence[Mapping[str, str]]) -> list[Rule]:
+    if not raw:
+        raise StageError("label.rules is empty; method rules needs [{when: ..., then: ...}, ...]")
+    rules = []
+    for number, rule in enumerate(raw, start=1):
+        if set(rule) != {"when", "then"}:
+            raise StageError(
+                f"label.rules[{number}]: expected exactly the keys when and then, "
+                f"got {sorted(rule)}"
+            )
+        rules.append(Rule(when=rule["when"], then=rule["then"]))
+    return rules
+
+
+def class_counts(classes: pd.Series) -> dict[str, int]:
+    return {str(name): int(count) for name, count in classes.value_counts().sort_index().items()}
+
+
+def class_text(value: object) -> str:
+    """A label as text: whole floats lose their '.0', so 1 and 1.0 name the same class."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _as_classes(values: pd.Series) -> pd.Series:
+    return values.astype("str")
+
+
+def read_annotations(path: Path, id_column: str, label_field: str) -> pd.DataFrame:
+    """An annotations export: CSV, or JSON holding a list of objects."""
+    if not path.is_file():
+        raise StageError(f"{path}: annotations file not found (label.annotations)")
+    if path.suffix.lower() == ".csv":
+        annotations = pd.read_csv(path)
+    elif path.suffix.lower() == ".json":
+        annotations = _annotations_from_json(path)
+    else:
+        raise StageError(f"{path}: annotations must be a .csv or .json file")
+    missing = [field for field in (id_column, label_field) if field not in annotations.columns]
+    if missing:
+        raise StageError(
+            f"{path}: annotations lack the field(s) {missing} (label.id_column, "
+            f"label.annotation_label); they have {list(annotations.columns)}"
+        )
+    return annotations
+
+
+def _annotations_from_json(path: Path) -> pd.DataFrame:
+    try:
+        records = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise StageError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise StageError(f"{path}: expected a JSON list of objects, one per annotation")
+    return pd.DataFrame.from_records(records)
+
+
+def annotations_path(params: LabelParams, tracked_directory: Path) -> Path:
+    """label.annotations, which must lie in the directory dvc.yaml tracks for this stage."""
+    if params.annotations is None or params.id_column is None:
+        raise StageError(
+            "label.method annotations needs label.annotations (the file) and label.id_column"
+        )
+    path = Path(params.annotations)
+    if not path.resolve().is_relative_to(tracked_directory.resolve()):
+        raise StageError(
+            f"label.annotations: {path} is outside {tracked_directory}, the directory dvc.yaml "
+            f"tracks for the label stage; move the file into {tracked_directory}/"
+        )
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = parser("Label the clean table; rows without a class go to their own table.")
+    arguments.add_argument("--input", type=Path, required=True, help="clean Parquet table")
+    arguments.add_argument(
+        "--annotations-dir", type=Path, required=True, help="where annotation files must live"
+    )
+    arguments.add_argument("--out", type=Path, required=True, help="labelled Parquet table")
+    arguments.add_argument("--unlabelled", type=Path, required=True, help="rows with no class")
+    arguments.add_argument("--summary", type=Path, required=True, help="JSON summary")
+    args = arguments.parse_args(argv)
+    target = load_section(args.params, "data", DataParams).target
+    params = load_section(args.params, "label", LabelParams)
+    annotations = None
+    if params.method == "annotations":
+        path = annotations_path(params, args.annotations_dir)
+        annotations = read_annotations(path, str(params.id_column), params.annotation_label)
+    labelled, unlabelled, summary = label_table(
+        read_table(args.input), params, target=target, annotations=annotations
+    )
+    write_table(args.out, labelled)
+    write_table(args.unlabelled, unlabelled)
+    write_json(args.summary, summary)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
