@@ -92,7 +92,7 @@ def read_files(source: str, data_format: str) -> pd.DataFrame:
 def _expand(source: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
     """The filesystem and the sorted list of files a path, directory, glob or URL stands for."""
     try:
-        filesystem, path = url_to_fs(source)
+        filesystem, path = url_to_fs(source, skip_instance_cache=True)
     except (ValueError, ImportError) as error:
         raise StageError(f"{source}: cannot open this kind of source ({error})") from None
     try:
@@ -221,8 +221,9 @@ def read_database(url: URL, query: str) -> pd.DataFrame:
         engine = sqlalchemy.create_engine(url)
         with engine.connect() as connection:
             return pd.read_sql_query(sqlalchemy.text(query), connection)
-    except sqlalchemy.exc.SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    except (sqlalchemy.exc.SQLAlchemyError, pd.errors.DatabaseError) as error:
+        cause = error.__cause__ if isinstance(error.__cause__, Exception) else error
+        reason = str(getattr(cause, "orig", None) or cause).splitlines()[0]
         raise StageError(f"{_safe(url)}: the query failed: {reason}") from None
     except ModuleNotFoundError as error:
         raise StageError(f"{_safe(url)}: the database driver is not installed ({error})") from None
