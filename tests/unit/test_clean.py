@@ -161,7 +161,9 @@ def write_project(tmp_path: Path, clean_section: str) -> tuple[Path, Path, Path]
     return params, schema, raw
 
 
-def test_main_writes_the_table_and_a_numeric_summary(tmp_path: Path) -> None:
+def test_main_writes_the_table_and_a_numeric_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     params, schema, raw = write_project(tmp_path, "clean: {outliers: {method: none}}\n")
     out, summary_path = tmp_path / "clean.parquet", tmp_path / "summary.json"
     argv = ["--params", str(params), "--input", str(raw), "--schema", str(schema)]
@@ -178,6 +180,7 @@ def test_main_writes_the_table_and_a_numeric_summary(tmp_path: Path) -> None:
         "clipped": 0,
         "dropped": 0,
     }
+    assert capsys.readouterr().out.startswith("clean: 3 -> 3 rows (0 duplicate, 0 outlier")
 
 
 def test_main_reports_a_bad_param_in_one_line(

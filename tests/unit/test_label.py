@@ -117,7 +117,7 @@ def test_rules_default_labels_the_rest(frame: pd.DataFrame) -> None:
 @pytest.mark.parametrize(
     ("rules", "message"),
     [
-        ([{"when": "weight > 3", "then": "x"}], "label.rules[1] (when: 'weight > 3'): cannot be"),
+        ([{"when": "weight > 3", "then": "x"}], "label.rules #1 (when: 'weight > 3'): cannot be"),
         ([{"when": "mass >", "then": "x"}], "SyntaxError"),
         ([{"when": "mass + 1", "then": "x"}], "must give true or false per row"),
         ([{"when": "mass > 1"}], "expected exactly the keys when and then"),

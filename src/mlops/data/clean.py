@@ -34,7 +34,8 @@ from mlops.tables import read_table, write_table
 
 NUMERIC_STRATEGIES = ("mean", "median", "constant", "drop", "none")
 CATEGORICAL_STRATEGIES = ("most_frequent", "constant", "drop", "none")
-CHANGES = ("normalised", "coerced", "imputed", "clipped", "dropped")
+VALUE_CHANGES = ("normalised", "coerced", "imputed", "clipped")
+CHANGES = (*VALUE_CHANGES, "dropped")  # dropped: rows dropped because of the column
 _WHITESPACE = re.compile(r"\s+")
 
 Counts = dict[str, int]
@@ -302,6 +303,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     write_table(args.out, cleaned)
     write_json(args.summary, summary)
+    print(describe(summary))
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One line for the log: rows in and out, and how many values each step changed."""
+    columns = summary["columns"].values()
+    values = ", ".join(f"{sum(c[change] for c in columns)} {change}" for change in VALUE_CHANGES)
+    return (
+        f"clean: {summary['rows_in']} -> {summary['rows_out']} rows "
+        f"({summary['duplicates_dropped']} duplicate, {summary['rows_dropped_outliers']} outlier "
+        f"and {summary['rows_dropped_missing']} incomplete rows dropped); values {values}"
+    )
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ def labels_from_rules(frame: pd.DataFrame, rules: Sequence[Rule], default: str |
 
 def rule_matches(frame: pd.DataFrame, rule: Rule, number: int) -> pd.Series:
     """The rows ``rule.when`` holds for, as a boolean Series; a bad expression names the rule."""
-    where = f"label.rules[{number}] (when: {rule.when!r})"
+    where = f"label.rules #{number} (when: {rule.when!r})"
     try:
         result = frame.eval(rule.when, engine="python", local_dict={}, global_dict={})
     except Exception as error:  # pandas raises many types for a bad expression
@@ -167,7 +167,7 @@ def parse_rules(raw: Sequence[Mapping[str, str]]) -> list[Rule]:
     for number, rule in enumerate(raw, start=1):
         if set(rule) != {"when", "then"}:
             raise StageError(
-                f"label.rules[{number}]: expected exactly the keys when and then, "
+                f"label.rules #{number}: expected exactly the keys when and then, "
                 f"got {sorted(rule)}"
             )
         rules.append(Rule(when=rule["when"], then=rule["then"]))
@@ -255,6 +255,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_table(args.out, labelled)
     write_table(args.unlabelled, unlabelled)
     write_json(args.summary, summary)
+    print(
+        f"label ({params.method}): {summary['labelled']} of {summary['rows']} rows labelled "
+        f"in {len(summary['classes'])} classes, {summary['unlabelled']} to {args.unlabelled}"
+    )
 
 
 if __name__ == "__main__":

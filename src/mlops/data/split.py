@@ -195,11 +195,15 @@ def split_summary(
         summary[name] = {
             "rows": len(rows),
             "fraction": round(len(rows) / total, 4),
-            "classes": {str(k): int(v) for k, v in rows[target].value_counts().items()},
+            "classes": _class_counts(rows[target]),
         }
         if strategy == "grouped" and params.group_column:
             summary[name]["groups"] = int(rows[params.group_column].nunique())
     return summary
+
+
+def _class_counts(classes: pd.Series) -> dict[str, int]:
+    return {str(name): int(count) for name, count in classes.value_counts().sort_index().items()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -214,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, rows in sets.items():
         write_table(args.out / f"{name}.parquet", rows)
     write_json(args.summary, summary)
+    sizes = ", ".join(f"{name} {summary[name]['rows']}" for name in SPLITS)
+    print(f"split ({summary['strategy']}, seed {params.seed}): {sizes} rows")
 
 
 if __name__ == "__main__":
