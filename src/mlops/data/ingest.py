@@ -16,17 +16,19 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import fsspec
 import pandas as pd
-import sqlalchemy
 from fsspec.core import url_to_fs
-from sqlalchemy.engine import URL, make_url
 
 from mlops.params import DataParams, load_section
 from mlops.stage import StageError, parser, run
 from mlops.tables import write_table
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only for a database source: it is slow to import
+    from sqlalchemy.engine import URL
 
 FORMATS_BY_EXTENSION = {
     ".csv": "csv",
@@ -214,6 +216,8 @@ def _is_url(source: str) -> bool:
 
 
 def read_database(url: URL, query: str) -> pd.DataFrame:
+    import sqlalchemy
+
     database_file = url.database if url.get_backend_name() == "sqlite" else None
     if database_file not in (None, "", ":memory:") and not Path(str(database_file)).exists():
         raise StageError(f"{_safe(url)}: database file not found")
@@ -233,6 +237,9 @@ def _database_url(source: str) -> URL | None:
     """The SQLAlchemy URL ``source`` is, or None when it is a path or a file URL."""
     if not _is_url(source):
         return None
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
     try:
         url = make_url(source)
         url.get_dialect()

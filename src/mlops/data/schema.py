@@ -20,7 +20,6 @@ import pandera.pandas as pa
 import yaml
 from pandera.io.pandas_io import deserialize_schema, serialize_schema
 
-from mlops.data.ingest import drop_columns, read_source
 from mlops.params import DataParams, load_section
 from mlops.stage import StageError, parser, run, write_text
 
@@ -227,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments.add_argument("--out", type=Path, help="where to write it (default: data.schema)")
     args = arguments.parse_args(argv)
     params = load_section(args.params, "data", DataParams)
+    from mlops.data.ingest import drop_columns, read_source  # not needed by load_schema's users
+
     frame = drop_columns(read_source(params), params.drop_columns, params.source)
     if params.target not in frame.columns:
         print(
