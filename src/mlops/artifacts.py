@@ -11,6 +11,8 @@ A packaged model directory holds:
 - ``reference_profile.json``: ``mlops.profile.profile_table`` of the training features (drift reference),
   with ``"classes": {class: share}`` of the training labels added.
 - ``model_card.md``: for people.
+- ``resources.json``: latency and peak memory measured at packaging, and the Kubernetes requests
+  and limits derived from them.
 - ``manifest.json``: see ``Manifest``; ``files`` holds the sha256 of every other file.
 """
 
@@ -25,6 +27,7 @@ MODEL_FILE = "model.onnx"
 SIGNATURE_FILE = "signature.json"
 PROFILE_FILE = "reference_profile.json"
 MODEL_CARD_FILE = "model_card.md"
+RESOURCES_FILE = "resources.json"  # the resource profile (latency, memory, Kubernetes sizing)
 MANIFEST_FILE = "manifest.json"
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
