@@ -52,3 +52,7 @@ lint: $(SYNCED) ## ruff (lint + format check) and mypy on the package
 format: $(SYNCED) ## apply ruff's fixes and formatting
 	ruff check --fix src tests
 	ruff format src tests
+
+.PHONY: monitor
+monitor: $(SYNCED) ## run the monitoring sidecar (127.0.0.1:8090; settings: docs/monitoring.md)
+	python -m mlops.monitor

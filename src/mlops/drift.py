@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 BIN_COUNT = 10
+# The reference profile pools the categories past its most frequent ones under this name.
+OTHER_CATEGORY = "__other__"
 # A share of zero would make PSI infinite; an empty bin counts as this small share instead.
 EPSILON = 1e-4
 

@@ -1,0 +1,95 @@
+"""The sidecar's HTTP interface: handlers read the snapshot the background thread last published."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from mlops.monitor.feedback import Feedback, FeedbackError, parse_feedback_body
+from mlops.monitor.metrics import metrics_registry, render
+from mlops.monitor.page import render_page
+from mlops.monitor.service import Monitor
+
+MAX_BODY_BYTES = 4 << 20
+FEEDBACK_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    Feedback.model_json_schema(),
+                    {"type": "array", "items": Feedback.model_json_schema()},
+                ]
+            }
+        }
+    },
+}
+
+
+def create_app(monitor: Monitor) -> FastAPI:
+    registry = metrics_registry(monitor.reference, monitor.snapshot)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        monitor.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(monitor.stop)
+
+    app = FastAPI(
+        title="Monitoring sidecar", version=monitor.reference.model_version, lifespan=lifespan
+    )
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return render_page(monitor.reference, monitor.snapshot(), monitor.settings.min_window_size)
+
+    @app.get("/drift")
+    def drift() -> dict[str, Any]:
+        return monitor.snapshot().drift.as_json()
+
+    @app.get("/performance")
+    def performance() -> dict[str, Any]:
+        return monitor.snapshot().performance.as_json()
+
+    @app.post("/feedback", openapi_extra={"requestBody": FEEDBACK_BODY})
+    async def feedback(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length", "0")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _problem(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _problem(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
+        try:
+            items = parse_feedback_body(body)
+        except FeedbackError as error:
+            return JSONResponse({"detail": error.problems}, status_code=422)
+        matched, unmatched = monitor.add_feedback(items)
+        return JSONResponse({"matched": matched, "unmatched": unmatched})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health/live")
+    def live() -> JSONResponse:
+        alive = monitor.alive
+        return JSONResponse({"alive": alive}, status_code=200 if alive else 503)
+
+    @app.get("/health/ready")
+    def ready() -> JSONResponse:
+        is_ready = monitor.ready
+        return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+    return app
+
+
+def _problem(status: int, field: str, message: str) -> JSONResponse:
+    return JSONResponse({"detail": [{"field": field, "message": message}]}, status_code=status)

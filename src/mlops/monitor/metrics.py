@@ -1,0 +1,168 @@
+"""The sidecar's Prometheus metrics, rendered at scrape time from the last published snapshot.
+
+Labels are bounded by the model: ``feature`` (its feature names), ``class`` (its classes), ``log``,
+``result`` and ``outcome`` (a few fixed values). Request ids never become labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from mlops.monitor.detect import FeatureDrift
+from mlops.monitor.reference import Reference
+from mlops.monitor.service import Snapshot
+from mlops.monitor.state import LogCounts
+
+
+class MonitorCollector:
+    def __init__(self, reference: Reference, snapshot: Callable[[], Snapshot]) -> None:
+        self.reference = reference
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.snapshot()
+        yield InfoMetricFamily(
+            "monitor_model",
+            "The packaged model the sidecar compares traffic with.",
+            value={
+                "model_name": self.reference.model_name,
+                "model_version": self.reference.model_version,
+            },
+        )
+        yield from _log_counters(snapshot.counts.logs)
+        yield from _other_counters(snapshot)
+        yield from _drift_gauges(snapshot, sorted(self.reference.class_shares))
+        yield from _performance_gauges(snapshot)
+        yield from _reader_gauges(snapshot)
+
+
+def _log_counters(logs: dict[str, LogCounts]) -> Iterator[Metric]:
+    fields = {
+        "records": ("monitor_records_read", "Valid records read from the log."),
+        "corrupt": ("monitor_corrupt_lines", "Lines skipped as corrupt (not a valid record)."),
+        "rotations": ("monitor_log_rotations", "Log rotations followed."),
+        "truncations": ("monitor_log_truncations", "Log truncations detected."),
+        "lost_files": ("monitor_log_files_lost", "Files gone before being read to the end."),
+    }
+    for field, (name, documentation) in fields.items():
+        family = CounterMetricFamily(name, documentation, labels=["log"])
+        for log, counts in logs.items():
+            family.add_metric([log], getattr(counts, field))
+        yield family
+
+
+def _other_counters(snapshot: Snapshot) -> Iterator[Metric]:
+    counts = snapshot.counts
+    feedback = CounterMetricFamily(
+        "monitor_feedback", "Ground-truth labels received, by join result.", labels=["result"]
+    )
+    for result, value in counts.feedback.items():
+        feedback.add_metric([result], value)
+    yield feedback
+    retrain = CounterMetricFamily(
+        "monitor_retrain_requests", "Retrain signals, by outcome.", labels=["outcome"]
+    )
+    for outcome, value in counts.retrain_requests.items():
+        retrain.add_metric([outcome], value)
+    yield retrain
+    yield CounterMetricFamily("monitor_poll_errors", "Polls that failed.", value=counts.poll_errors)
+
+
+def _drift_gauges(snapshot: Snapshot, classes: list[str]) -> Iterator[Metric]:
+    drift = snapshot.drift
+    yield GaugeMetricFamily(
+        "monitor_window_records", "Records in the drift window.", value=drift.window_size
+    )
+    per_feature: dict[str, tuple[str, Callable[[FeatureDrift], float]]] = {
+        "monitor_feature_psi": ("PSI of the feature against training.", lambda f: f.psi),
+        "monitor_feature_psi_threshold": ("PSI above which it drifts.", lambda f: f.threshold),
+        "monitor_feature_missing_ratio": ("Share of missing values.", lambda f: f.missing_rate),
+        "monitor_feature_out_of_range_ratio": (
+            "Share of values outside the training range or category set.",
+            lambda f: f.out_of_range_rate,
+        ),
+        "monitor_feature_drifted": ("1 if the feature drifted.", lambda f: float(f.drifted)),
+    }
+    for name, (documentation, value) in per_feature.items():
+        family = GaugeMetricFamily(name, documentation, labels=["feature"])
+        for feature in drift.features:
+            family.add_metric([feature.name], value(feature))
+        yield family
+    yield GaugeMetricFamily(
+        "monitor_prediction_psi", "PSI of the predicted class mix.", value=drift.prediction.psi
+    )
+    shares = GaugeMetricFamily(
+        "monitor_prediction_class_ratio", "Share of each predicted class.", labels=["class"]
+    )
+    for label in classes:  # the model's classes only: a label from a bad log line is no label
+        shares.add_metric([label], drift.prediction.class_shares.get(label, 0.0))
+    yield shares
+    yield GaugeMetricFamily(
+        "monitor_prediction_drifted", "1 if the class mix drifted.", value=drift.prediction.drifted
+    )
+    yield GaugeMetricFamily("monitor_drift_alert", "1 if anything drifted.", value=drift.alert)
+
+
+def _performance_gauges(snapshot: Snapshot) -> Iterator[Metric]:
+    performance = snapshot.performance
+    yield GaugeMetricFamily(
+        "monitor_labelled_records",
+        "Labelled predictions in the performance window.",
+        value=performance.labelled,
+    )
+    optional = {
+        "monitor_rolling_accuracy_ratio": ("Accuracy on labelled traffic.", performance.accuracy),
+        "monitor_rolling_macro_f1_ratio": ("Macro F1 on labelled traffic.", performance.macro_f1),
+        "monitor_reference_accuracy_ratio": (
+            "Validation accuracy of the packaged model.",
+            performance.reference_accuracy,
+        ),
+        "monitor_reference_macro_f1_ratio": (
+            "Validation macro F1 of the packaged model.",
+            performance.reference_macro_f1,
+        ),
+    }
+    for name, (documentation, value) in optional.items():
+        if value is not None:
+            yield GaugeMetricFamily(name, documentation, value=value)
+    yield GaugeMetricFamily(
+        "monitor_performance_degraded",
+        "1 if rolling performance trails validation by more than the tolerance.",
+        value=performance.degraded,
+    )
+
+
+def _reader_gauges(snapshot: Snapshot) -> Iterator[Metric]:
+    if snapshot.read_lag_seconds is not None:
+        yield GaugeMetricFamily(
+            "monitor_read_lag_seconds",
+            "Age of the newest record when it was read.",
+            value=snapshot.read_lag_seconds,
+        )
+    yield GaugeMetricFamily(
+        "monitor_log_unread_bytes", "Bytes of the log not read yet.", value=snapshot.unread_bytes
+    )
+    if snapshot.last_poll is not None:
+        yield GaugeMetricFamily(
+            "monitor_last_poll_timestamp_seconds",
+            "When the log was last polled.",
+            value=snapshot.last_poll,
+        )
+
+
+def metrics_registry(reference: Reference, snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(reference, snapshot))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

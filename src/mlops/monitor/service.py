@@ -1,0 +1,248 @@
+"""The sidecar's engine: one background thread follows the logs, recomputes drift and performance,
+sends the retrain signal and saves its state; HTTP handlers only read the last published snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from mlops.monitor.detect import DriftReport, Thresholds, assess
+from mlops.monitor.feedback import (
+    Feedback,
+    LabelledWindow,
+    PerformanceReport,
+    PredictionMemory,
+    assess_performance,
+    join_feedback,
+    parse_feedback_line,
+)
+from mlops.monitor.follow import LogFollower
+from mlops.monitor.reference import Reference, check_feature_names, load_reference
+from mlops.monitor.retrain import GitHubDispatcher, RetrainTrigger, retrain_payload
+from mlops.monitor.settings import MonitorSettings, env_name
+from mlops.monitor.state import (
+    FEEDBACK,
+    PREDICTIONS,
+    Counts,
+    MonitorState,
+    load_state,
+    save_state,
+    state_bytes,
+)
+from mlops.monitor.window import LoggedPrediction, SlidingWindow, parse_prediction
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the HTTP side shows, as of the last poll."""
+
+    drift: DriftReport
+    performance: PerformanceReport
+    counts: Counts
+    read_lag_seconds: float | None  # wall clock minus the time of the newest record, when read
+    unread_bytes: int
+    last_poll: float | None
+
+
+class Monitor:
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        reference: Reference,
+        state: MonitorState,
+        dispatcher: GitHubDispatcher,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.reference = reference
+        self.thresholds = Thresholds(
+            psi=settings.psi_threshold,
+            prediction_psi=settings.prediction_psi_threshold,
+            missing_rate=settings.missing_rate_threshold,
+            out_of_range=settings.out_of_range_threshold,
+            min_window_size=settings.min_window_size,
+            feature_psi=settings.feature_psi_thresholds,
+        )
+        self._followers = {
+            PREDICTIONS: LogFollower(settings.prediction_log, state.positions[PREDICTIONS]),
+            FEEDBACK: LogFollower(settings.feedback_log, state.positions[FEEDBACK]),
+        }
+        self._window = SlidingWindow(settings.window_size, settings.window_seconds)
+        self._memory = PredictionMemory(settings.prediction_memory)
+        self._labelled = LabelledWindow(settings.performance_window)
+        self._counts = state.counts
+        self._trigger = RetrainTrigger(
+            hold_seconds=settings.alert_hold_seconds,
+            cooldown_seconds=settings.retrain_cooldown_seconds,
+            retry_seconds=settings.retrain_retry_seconds,
+            last_sent=state.last_retrain,
+        )
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._changed = True
+        self._read_lag: float | None = None
+        self._saved = b""
+        self._snapshot = self._publish(*self._assess(), None)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the HTTP side: never waits for a poll -------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def add_feedback(self, feedback: Iterable[Feedback]) -> tuple[int, int]:
+        """Join feedback received over HTTP; ``(matched, unmatched)``."""
+        with self._lock:
+            matched, unmatched = join_feedback(feedback, self._memory, self._labelled)
+            self._count_feedback(matched, unmatched)
+            self._changed = True
+        return matched, unmatched
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def ready(self) -> bool:
+        """Alive and polled recently (a stuck poll, e.g. on a hung volume, makes it unready)."""
+        last = self._snapshot.last_poll
+        stale_after = (
+            10 * self.settings.poll_interval_seconds + self.settings.github_timeout_seconds
+        )
+        return self.alive and last is not None and self._clock() - last < stale_after
+
+    # -- the background thread ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="monitor-poll", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.github_timeout_seconds + 5)
+        for follower in self._followers.values():
+            follower.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            more = False
+            try:
+                more = self.poll()
+            except Exception:  # the sidecar must outlive any bad poll; the next one retries
+                LOGGER.exception("poll failed")
+                with self._lock:
+                    self._counts.poll_errors += 1
+            if not more:
+                self._stop.wait(self.settings.poll_interval_seconds)
+
+    def poll(self) -> bool:
+        """Read what is new, recompute, signal, save; True if more data is waiting already."""
+        now = self._clock()
+        predictions = self._followers[PREDICTIONS].poll()
+        records = [r for r in map(parse_prediction, predictions.lines) if r is not None]
+        feedback_read = self._followers[FEEDBACK].poll()
+        feedback = [f for f in map(parse_feedback_line, feedback_read.lines) if f is not None]
+        with self._lock:
+            self._add_records(records, now)
+            self._counts.logs[PREDICTIONS].add(predictions, len(records))
+            self._counts.logs[FEEDBACK].add(feedback_read, len(feedback))
+            self._count_feedback(*join_feedback(feedback, self._memory, self._labelled))
+        drift, performance = self._assess()
+        self._signal_retrain(drift, performance, now)
+        self._publish(drift, performance, now)
+        self._save()
+        return predictions.exhausted or feedback_read.exhausted
+
+    def _add_records(self, records: list[LoggedPrediction], now: float) -> None:
+        for record in records:
+            self._window.add(record)
+            self._memory.remember(record)
+        if records:
+            self._read_lag = max(0.0, now - max(record.timestamp for record in records))
+        size = len(self._window)
+        self._window.evict(now)
+        self._changed = self._changed or bool(records) or len(self._window) != size
+
+    def _count_feedback(self, matched: int, unmatched: int) -> None:
+        self._counts.feedback["matched"] += matched
+        self._counts.feedback["unmatched"] += unmatched
+        self._changed = self._changed or bool(matched)
+
+    def _assess(self) -> tuple[DriftReport, PerformanceReport]:
+        """Drift and performance of the current windows, recomputed only when they changed."""
+        with self._lock:
+            changed, self._changed = self._changed, False
+            records = list(self._window) if changed else []
+            pairs = self._labelled.pairs() if changed else []
+        if not changed:
+            return self._snapshot.drift, self._snapshot.performance
+        drift = assess(records, self.reference, self.thresholds)
+        performance = assess_performance(
+            pairs, self.reference, self.settings.performance_tolerance, self.settings.min_feedback
+        )
+        return drift, performance
+
+    def _publish(
+        self, drift: DriftReport, performance: PerformanceReport, now: float | None
+    ) -> Snapshot:
+        with self._lock:
+            counts = self._counts.copy()
+        self._snapshot = Snapshot(
+            drift=drift,
+            performance=performance,
+            counts=counts,
+            read_lag_seconds=self._read_lag,
+            unread_bytes=self._followers[PREDICTIONS].unread_bytes(),
+            last_poll=now,
+        )
+        return self._snapshot
+
+    def _signal_retrain(
+        self, drift: DriftReport, performance: PerformanceReport, now: float
+    ) -> None:
+        if not self._trigger.due(drift.alert or performance.degraded, now):
+            return
+        payload = retrain_payload(
+            self.reference, drift, performance, self._trigger.alert_since, now
+        )
+        outcome = self._dispatcher.send(payload)
+        self._trigger.record(outcome, now)
+        with self._lock:
+            self._counts.retrain_requests[outcome] += 1
+
+    def _save(self) -> None:
+        with self._lock:
+            state = MonitorState(
+                positions={log: follower.position for log, follower in self._followers.items()},
+                counts=self._counts.copy(),
+                last_retrain=self._trigger.last_sent,
+            )
+        data = state_bytes(state)
+        if data != self._saved:
+            save_state(self.settings.state_file, data)
+            self._saved = data
+
+
+def build_monitor(settings: MonitorSettings) -> Monitor:
+    """Load and check everything the sidecar needs; a problem stops start-up with one line."""
+    reference = load_reference(settings.model_dir)
+    check_feature_names(
+        reference, settings.feature_psi_thresholds, env_name("feature_psi_thresholds")
+    )
+    dispatcher = GitHubDispatcher(
+        settings.github_api_url,
+        settings.github_repository,
+        settings.github_token,
+        settings.github_timeout_seconds,
+    )
+    return Monitor(settings, reference, load_state(settings.state_file), dispatcher)

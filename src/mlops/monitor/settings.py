@@ -1,0 +1,176 @@
+"""Runtime settings of the sidecar, read from the environment and checked once at start-up.
+
+Every setting is an environment variable ``MONITOR_<NAME>``, except the two paths the scorer shares
+with the sidecar, which keep the scorer's names: ``PREDICTION_LOG`` and ``MODEL_DIR``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    Field,
+    PositiveFloat,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from mlops.stage import StageError
+
+ENV_PREFIX = "MONITOR_"
+SHARED_NAMES = {"prediction_log": "PREDICTION_LOG", "model_dir": "MODEL_DIR"}
+# Fields whose value must never appear in a message or a log line.
+SECRET_FIELDS = {"github_token"}
+
+
+class MonitorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8090, ge=1, le=65535)
+    prediction_log: Path = Field(
+        default=Path("logs/predictions.jsonl"), validation_alias="PREDICTION_LOG"
+    )
+    model_dir: Path = Field(default=Path("models/package"), validation_alias="MODEL_DIR")
+    feedback_log: Path = Path("logs/feedback.jsonl")
+    state_file: Path = Path("logs/monitor_state.json")
+    poll_interval_seconds: float = Field(default=1.0, ge=0.05, le=60)
+
+    window_size: int = Field(default=1000, ge=1, le=1_000_000)
+    window_seconds: float | None = Field(default=None, gt=0)
+    min_window_size: int = Field(default=200, ge=1)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    # JSON object in the environment, e.g. {"body_mass_g": 0.3}
+    feature_psi_thresholds: Annotated[dict[str, PositiveFloat], NoDecode] = Field(
+        default_factory=dict
+    )
+    prediction_psi_threshold: float = Field(default=0.2, gt=0)
+    missing_rate_threshold: float = Field(default=0.1, gt=0, le=1)
+    out_of_range_threshold: float = Field(default=0.05, gt=0, le=1)
+
+    performance_window: int = Field(default=500, ge=1, le=1_000_000)
+    min_feedback: int = Field(default=50, ge=1)
+    performance_tolerance: float = Field(default=0.05, ge=0, le=1)
+    prediction_memory: int = Field(default=100_000, ge=1, le=10_000_000)
+
+    alert_hold_seconds: float = Field(default=600.0, ge=0)
+    retrain_cooldown_seconds: float = Field(default=86_400.0, ge=60)
+    retrain_retry_seconds: float = Field(default=300.0, ge=10)
+    github_repository: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+    )
+    github_token: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+    github_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("feature_psi_thresholds", mode="before")
+    @classmethod
+    def _parse_json(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError('expected a JSON object such as {"body_mass_g": 0.3}') from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MonitorSettings:
+        if self.min_window_size > self.window_size:
+            raise ValueError(
+                f"{env_name('min_window_size')}={self.min_window_size} is larger than "
+                f"{env_name('window_size')}={self.window_size}: no alert could ever fire"
+            )
+        if self.github_token is not None and not self.github_token.get_secret_value().strip():
+            raise ValueError(f"{env_name('github_token')} is empty; unset it for a dry run")
+        if self.github_token is not None and self.github_repository is None:
+            raise ValueError(
+                f"{env_name('github_token')} is set but {env_name('github_repository')} is not: "
+                "set it to owner/name of the repository to dispatch the retrain event to"
+            )
+        _check_api_url(self.github_api_url)
+        paths = {"prediction_log": self.prediction_log, "feedback_log": self.feedback_log}
+        paths["state_file"] = self.state_file
+        if len({path.resolve() for path in paths.values()}) < len(paths):
+            raise ValueError(
+                f"{', '.join(env_name(name) for name in paths)} must be different files"
+            )
+        return self
+
+
+def env_name(field: str) -> str:
+    return SHARED_NAMES.get(field, ENV_PREFIX + field.upper())
+
+
+def load_settings() -> MonitorSettings:
+    """The settings from the environment; a bad value stops start-up with one line naming it."""
+    known = {env_name(name) for name in MonitorSettings.model_fields}
+    unknown = sorted(
+        key for key in os.environ if key.upper().startswith(ENV_PREFIX) and key.upper() not in known
+    )
+    if unknown:
+        raise StageError(f"unknown setting(s) {unknown}; known settings are {sorted(known)}")
+    try:
+        return MonitorSettings()
+    except ValidationError as error:
+        raise StageError(describe(error)) from None
+
+
+def describe(error: ValidationError) -> str:
+    problems = []
+    for detail in error.errors():
+        location = detail["loc"]
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        if not location:
+            problems.append(message)
+            continue
+        field = _field_of(str(location[0]))
+        shown = "" if field in SECRET_FIELDS else f" (got {detail.get('input')!r})"
+        problems.append(f"{env_name(field)}: {message}{shown}")
+    return "; ".join(problems)
+
+
+def _field_of(location: str) -> str:
+    by_alias = {alias.lower(): field for field, alias in SHARED_NAMES.items()}
+    return by_alias.get(location.lower(), location)
+
+
+def _check_api_url(url: str) -> None:
+    """The token travels to this URL: https, or plain http to this machine only (a test server)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return
+    raise ValueError(
+        f"{env_name('github_api_url')}={url!r} must be an https:// URL "
+        "(plain http is allowed only to 127.0.0.1/localhost, for tests)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def settings_help() -> str:
+    """One line per environment variable with its default, for ``--help``."""
+    lines = []
+    for name, field in MonitorSettings.model_fields.items():
+        default: Any = field.get_default(call_default_factory=True)
+        shown = "unset" if default is None else default
+        lines.append(f"  {env_name(name):<36} default: {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Prediction log records and the sliding window of the most recent ones."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True)
+class LoggedPrediction:
+    """The part of an ``mlops.artifacts.PredictionRecord`` the sidecar uses."""
+
+    timestamp: float  # seconds since the epoch
+    request_id: str
+    index: int
+    features: Mapping[str, Any]
+    prediction: str
+
+
+def parse_prediction(line: bytes) -> LoggedPrediction | None:
+    """The record on one log line, or None if the line is not a valid prediction record."""
+    try:
+        raw = load_json(line)
+        record = LoggedPrediction(
+            timestamp=parse_timestamp(raw["ts"]),
+            request_id=raw["request_id"],
+            index=raw.get("index", 0),
+            features=raw["features"],
+            prediction=raw["prediction"],
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    valid = (
+        isinstance(record.request_id, str)
+        and type(record.index) is int
+        and isinstance(record.features, dict)
+        and isinstance(record.prediction, str)
+    )
+    return record if valid else None
+
+
+def load_json(line: bytes) -> Any:
+    """One JSON value; NaN and Infinity, which Python's ``json`` writes by default, are accepted."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
+def parse_timestamp(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time; one without a zone is taken as UTC."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+class SlidingWindow:
+    """The last ``max_records`` records; of those, the ones younger than ``max_age_seconds``."""
+
+    def __init__(self, max_records: int, max_age_seconds: float | None = None) -> None:
+        self.max_age_seconds = max_age_seconds
+        self._records: deque[LoggedPrediction] = deque(maxlen=max_records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[LoggedPrediction]:
+        return iter(self._records)
+
+    def add(self, record: LoggedPrediction) -> None:
+        self._records.append(record)
+
+    def evict(self, now: float) -> None:
+        """Drop records older than the time span (records arrive in time order, oldest first)."""
+        if self.max_age_seconds is None:
+            return
+        oldest_kept = now - self.max_age_seconds
+        while self._records and self._records[0].timestamp < oldest_kept:
+            self._records.popleft()
