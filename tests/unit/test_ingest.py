@@ -154,6 +154,8 @@ def test_reads_an_s3_uri(s3_endpoint: str) -> None:
     s3.create_bucket(Bucket="ingest-test")
     s3.put_object(Bucket="ingest-test", Key="raw/table.csv", Body=TABLE.to_csv(index=False))
     same_table(read_source(params("s3://ingest-test/raw/table.csv")))
+    s3.put_object(Bucket="ingest-test", Key="raw/table2.csv", Body=TABLE.to_csv(index=False))
+    same_table(read_source(params("s3://ingest-test/raw/*.csv")), pd.concat([TABLE, TABLE]))
     with pytest.raises(StageError, match=r"s3://ingest-test/raw/other\.csv: file not found"):
         read_source(params("s3://ingest-test/raw/other.csv"))
 
@@ -229,6 +231,19 @@ def test_a_bad_source_is_named_with_what_is_wrong(
     with pytest.raises(StageError, match=None) as raised:
         read_source(params(source.format(tmp=tmp_path), **overrides))
     assert message in str(raised.value)
+
+
+def test_messages_name_files_as_the_user_wrote_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    write(tmp_path / "in", "a.csv", "x,y\n1,2\n")
+    write(tmp_path / "in", "b.csv", "x,y\n1,2,3\n")
+    with pytest.raises(StageError, match=r"^in/b\.csv: malformed CSV: line 2"):
+        read_source(params("in/*.csv"))
+    with pytest.raises(StageError, match=r"^in/b\.csv: malformed CSV"):
+        read_source(params("in/b.csv"))
 
 
 def test_files_of_one_source_must_share_their_columns(tmp_path: Path) -> None:

@@ -77,35 +77,34 @@ def drop_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> pd
 
 def read_files(source: str, data_format: str) -> pd.DataFrame:
     """Read every file ``source`` names and stack them; they must share their columns."""
-    filesystem, paths = _expand(source)
-    frames = [(path, _read_file(filesystem, path, data_format)) for path in paths]
-    first_path, first = frames[0]
-    for path, frame in frames[1:]:
+    filesystem, files = _expand(source)
+    frames = [(label, _read_file(filesystem, path, label, data_format)) for path, label in files]
+    first_label, first = frames[0]
+    for label, frame in frames[1:]:
         if set(frame.columns) != set(first.columns):
             raise StageError(
-                f"{source}: the files have different columns: {first_path} has "
-                f"{list(first.columns)}, {path} has {list(frame.columns)}"
+                f"{source}: the files have different columns: {first_label} has "
+                f"{list(first.columns)}, {label} has {list(frame.columns)}"
             )
     if len(frames) == 1:
         return first
     return pd.concat([frame for _, frame in frames], ignore_index=True)
 
 
-def _expand(source: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
-    """The filesystem and the sorted list of files a path, directory, glob or URL stands for."""
+def _expand(source: str) -> tuple[fsspec.AbstractFileSystem, list[tuple[str, str]]]:
+    """The filesystem and the sorted (path, label for messages) of the files ``source`` means."""
     try:
         filesystem, path = url_to_fs(source, skip_instance_cache=True)
     except (ValueError, ImportError) as error:
         raise StageError(f"{source}: cannot open this kind of source ({error})") from None
     try:
-        if any(character in path for character in GLOB_CHARACTERS) and not _is_url(source):
+        if _is_pattern(filesystem, path):
             paths = sorted(p for p in filesystem.glob(path) if not filesystem.isdir(p))
             if not paths:
                 raise StageError(f"{source}: the glob matches no files")
-            return filesystem, paths
-        if not filesystem.exists(path):
+        elif not filesystem.exists(path):
             raise StageError(f"{source}: file not found")
-        if filesystem.isdir(path):
+        elif filesystem.isdir(path):
             paths = sorted(
                 p
                 for p in filesystem.ls(path, detail=False)
@@ -113,29 +112,53 @@ def _expand(source: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
             )
             if not paths:
                 raise StageError(f"{source}: the directory holds no files")
-            return filesystem, paths
+        else:
+            return filesystem, [(path, source)]
     except StageError:
         raise
     except Exception as error:  # network and permission errors differ per filesystem
         raise StageError(f"{source}: cannot be reached ({type(error).__name__}: {error})") from None
-    return filesystem, [path]
+    return filesystem, [(p, _label(filesystem, p)) for p in paths]
 
 
-def _read_file(filesystem: fsspec.AbstractFileSystem, path: str, data_format: str) -> pd.DataFrame:
-    kind = data_format if data_format != "auto" else format_of(path)
+def _is_pattern(filesystem: fsspec.AbstractFileSystem, path: str) -> bool:
+    """A glob, except in a URL, where ``?`` starts the query string."""
+    http = any(protocol.startswith("http") for protocol in _protocols(filesystem))
+    return not http and any(character in path for character in GLOB_CHARACTERS)
+
+
+def _protocols(filesystem: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = filesystem.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _label(filesystem: fsspec.AbstractFileSystem, path: str) -> str:
+    """How a matched file is named in messages: relative to the project, or as a URL."""
+    if "file" in _protocols(filesystem):
+        try:
+            return str(Path(path).relative_to(Path.cwd()))
+        except ValueError:
+            return path
+    return str(filesystem.unstrip_protocol(path))
+
+
+def _read_file(
+    filesystem: fsspec.AbstractFileSystem, path: str, label: str, data_format: str
+) -> pd.DataFrame:
+    kind = data_format if data_format != "auto" else format_of(label)
     try:
         with filesystem.open(path, "rb", compression="infer") as file:
             content = file.read()
     except FileNotFoundError:
-        raise StageError(f"{path}: file not found") from None
+        raise StageError(f"{label}: file not found") from None
     except Exception as error:
-        raise StageError(f"{path}: cannot be read ({type(error).__name__}: {error})") from None
+        raise StageError(f"{label}: cannot be read ({type(error).__name__}: {error})") from None
     if not content.strip():
-        raise StageError(f"{path}: the file is empty")
+        raise StageError(f"{label}: the file is empty")
     if kind == "parquet":
-        return _parse_parquet(content, path)
-    text = _decode(content, path)
-    return _parse_csv(text, path) if kind == "csv" else _parse_json_lines(text, path)
+        return _parse_parquet(content, label)
+    text = _decode(content, label)
+    return _parse_csv(text, label) if kind == "csv" else _parse_json_lines(text, label)
 
 
 def format_of(path: str) -> str:

@@ -34,7 +34,7 @@ HINTS = {
     "at ingest with data.drop_columns",
     "not_nullable": "missing values where the schema has no `nullable: true`",
     "field_uniqueness": "duplicate values where the schema declares `unique: true`",
-    "dtype": "values of the wrong type",
+    "dtype": "values that are not of the declared type",
     "coerce_dtype": "values that cannot be converted to the schema's type",
     "isin": "unknown categories",
     "in_range": "values outside the allowed range",
