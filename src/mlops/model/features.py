@@ -167,4 +167,3 @@ def load_model(path: Path) -> TrainedModel:
             f"{path}: not a model written by the train stage ({type(loaded).__name__})"
         )
     return loaded
-

@@ -1,0 +1,306 @@
+"""Train stage: tune the chosen model family by cross-validation, then refit on all training rows.
+
+The search (grid, random or successive halving) runs on at most ``max_tuning_rows`` rows, a
+stratified sample, and prints one line per candidate as it completes. The winning
+hyper-parameters are then refitted on every training row and saved as a ``TrainedModel``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (registers the halving search)
+from sklearn.metrics import get_scorer, get_scorer_names
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingRandomSearchCV,
+    ParameterGrid,
+    RandomizedSearchCV,
+    StratifiedKFold,
+)
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
+
+from mlops.model.features import (
+    MODEL_NAMES,
+    TrainedModel,
+    build_pipeline,
+    feature_spec,
+    model_input,
+    model_target,
+    save_model,
+)
+from mlops.params import DataParams, TrainParams, load_section
+from mlops.stage import StageError, parser, run, write_json, write_text
+from mlops.tables import read_table
+
+MODEL_STEP = "model__"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: TrainedModel
+    summary: dict[str, Any]  # reports/train/best_params.json
+    cv_results: pd.DataFrame  # reports/train/cv_results.csv
+
+
+def train_model(
+    frame: pd.DataFrame,
+    target: str,
+    exclude_columns: list[str],
+    params: TrainParams,
+    where: str = "training table",
+) -> TrainResult:
+    spec = feature_spec(frame, target, exclude_columns, where)
+    features = model_input(frame, spec, where)
+    labels = model_target(frame, target, where)
+    space = search_space(params, build_pipeline(params.model, spec, params.seed))
+    scoring = check_scoring(params.scoring)
+    tuning_features, tuning_labels = tuning_sample(
+        features, labels, params.max_tuning_rows, params.seed
+    )
+    check_folds(tuning_labels, params.cv_folds)
+
+    search = make_search(build_pipeline(params.model, spec, params.seed), space, params)
+    print(
+        f"tuning {params.model}: {params.search} search over {candidate_count(space, params)} "
+        f"candidate(s) x {params.cv_folds} folds on {len(tuning_labels)} of {len(labels)} rows, "
+        f"scoring {scoring}, n_jobs {params.n_jobs}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    search.fit(tuning_features, tuning_labels)
+    best_params = dict(search.best_params_)
+    pipeline = build_pipeline(params.model, spec, params.seed).set_params(**best_params)
+    pipeline.fit(features, labels)
+    fit_seconds = time.perf_counter() - started
+
+    results = cv_results_table(search.cv_results_)
+    best_score = float(search.cv_results_["mean_test_score"][search.best_index_])
+    print(f"best {scoring} {best_score:.4f} with {_unprefixed(best_params)}", flush=True)
+    summary = {
+        "model": params.model,
+        "search": params.search,
+        "scoring": scoring,
+        "best_cv_score": best_score,
+        "best_params": _unprefixed(best_params),
+        "n_candidates": len(results),
+        "cv_folds": params.cv_folds,
+        "tuning_rows": len(tuning_labels),
+        "training_rows": len(labels),
+        "fit_seconds": round(fit_seconds, 3),
+    }
+    classes = tuple(str(label) for label in pipeline.classes_)
+    model = TrainedModel(pipeline=pipeline, spec=spec, target=target, classes=classes)
+    return TrainResult(model=model, summary=summary, cv_results=results)
+
+
+def search_space(params: TrainParams, pipeline: Pipeline) -> dict[str, list[Any]]:
+    """The chosen family's search space from params, checked against the estimator and prefixed
+    with the pipeline step name (``model__``)."""
+    unknown = sorted(set(params.search_spaces) - set(MODEL_NAMES))
+    if unknown:
+        raise StageError(
+            f"train.search_spaces.{unknown[0]}: unknown model family; known are {list(MODEL_NAMES)}"
+        )
+    where = f"train.search_spaces.{params.model}"
+    space = params.search_spaces.get(params.model) or {}
+    if not space:
+        raise StageError(f"{where}: no search space for the chosen model (train.model)")
+    estimator = pipeline.named_steps["model"]
+    known = estimator.get_params(deep=False)
+    for name, values in space.items():
+        if name not in known:
+            raise StageError(
+                f"{where}.{name}: not a hyper-parameter of {type(estimator).__name__}; "
+                f"it has {sorted(known)}"
+            )
+        if not values:
+            raise StageError(f"{where}.{name}: empty list of values")
+        for value in values:
+            _check_value(estimator, name, value, where)
+    return {MODEL_STEP + name: list(values) for name, values in space.items()}
+
+
+def _check_value(estimator: Any, name: str, value: Any, where: str) -> None:
+    """Reject a value the estimator would refuse, before any fit (sklearn validates at fit time)."""
+    candidate = estimator.__class__(**{**estimator.get_params(deep=False), name: value})
+    try:
+        candidate._validate_params()
+    except InvalidParameterError as error:
+        raise StageError(f"{where}.{name}: {value!r} is not accepted ({error})") from None
+
+
+def check_scoring(scoring: str) -> str:
+    try:
+        get_scorer(scoring)
+    except ValueError:
+        raise StageError(
+            f"train.scoring: unknown scorer {scoring!r}; e.g. f1_macro, accuracy, "
+            f"balanced_accuracy, roc_auc_ovr, neg_log_loss (all: {len(get_scorer_names())} names "
+            "in sklearn.metrics.get_scorer_names())"
+        ) from None
+    return scoring
+
+
+def tuning_sample(
+    features: pd.DataFrame, labels: pd.Series, max_rows: int, seed: int
+) -> tuple[pd.DataFrame, pd.Series]:
+    """At most about ``max_rows`` rows, the same share of every class, in table order."""
+    if max_rows < 1:
+        raise StageError(f"train.max_tuning_rows: must be at least 1, got {max_rows}")
+    if len(labels) <= max_rows:
+        return features, labels
+    fraction = max_rows / len(labels)
+    chosen = labels.groupby(labels).sample(frac=fraction, random_state=seed).index
+    keep = labels.index.isin(chosen)
+    return features[keep], labels[keep]
+
+
+def check_folds(labels: pd.Series, folds: int) -> None:
+    if folds < 2:
+        raise StageError(f"train.cv_folds: needs at least 2 folds, got {folds}")
+    counts = labels.value_counts()
+    if counts.min() < folds:
+        raise StageError(
+            f"train.cv_folds: {folds} stratified folds need at least {folds} rows of every class; "
+            f"class {counts.idxmin()!r} has {counts.min()} in the tuning rows "
+            "(lower cv_folds or raise max_tuning_rows)"
+        )
+
+
+def candidate_count(space: dict[str, list[Any]], params: TrainParams) -> int:
+    """Candidates in the (first round of the) search: the whole grid, or at most ``n_iter``."""
+    grid_size = len(ParameterGrid(space))
+    return grid_size if params.search == "grid" else min(params.n_iter, grid_size)
+
+
+def make_search(pipeline: Pipeline, space: dict[str, list[Any]], params: TrainParams) -> Any:
+    if params.n_iter < 1:
+        raise StageError(f"train.n_iter: must be at least 1, got {params.n_iter}")
+    common: dict[str, Any] = {
+        "scoring": params.scoring,
+        "cv": StratifiedKFold(params.cv_folds, shuffle=True, random_state=params.seed),
+        "n_jobs": params.n_jobs,
+        "refit": False,
+        "error_score": "raise",
+    }
+    count = candidate_count(space, params)
+    if params.search == "grid":
+        return ReportingGridSearch(pipeline, space, **common)
+    if params.search == "random":
+        return ReportingRandomSearch(
+            pipeline, space, n_iter=count, random_state=params.seed, **common
+        )
+    return ReportingHalvingSearch(
+        pipeline,
+        space,
+        n_candidates=count,
+        min_resources="exhaust",
+        random_state=params.seed,
+        **common,
+    )
+
+
+class _TrialReporter:
+    """Evaluates the candidates one by one (their folds still run in parallel) so that a line per
+    finished candidate can be printed: trial n of N, its score and the best score so far."""
+
+    def _run_search(
+        self, evaluate_candidates: Callable[..., Any], *, callback_ctx: Any = None
+    ) -> None:
+        def evaluate_one_by_one(
+            candidate_params: Any,
+            cv: Any = None,
+            more_results: Any = None,
+            callback_ctx: Any = None,
+        ) -> Any:
+            candidates = list(candidate_params)
+            results: Any = None
+            best = -math.inf
+            for number, candidate in enumerate(candidates):
+                extra = (
+                    {key: [values[number]] for key, values in more_results.items()}
+                    if more_results
+                    else None
+                )
+                results = evaluate_candidates([candidate], cv, more_results=extra)
+                score = float(results["mean_test_score"][-1])
+                best = max(best, score)
+                round_label = f"round {extra['iter'][0] + 1}, " if extra and "iter" in extra else ""
+                print(
+                    f"{round_label}trial {number + 1} of {len(candidates)}: "
+                    f"{score:.4f} (±{float(results['std_test_score'][-1]):.4f}), "
+                    f"best so far {best:.4f} | {_unprefixed(candidate)}",
+                    flush=True,
+                )
+            return results
+
+        super()._run_search(evaluate_one_by_one, callback_ctx=callback_ctx)  # type: ignore[misc]
+
+
+class ReportingGridSearch(_TrialReporter, GridSearchCV):
+    pass
+
+
+class ReportingRandomSearch(_TrialReporter, RandomizedSearchCV):
+    pass
+
+
+class ReportingHalvingSearch(_TrialReporter, HalvingRandomSearchCV):
+    pass
+
+
+def cv_results_table(cv_results: dict[str, Any]) -> pd.DataFrame:
+    """One row per evaluated candidate, best first; ``params`` as JSON without the step prefix."""
+    table = pd.DataFrame(
+        {
+            "rank": cv_results["rank_test_score"],
+            "mean_test_score": cv_results["mean_test_score"],
+            "std_test_score": cv_results["std_test_score"],
+            "mean_fit_seconds": cv_results["mean_fit_time"],
+            "params": [
+                json.dumps(_unprefixed(candidate), sort_keys=True)
+                for candidate in cv_results["params"]
+            ],
+        }
+    )
+    if "iter" in cv_results:
+        table["round"] = [int(number) + 1 for number in cv_results["iter"]]
+        table["rows"] = cv_results["n_resources"]
+    return table.sort_values(["rank", "params"], kind="stable").reset_index(drop=True)
+
+
+def _unprefixed(candidate: dict[str, Any]) -> dict[str, Any]:
+    return {name.removeprefix(MODEL_STEP): _plain(value) for name, value in candidate.items()}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (from sampled candidates) as Python values, for JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = parser("Tune and fit the model on the training split.")
+    arguments.add_argument("--train", type=Path, required=True, help="training table (Parquet)")
+    arguments.add_argument("--out", type=Path, required=True, help="the fitted model (joblib)")
+    arguments.add_argument("--reports", type=Path, required=True, help="reports directory")
+    args = arguments.parse_args(argv)
+    data = load_section(args.params, "data", DataParams)
+    params = load_section(args.params, "train", TrainParams)
+    frame = read_table(args.train)
+    result = train_model(frame, data.target, data.exclude_columns, params, where=str(args.train))
+    save_model(args.out, result.model)
+    write_json(args.reports / "best_params.json", result.summary)
+    write_text(args.reports / "cv_results.csv", result.cv_results.to_csv(index=False))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
