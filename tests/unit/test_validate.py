@@ -41,7 +41,19 @@ def failures_by_column_and_check(report: dict[str, Any]) -> dict[tuple[str, str]
 
 
 def test_good_data_passes() -> None:
-    assert validate_frame(good(), SCHEMA) == {"passed": True, "rows": 4, "failures": []}
+    report = validate_frame(good(), SCHEMA)
+    assert report == {"passed": True, "rows": 4, "failures": [], "normalised": {}}
+
+
+def test_case_and_space_variants_pass_where_clean_normalises_them_and_nowhere_else() -> None:
+    frame = good()
+    frame.loc[[0, 1], "island"] = [" biscoe", "DREAM "]
+    frame.loc[2, "species"] = "adelie"
+    report = validate_frame(frame, SCHEMA, normalise=["island"])
+    assert report["normalised"] == {"island": 2}
+    assert set(failures_by_column_and_check(report)) == {("species", "isin(['Adelie', 'Gentoo'])")}
+    strict = failures_by_column_and_check(validate_frame(frame, SCHEMA))
+    assert strict["island", "isin(['Biscoe', 'Dream'])"]["rows"] == [0, 1]
 
 
 def test_text_in_a_numeric_column_is_a_type_failure_and_the_rest_is_still_range_checked() -> None:
@@ -117,6 +129,12 @@ def test_the_failure_message_has_one_line_per_column_and_check_and_says_what_to_
     assert "make schema" in lines[-1]
 
 
+def write_params(tmp_path: Path) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text("data: {source: x.csv, target: y}\nclean: {normalize_strings: true}\n")
+    return path
+
+
 def test_main_writes_profile_and_report_and_fails_with_the_report_path(tmp_path: Path) -> None:
     (tmp_path / "schema.yaml").write_text(
         "columns:\n"
@@ -131,7 +149,7 @@ def test_main_writes_profile_and_report_and_fails_with_the_report_path(tmp_path:
         "--schema",
         str(tmp_path / "schema.yaml"),
     ]
-    arguments += ["--reports", str(reports)]
+    arguments += ["--reports", str(reports), "--params", str(write_params(tmp_path))]
 
     pd.DataFrame({"mass": [1.0, 2.0, np.nan]}).to_parquet(tmp_path / "raw.parquet")
     main(arguments)
@@ -153,6 +171,7 @@ def test_main_names_a_missing_schema(tmp_path: Path) -> None:
     pd.DataFrame({"mass": [1.0]}).to_parquet(tmp_path / "raw.parquet")
     with pytest.raises(StageError, match="schema file not found"):
         main([
+            "--params", str(write_params(tmp_path)),
             "--input", str(tmp_path / "raw.parquet"),
             "--schema", str(tmp_path / "nope.yaml"),
             "--reports", str(tmp_path),

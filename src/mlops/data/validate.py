@@ -4,6 +4,11 @@ Writes ``profile.json`` (a DVC metrics file), ``profile.md`` and ``validation.js
 reports directory, always. When a check fails the stage exits non-zero, naming every failing
 column and check at once (pandera's lazy validation), grouped per (column, check) with counts,
 example values and row numbers (0-based positions in the input table).
+
+When ``clean.normalize_strings`` is on, a feature value that differs from an allowed category only
+in case or whitespace (`` male``, ``MALE``) is accepted and counted under ``normalised``: the clean
+stage rewrites it to the schema's spelling, with the same function. Anything else outside ``isin``
+is an unknown category and fails.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from mlops.data.schema import load_schema
-from mlops.profile import profile_markdown, profile_table
+from mlops.data.clean import normalise_strings
+from mlops.data.schema import allowed_categories, load_schema
+from mlops.params import CleanParams, DataParams, load_section
+from mlops.profile import column_kind, profile_markdown, profile_table
 from mlops.stage import StageError, parser, run, write_json, write_text
 from mlops.tables import read_table
 
@@ -45,12 +52,19 @@ HINTS = {
 }
 
 
-def validate_frame(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> dict[str, Any]:
-    """``{"passed", "rows", "failures": [...]}``, one failure per (column, check), never per row.
+def validate_frame(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema, normalise: Sequence[str] = ()
+) -> dict[str, Any]:
+    """``{"passed", "rows", "failures": [...], "normalised": {column: n}}``, one failure per
+    (column, check), never per row.
 
     Numbers that arrive as text (a CSV column with one ``abc`` in it) are parsed first, so the
     unparseable values are reported as a type failure and the range checks still run on the rest.
+    The ``normalise`` columns are checked as the clean stage will leave them (case, whitespace).
     """
+    normalised: dict[str, int] = {}
+    if normalise:
+        frame, normalised = normalise_strings(frame, normalise, allowed_categories(schema))
     parsed, type_failures = _parse_numeric_columns(frame, schema)
     try:
         schema.validate(parsed, lazy=True)
@@ -63,7 +77,24 @@ def validate_frame(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> dict[str,
     failures.sort(
         key=lambda failure: (failure["check"] not in TABLE_CHECKS, order.get(failure["column"], -1))
     )
-    return {"passed": not failures, "rows": len(frame), "failures": failures}
+    return {
+        "passed": not failures,
+        "rows": len(frame),
+        "failures": failures,
+        "normalised": {column: count for column, count in normalised.items() if count},
+    }
+
+
+def columns_to_normalise(frame: pd.DataFrame, data: DataParams, clean: CleanParams) -> list[str]:
+    """The text feature columns the clean stage normalises (none when it is switched off)."""
+    if not clean.normalize_strings:
+        return []
+    protected = {data.target, *data.exclude_columns}
+    return [
+        str(name)
+        for name in frame.columns
+        if name not in protected and column_kind(frame[name]) == "categorical"
+    ]
 
 
 def _parse_numeric_columns(
@@ -219,12 +250,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments.add_argument("--schema", type=Path, required=True, help="pandera YAML schema")
     arguments.add_argument("--reports", type=Path, required=True, help="reports directory")
     args = arguments.parse_args(argv)
+    data = load_section(args.params, "data", DataParams)
+    clean = load_section(args.params, "clean", CleanParams)
     schema = load_schema(args.schema)
     frame = read_table(args.input)
     profile = json_safe(profile_table(frame))
     write_json(args.reports / "profile.json", profile)
     write_text(args.reports / "profile.md", profile_markdown(profile, f"Profile of {args.input}"))
-    report = validate_frame(frame, schema)
+    report = validate_frame(frame, schema, columns_to_normalise(frame, data, clean))
     report_path = args.reports / "validation.json"
     write_json(report_path, report)
     if not report["passed"]:
