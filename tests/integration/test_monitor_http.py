@@ -313,4 +313,7 @@ def test_one_shifted_feature_drifts_alone_and_retraining_is_requested_once(
     time.sleep(1.0)
     assert records_read(sidecar) == 620
     assert len(github.requests) == 1
+    metrics = sidecar.metrics()
+    assert metrics[("monitor_corrupt_lines_total", (("log", "predictions"),))] == 1
+    assert metrics[("monitor_feedback_total", (("result", "matched"),))] == 5
     sidecar.stop()

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from mlops import artifacts
 from mlops.monitor.app import create_app
 from mlops.monitor.feedback import Feedback
 from mlops.monitor.reference import load_reference
-from mlops.monitor.retrain import GitHubDispatcher
+from mlops.monitor.retrain import GitHubDispatcher, Outcome
 from mlops.monitor.service import Monitor, build_monitor
 from mlops.monitor.settings import MonitorSettings
 from mlops.monitor.state import load_state
@@ -269,6 +270,40 @@ def test_the_http_interface(client: TestClient) -> None:
     assert page.headers["content-type"].startswith("text/html")
     assert "<td>x</td>" in page.text and "<td>kind</td>" in page.text
     assert "<script" not in page.text and "https://" not in page.text
+
+
+class BlockedDispatcher(GitHubDispatcher):
+    """A GitHub API that hangs until released, as a slow network would."""
+
+    def __init__(self) -> None:
+        super().__init__("https://api.github.com", "owner/repo", None, timeout=1)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def send(self, payload: dict[str, Any]) -> Outcome:
+        self.entered.set()
+        self.release.wait(timeout=30)
+        return "dry_run"
+
+
+def test_a_hanging_poll_never_blocks_the_http_handlers(settings: MonitorSettings) -> None:
+    shifted = draw(150, seed=11)
+    shifted["x"] += 6.0
+    append(settings.prediction_log, lines(shifted, "blocked"))
+    dispatcher = BlockedDispatcher()
+    hold_zero = settings.model_copy(update={"alert_hold_seconds": 0.0})
+    monitor = Monitor(
+        hold_zero, load_reference(hold_zero.model_dir), load_state(hold_zero.state_file), dispatcher
+    )
+    with TestClient(create_app(monitor)) as client:
+        try:
+            assert dispatcher.entered.wait(timeout=20), "the retrain signal was never attempted"
+            started = time.monotonic()
+            assert client.get("/drift").json()["alert"] is True
+            assert client.get("/metrics").status_code == 200
+            assert client.get("/health/live").status_code == 200
+            assert time.monotonic() - started < 2
+        finally:
+            dispatcher.release.set()
 
 
 def test_a_threshold_for_an_unknown_feature_is_refused(settings: MonitorSettings) -> None:

@@ -40,6 +40,7 @@ def test_shared_names_and_json_thresholds_are_read(monkeypatch: pytest.MonkeyPat
     ("environment", "message"),
     [
         ({"MONITOR_PORT": "70000"}, "MONITOR_PORT: Input should be less than or equal to 65535"),
+        ({"MONITOR_HOST": "local host"}, "MONITOR_HOST: expected an IP address or a host name"),
         ({"MONITOR_PSI_THRESHOLD": "-1"}, "MONITOR_PSI_THRESHOLD: Input should be greater than 0"),
         ({"MONITOR_FEATURE_PSI_THRESHOLDS": "body_mass_g=0.3"}, "expected a JSON object"),
         ({"MONITOR_FEATURE_PSI_THRESHOLDS": '{"x": 0}'}, "MONITOR_FEATURE_PSI_THRESHOLDS"),

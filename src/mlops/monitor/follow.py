@@ -1,11 +1,12 @@
 """Follow a JSON-lines log like ``tail -F``, resumable from a persisted position.
 
-The scorer rotates its log by renaming it (``name`` → ``name.1`` → ...) and starting a new file. The
-follower keeps the file it is reading open, so after a rename it still reads that file to its end
-before switching to the new one: no record is lost. A file that shrinks under the same inode was
-truncated and is read again from its start. Only complete lines (ending in a newline) are returned;
-a partial line is left for the next poll. The position (inode, offset and a fingerprint of the
-file's first bytes, which tells a reused inode from the same file) is what a restart resumes from.
+The scorer rotates its log by renaming it (``name`` → ``name.1`` → ...) and starting a new file.
+The follower keeps the file it is reading open, so after a rename it still reads that file to its
+end, then every newer rotated copy in order, then the new log: no record is lost. A file that
+shrinks under the same inode was truncated and is read again from its start. Only complete lines
+(ending in a newline) are returned; a partial line is left for the next poll. The position (inode,
+offset and a fingerprint of the file's first bytes, which tells a reused inode from the same file)
+is what a restart resumes from.
 """
 
 from __future__ import annotations

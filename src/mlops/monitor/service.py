@@ -127,9 +127,17 @@ class Monitor:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop polling and save the state (with the feedback received since the last poll)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.github_timeout_seconds + 5)
+            if self._thread.is_alive():
+                LOGGER.error("the polling thread did not stop in time; its last poll is unsaved")
+                return
+        try:
+            self._save()
+        except OSError as error:
+            LOGGER.error("could not save the state to %s: %s", self.settings.state_file, error)
         for follower in self._followers.values():
             follower.close()
 
@@ -158,8 +166,9 @@ class Monitor:
             self._counts.logs[FEEDBACK].add(feedback_read, len(feedback))
             self._count_feedback(*join_feedback(feedback, self._memory, self._labelled))
         drift, performance = self._assess()
-        self._signal_retrain(drift, performance, now)
-        self._publish(drift, performance, now)
+        self._publish(drift, performance, now)  # before the signal: a slow API delays no report
+        if self._signal_retrain(drift, performance, now):
+            self._publish(drift, performance, now)
         self._save()
         return predictions.exhausted or feedback_read.exhausted
 
@@ -209,9 +218,9 @@ class Monitor:
 
     def _signal_retrain(
         self, drift: DriftReport, performance: PerformanceReport, now: float
-    ) -> None:
+    ) -> bool:
         if not self._trigger.due(drift.alert or performance.degraded, now):
-            return
+            return False
         payload = retrain_payload(
             self.reference, drift, performance, self._trigger.alert_since, now
         )
@@ -219,6 +228,7 @@ class Monitor:
         self._trigger.record(outcome, now)
         with self._lock:
             self._counts.retrain_requests[outcome] += 1
+        return True
 
     def _save(self) -> None:
         with self._lock:

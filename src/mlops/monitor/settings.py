@@ -73,6 +73,13 @@ class MonitorSettings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     github_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
+    @field_validator("host")
+    @classmethod
+    def _host_is_one_word(cls, host: str) -> str:
+        if any(character.isspace() for character in host):
+            raise ValueError("expected an IP address or a host name")
+        return host
+
     @field_validator("feature_psi_thresholds", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:
