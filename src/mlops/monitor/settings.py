@@ -33,7 +33,7 @@ SECRET_FIELDS = {"github_token"}
 
 class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, populate_by_name=True, extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX, validate_by_name=True, extra="ignore", frozen=True
     )
 
     host: str = Field(default="127.0.0.1", min_length=1)
