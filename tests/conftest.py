@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: the project root, the bundled data, and a throw-away project copy."""
+"""Fixtures shared by the tests: the project root, the bundled data, throw-away project copies."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def project_files() -> list[str]:
     return [name for name in listing.stdout.splitlines() if (PROJECT_ROOT / name).is_file()]
 
 
-def run(command: list[str], cwd: Path, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run(
+    command: list[str], cwd: Path, check: bool = True, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
     """Run a command with the project's virtualenv first on PATH, capturing its output."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.update(kwargs.pop("env", {}))  # type: ignore[arg-type]
@@ -40,7 +42,7 @@ def run(command: list[str], cwd: Path, check: bool = True, **kwargs: object) -> 
 
 
 def copy_project(root: Path) -> Path:
-    """Copy the project's files into ``root`` and make it a fresh git repository, as a fork starts."""
+    """Copy the project's files into ``root`` as a fresh git repository, as a fork starts."""
     for name in project_files():
         target = root / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +70,12 @@ def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = copy_project(tmp_path_factory.mktemp("reproduced") / "project")
     run(["dvc", "repro"], root)
     return root
+
+
+@pytest.fixture(scope="session")
+def packaged_model(reproduced_project: Path) -> Path:
+    """The packaged model directory (``models/package``) the real pipeline wrote. Read-only."""
+    return reproduced_project / "models" / "package"
 
 
 @pytest.fixture

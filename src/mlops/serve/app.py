@@ -1,0 +1,497 @@
+"""The scorer's HTTP routes: REST ``/predict``, Open Inference Protocol V2, health, metadata,
+metrics.
+
+Plain Starlette routes on the hot path (raw request → orjson → typed numpy columns → one ORT call →
+orjson), with the OpenAPI document written from the signature (``mlops.serve.openapi``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mlops.artifacts import ArtifactError
+from mlops.serve.metrics import MetricsMiddleware, ScorerMetrics
+from mlops.serve.model import Prediction, Scorer
+from mlops.serve.openapi import openapi_document
+from mlops.serve.predlog import PredictionLogWriter, ScoredBatch
+from mlops.serve.settings import ServeSettings
+from mlops.serve.validation import (
+    NUMBER_V2_DATATYPE,
+    STRING_V2_DATATYPE,
+    InputError,
+    InputSchema,
+    ModelInput,
+    input_schema,
+    records_to_columns,
+    tensors_to_columns,
+    validate_columns,
+    warm_up_records,
+)
+
+logger = logging.getLogger("mlops.serve")
+
+SERVER_NAME = "mlops-scorer"
+INLINE_MAX_RECORDS = 64  # larger batches run ORT in a worker thread so the event loop keeps serving
+LOG_BACKPRESSURE_SECONDS = 5.0
+PREDICT_ROUTE = "/predict"
+INFER_ROUTE = "/v2/models/{model_name}/infer"
+V2_OUTPUTS = ("label", "probabilities")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
+
+
+def parse_json(body: bytes) -> Any:
+    """orjson first; the standard library only for NaN/Infinity, so validation names the field."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        strict_error = error
+    try:
+        value = json.loads(body)
+        orjson.dumps(value)  # everything accepted must be writable to the prediction log
+    except (ValueError, TypeError, RecursionError):
+        raise ClientError(400, f"malformed JSON: {strict_error}") from None
+    return value
+
+
+def bearer_matches(header: str | None, token_digest: bytes) -> bool:
+    """Compare digests in constant time: neither the token nor its length leaks through timing."""
+    scheme, _, credentials = (header or "").partition(" ")
+    given = hashlib.sha256(credentials.strip().encode()).digest()
+    return hmac.compare_digest(given, token_digest) and scheme.lower() == "bearer"
+
+
+@dataclass
+class Service:
+    settings: ServeSettings
+    scorer: Scorer
+    schema: InputSchema
+    metrics: ScorerMetrics
+    log: PredictionLogWriter
+    token_digest: bytes | None
+    openapi: bytes
+    ready: bool = False
+
+    def not_ready_reason(self) -> str | None:
+        if not self.ready:
+            return "starting or shutting down"
+        if not self.log.healthy:
+            return f"prediction log failing: {self.log.failed or 'writer stopped'}"
+        return None
+
+    def require_token(self, request: Request) -> None:
+        if self.token_digest is None:
+            return
+        if not bearer_matches(request.headers.get("authorization"), self.token_digest):
+            raise ClientError(
+                401,
+                "missing or invalid bearer token",
+                {"WWW-Authenticate": 'Bearer realm="scorer"'},
+            )
+
+    async def read_json(self, request: Request) -> Any:
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            raise ClientError(
+                415, f"Content-Type must be application/json, got {content_type or 'none'!r}"
+            )
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise ClientError(400, "Content-Length is not a number")
+            if int(declared) > limit:
+                raise ClientError(
+                    413, f"body of {declared} bytes; the limit is {limit} (SCORER_MAX_BODY_BYTES)"
+                )
+            return parse_json(await request.body())
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ClientError(413, f"body over {limit} bytes (SCORER_MAX_BODY_BYTES)")
+            chunks.append(chunk)
+        return parse_json(b"".join(chunks))
+
+    async def score(self, batch: ModelInput) -> Prediction:
+        if self.not_ready_reason() is not None:
+            raise ClientError(503, f"not ready: {self.not_ready_reason()}")
+        if batch.size <= INLINE_MAX_RECORDS:
+            return self.scorer.predict(batch.feed)
+        return await asyncio.to_thread(self.scorer.predict, batch.feed)
+
+    async def record(self, route: str, batch: ModelInput, scored: ScoredBatch) -> None:
+        """Queue the scored records for the prediction log; wait (bounded) if the writer lags."""
+        deadline = time.perf_counter() + LOG_BACKPRESSURE_SECONDS
+        while not self.log.submit(scored):
+            if not self.log.healthy or time.perf_counter() > deadline:
+                raise ClientError(503, "the prediction log is not keeping up; retry later")
+            await asyncio.sleep(0.005)
+        self.metrics.observe_batch(route, batch.size, batch.out_of_range, batch.unknown_categories)
+
+    def check_model(self, request: Request) -> None:
+        name = request.path_params["model_name"]
+        version = request.path_params.get("model_version")
+        if name != self.scorer.model_name:
+            raise ClientError(
+                404, f"unknown model {name!r}; this server serves {self.scorer.model_name!r}"
+            )
+        if version is not None and version != self.scorer.model_version:
+            raise ClientError(
+                404,
+                f"unknown version {version!r} of {name!r}; "
+                f"the served version is {self.scorer.model_version!r}",
+            )
+
+    # REST routes ---------------------------------------------------------------------------------
+
+    async def predict(self, request: Request) -> Response:
+        started, received = time.perf_counter(), time.time()
+        self.require_token(request)
+        body = await self.read_json(request)
+        columns, records = records_to_columns(body, self.schema, self.settings.max_records)
+        batch = validate_columns(columns, len(records), self.schema)
+        prediction = await self.score(batch)
+        request_id = uuid.uuid4().hex
+        maps = prediction.probability_maps(self.scorer.classes)
+        predictions: list[dict[str, Any]] = [
+            {"label": label, "probabilities": probabilities}
+            for label, probabilities in zip(prediction.labels, maps, strict=True)
+        ]
+        for index, warnings in batch.warnings.items():
+            predictions[index]["warnings"] = warnings
+        content = orjson.dumps(
+            {
+                "request_id": request_id,
+                "model_version": self.scorer.model_version,
+                "predictions": predictions,
+            }
+        )
+        scored = ScoredBatch(
+            received,
+            request_id,
+            self.scorer.model_version,
+            records,
+            prediction.labels,
+            maps,
+            time.perf_counter() - started,
+        )
+        await self.record(PREDICT_ROUTE, batch, scored)
+        return Response(
+            content, media_type="application/json", headers={"x-request-id": request_id}
+        )
+
+    async def metadata(self, request: Request) -> Response:
+        self.require_token(request)
+        manifest = self.scorer.manifest
+        return json_response(
+            {
+                "model_name": manifest["model_name"],
+                "model_version": manifest["model_version"],
+                "lineage": manifest["lineage"],
+                "metrics": manifest["metrics"],
+                "signature": self.scorer.signature,
+            }
+        )
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"status": "live"})
+
+    async def health_ready(self, request: Request) -> Response:
+        reason = self.not_ready_reason()
+        if reason is None:
+            return json_response({"status": "ready"})
+        return json_response({"status": "not ready", "reason": reason}, 503)
+
+    async def prometheus(self, request: Request) -> Response:
+        content, content_type = self.metrics.exposition(request.headers.get("accept"))
+        return Response(content, headers={"content-type": content_type})
+
+    async def openapi_json(self, request: Request) -> Response:
+        return Response(self.openapi, media_type="application/json")
+
+    # Open Inference Protocol V2 ------------------------------------------------------------------
+
+    async def v2_server(self, request: Request) -> Response:
+        return json_response(
+            {"name": SERVER_NAME, "version": self.scorer.model_version, "extensions": []}
+        )
+
+    async def v2_live(self, request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def v2_ready(self, request: Request) -> Response:
+        ready = self.not_ready_reason() is None
+        return json_response({"ready": ready}, 200 if ready else 503)
+
+    async def v2_model_ready(self, request: Request) -> Response:
+        self.check_model(request)
+        ready = self.not_ready_reason() is None
+        return json_response(
+            {"name": self.scorer.model_name, "ready": ready}, 200 if ready else 503
+        )
+
+    async def v2_model_metadata(self, request: Request) -> Response:
+        self.require_token(request)
+        self.check_model(request)
+        inputs = [
+            {
+                "name": spec.name,
+                "datatype": NUMBER_V2_DATATYPE if spec.is_number else STRING_V2_DATATYPE,
+                "shape": [-1, 1],
+            }
+            for spec in self.schema.fields
+        ]
+        outputs = [
+            {"name": "label", "datatype": STRING_V2_DATATYPE, "shape": [-1]},
+            {
+                "name": "probabilities",
+                "datatype": NUMBER_V2_DATATYPE,
+                "shape": [-1, len(self.scorer.classes)],
+            },
+        ]
+        return json_response(
+            {
+                "name": self.scorer.model_name,
+                "versions": [self.scorer.model_version],
+                "platform": "onnx",
+                "inputs": inputs,
+                "outputs": outputs,
+            }
+        )
+
+    async def v2_infer(self, request: Request) -> Response:
+        started, received = time.perf_counter(), time.time()
+        self.require_token(request)
+        self.check_model(request)
+        body = await self.read_json(request)
+        request_id = uuid.uuid4().hex
+        client_id, wanted = self.v2_envelope(body)
+        columns, size = tensors_to_columns(body["inputs"], self.schema, self.settings.max_records)
+        batch = validate_columns(columns, size, self.schema)
+        prediction = await self.score(batch)
+        outputs = {
+            "label": {
+                "name": "label",
+                "datatype": STRING_V2_DATATYPE,
+                "shape": [size],
+                "data": prediction.labels,
+            },
+            "probabilities": {
+                "name": "probabilities",
+                "datatype": NUMBER_V2_DATATYPE,
+                "shape": [size, len(self.scorer.classes)],
+                "data": [p for row in prediction.probabilities for p in row],
+            },
+        }
+        content = orjson.dumps(
+            {
+                "model_name": self.scorer.model_name,
+                "model_version": self.scorer.model_version,
+                "id": client_id if client_id is not None else request_id,
+                "outputs": [outputs[name] for name in wanted],
+            }
+        )
+        records = [
+            {name: columns[name][index] for name in self.schema.order} for index in range(size)
+        ]
+        scored = ScoredBatch(
+            received,
+            request_id,
+            self.scorer.model_version,
+            records,
+            prediction.labels,
+            prediction.probability_maps(self.scorer.classes),
+            time.perf_counter() - started,
+        )
+        await self.record(INFER_ROUTE, batch, scored)
+        return Response(
+            content, media_type="application/json", headers={"x-request-id": request_id}
+        )
+
+    def v2_envelope(self, body: Any) -> tuple[str | None, list[str]]:
+        """Check the request object around the inputs; return its id and the outputs wanted."""
+        if not isinstance(body, dict):
+            raise InputError("expected an inference request object with 'inputs'")
+        unknown = sorted(set(body) - {"id", "parameters", "inputs", "outputs"})
+        if unknown:
+            raise InputError(f"unknown key(s) {unknown} in the inference request")
+        if "inputs" not in body:
+            raise InputError("'inputs' is missing")
+        client_id = body.get("id")
+        if client_id is not None and not isinstance(client_id, str):
+            raise InputError("'id' must be a string")
+        if "parameters" in body and not isinstance(body["parameters"], dict):
+            raise InputError("'parameters' must be an object")
+        requested = body.get("outputs")
+        if requested is None:
+            return client_id, list(V2_OUTPUTS)
+        if not isinstance(requested, list) or not all(
+            isinstance(output, dict) and output.get("name") in V2_OUTPUTS for output in requested
+        ):
+            raise InputError(
+                f"'outputs' must be a list of {{'name': ...}} naming {list(V2_OUTPUTS)}"
+            )
+        return client_id, [output["name"] for output in requested]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.ready = True
+        logger.info(
+            "ready: model %s version %s, %d feature(s)",
+            self.scorer.model_name,
+            self.scorer.model_version,
+            len(self.schema.fields),
+        )
+        try:
+            yield
+        finally:
+            self.ready = False
+            logger.info(
+                "shutting down: writing %d queued prediction log record(s)", self.log.pending
+            )
+            self.log.close(self.settings.shutdown_timeout)
+
+
+def rest(handler: Handler) -> Handler:
+    """Client errors as ``{"error", "details"}`` JSON (422 for records that do not validate)."""
+
+    async def respond(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except InputError as error:
+            return json_response(error.payload(), error.status)
+        except ClientError as error:
+            return json_response({"error": error.message}, error.status, error.headers)
+
+    return respond
+
+
+def v2(handler: Handler) -> Handler:
+    """Client errors as the protocol's ``{"error": "<message>"}``, mostly with status 400."""
+
+    async def respond(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except InputError as error:
+            status = error.status if error.status == 413 else 400
+            return json_response({"error": error.one_line()}, status)
+        except ClientError as error:
+            return json_response({"error": error.message}, error.status, error.headers)
+
+    return respond
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return json_response({"error": error.detail}, error.status_code, dict(error.headers or {}))
+
+
+async def internal_error(request: Request, error: Exception) -> Response:
+    logger.exception("internal error on %s %s", request.method, request.url.path)
+    return json_response({"error": "internal error"}, 500)
+
+
+def routes(service: Service) -> list[Route]:
+    model = "/v2/models/{model_name}"
+    version = model + "/versions/{model_version}"
+    return [
+        Route(PREDICT_ROUTE, rest(service.predict), methods=["POST"]),
+        Route("/metadata", rest(service.metadata), methods=["GET"]),
+        Route("/health/live", service.live, methods=["GET"]),
+        Route("/health/ready", service.health_ready, methods=["GET"]),
+        Route("/metrics", service.prometheus, methods=["GET"]),
+        Route("/openapi.json", service.openapi_json, methods=["GET"]),
+        Route("/v2", v2(service.v2_server), methods=["GET"]),
+        Route("/v2/health/live", v2(service.v2_live), methods=["GET"]),
+        Route("/v2/health/ready", v2(service.v2_ready), methods=["GET"]),
+        Route(model, v2(service.v2_model_metadata), methods=["GET"]),
+        Route(version, v2(service.v2_model_metadata), methods=["GET"]),
+        Route(model + "/ready", v2(service.v2_model_ready), methods=["GET"]),
+        Route(version + "/ready", v2(service.v2_model_ready), methods=["GET"]),
+        Route(INFER_ROUTE, v2(service.v2_infer), methods=["POST"]),
+        Route(version + "/infer", v2(service.v2_infer), methods=["POST"]),
+    ]
+
+
+def warm_up(scorer: Scorer, schema: InputSchema) -> None:
+    """Score typical, missing and (if they are scored) unseen values once before taking traffic."""
+    records = warm_up_records(schema)
+    columns, _ = records_to_columns({"records": records}, schema, len(records))
+    try:
+        scorer.predict(validate_columns(columns, len(records), schema).feed)
+    except InputError as error:
+        raise ArtifactError(
+            f"signature.json: its own example records do not validate ({error.one_line()})"
+        ) from None
+    except Exception as error:  # ONNX Runtime's error types are not part of its public API
+        raise ArtifactError(
+            f"warm-up failed: the model cannot score {records} ({error}); "
+            "with SCORER_UNKNOWN_CATEGORY=score the model must accept unseen categories"
+        ) from None
+
+
+def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter) -> Starlette:
+    """The ASGI app serving ``scorer`` (warmed up here): ready once started, drains ``log`` on
+    shutdown. Raises ArtifactError if the model cannot score the signature's example records."""
+    schema = input_schema(scorer.signature, settings.unknown_category, settings.out_of_range)
+    warm_up(scorer, schema)
+    metrics = ScorerMetrics(
+        scorer.model_name, scorer.model_version, scorer.manifest["lineage"]["git_commit"]
+    )
+    metrics.track_log_backlog(lambda: log.pending)
+    token = settings.api_token
+    document = openapi_document(
+        schema,
+        scorer.classes,
+        scorer.model_name,
+        scorer.model_version,
+        settings.max_records,
+        token is not None,
+    )
+    service = Service(
+        settings=settings,
+        scorer=scorer,
+        schema=schema,
+        metrics=metrics,
+        log=log,
+        token_digest=hashlib.sha256(token.get_secret_value().encode()).digest() if token else None,
+        openapi=orjson.dumps(document),
+    )
+    return Starlette(
+        routes=routes(service),
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        lifespan=service.lifespan,
+    )

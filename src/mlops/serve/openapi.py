@@ -1,0 +1,388 @@
+"""The OpenAPI 3.1 document of the scorer, written from the served model's signature.
+
+Built by hand rather than from handler annotations: the request schema depends on the model
+(one property per feature, its type, its categories), which only the signature knows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.serve.validation import NUMBER_V2_DATATYPE, STRING_V2_DATATYPE, FieldSpec, InputSchema
+
+JSON = "application/json"
+PROMETHEUS_TEXT = "text/plain"
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def openapi_document(
+    schema: InputSchema,
+    classes: list[str],
+    model_name: str,
+    model_version: str,
+    max_records: int,
+    auth: bool,
+) -> dict[str, Any]:
+    security: list[dict[str, list[str]]] | None = [{"bearerAuth": []}] if auth else None
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"{model_name} scorer",
+            "version": model_version,
+            "description": (
+                "Scores records with the packaged ONNX model. /predict is the simple REST route; "
+                "/v2/... is the Open Inference Protocol V2 (KServe, Triton, MLServer clients)."
+            ),
+        },
+        "paths": _paths(security),
+        "components": {
+            "schemas": {
+                **_rest_schemas(schema, classes, max_records),
+                **_v2_schemas(schema),
+            },
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _feature_schema(spec: FieldSpec, schema: InputSchema) -> Schema:
+    kind = "number" if spec.is_number else "string"
+    result: Schema = {"type": [kind, "null"] if spec.nullable else kind}
+    if spec.is_number and spec.minimum is not None:
+        result["description"] = f"training range [{spec.minimum}, {spec.maximum}]"
+    if spec.categories is not None:
+        values: list[Any] = sorted(spec.categories)
+        if schema.unknown_category == "reject":
+            result["enum"] = values + ([None] if spec.nullable else [])
+        else:
+            result["examples"] = values
+            result["description"] = "unknown categories are scored as unknown and flagged"
+    return result
+
+
+def _rest_schemas(schema: InputSchema, classes: list[str], max_records: int) -> dict[str, Schema]:
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    return {
+        "Record": {
+            "type": "object",
+            "properties": {spec.name: _feature_schema(spec, schema) for spec in schema.fields},
+            "required": schema.order,
+            "additionalProperties": False,
+        },
+        "PredictRequest": {
+            "type": "object",
+            "properties": {
+                "records": {
+                    "type": "array",
+                    "items": ref("Record"),
+                    "minItems": 1,
+                    "maxItems": max_records,
+                }
+            },
+            "required": ["records"],
+            "additionalProperties": False,
+        },
+        "FieldWarning": _object({"field": {"type": "string"}, "message": {"type": "string"}}),
+        "Prediction": {
+            "type": "object",
+            "properties": {
+                "label": {"type": "string", "enum": classes},
+                "probabilities": _object({name: probability for name in classes}),
+                "warnings": {"type": "array", "items": ref("FieldWarning")},
+            },
+            "required": ["label", "probabilities"],
+            "additionalProperties": False,
+        },
+        "PredictResponse": _object(
+            {
+                "request_id": {"type": "string"},
+                "model_version": {"type": "string"},
+                "predictions": {"type": "array", "items": ref("Prediction")},
+            }
+        ),
+        "Issue": _object(
+            {
+                "index": {"type": ["integer", "null"]},
+                "field": {"type": ["string", "null"]},
+                "message": {"type": "string"},
+            }
+        ),
+        "Error": {
+            "type": "object",
+            "properties": {
+                "error": {"type": "string"},
+                "details": {"type": "array", "items": ref("Issue")},
+                "issue_count": {"type": "integer"},
+            },
+            "required": ["error"],
+            "additionalProperties": False,
+        },
+        "Health": {
+            "type": "object",
+            "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
+            "required": ["status"],
+        },
+        "Metadata": _object(
+            {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "lineage": {"type": "object"},
+                "metrics": {"type": "object"},
+                "signature": {"type": "object"},
+            }
+        ),
+    }
+
+
+def _v2_schemas(schema: InputSchema) -> dict[str, Schema]:
+    tensor_data: Schema = {"type": "array"}
+    shape = {"type": "array", "items": {"type": "integer"}}
+    parameters: Schema = {"type": "object"}
+    input_names = schema.order
+    return {
+        "V2Error": _object({"error": {"type": "string"}}),
+        "V2ServerMetadata": _object(
+            {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "extensions": {"type": "array"},
+            }
+        ),
+        "V2ServerLive": _object({"live": {"type": "boolean"}}),
+        "V2ServerReady": _object({"ready": {"type": "boolean"}}),
+        "V2ModelReady": _object({"name": {"type": "string"}, "ready": {"type": "boolean"}}),
+        "V2MetadataTensor": _object(
+            {"name": {"type": "string"}, "datatype": {"type": "string"}, "shape": shape}
+        ),
+        "V2ModelMetadata": _object(
+            {
+                "name": {"type": "string"},
+                "versions": {"type": "array", "items": {"type": "string"}},
+                "platform": {"type": "string"},
+                "inputs": {"type": "array", "items": ref("V2MetadataTensor")},
+                "outputs": {"type": "array", "items": ref("V2MetadataTensor")},
+            }
+        ),
+        "V2RequestInput": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "enum": input_names},
+                "shape": shape,
+                "datatype": {"type": "string", "enum": [NUMBER_V2_DATATYPE, STRING_V2_DATATYPE]},
+                "parameters": parameters,
+                "data": tensor_data,
+            },
+            "required": ["name", "shape", "datatype", "data"],
+        },
+        "V2RequestOutput": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "parameters": parameters},
+            "required": ["name"],
+        },
+        "V2InferenceRequest": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "parameters": parameters,
+                "inputs": {
+                    "type": "array",
+                    "items": ref("V2RequestInput"),
+                    "minItems": len(input_names),
+                },
+                "outputs": {"type": "array", "items": ref("V2RequestOutput")},
+            },
+            "required": ["inputs"],
+            "additionalProperties": False,
+        },
+        "V2ResponseOutput": _object(
+            {
+                "name": {"type": "string"},
+                "shape": shape,
+                "datatype": {"type": "string"},
+                "data": tensor_data,
+            }
+        ),
+        "V2InferenceResponse": _object(
+            {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "id": {"type": "string"},
+                "outputs": {"type": "array", "items": ref("V2ResponseOutput")},
+            }
+        ),
+    }
+
+
+def _object(properties: dict[str, Schema]) -> Schema:
+    """A closed object whose every property is required."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _json(schema_name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": ref(schema_name)}}}
+
+
+def _rest_errors(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "malformed JSON",
+        401: "missing or invalid bearer token (only when SCORER_API_TOKEN is set)",
+        404: "no such model or version",
+        413: "body larger than SCORER_MAX_BODY_BYTES or more records than SCORER_MAX_RECORDS",
+        415: "Content-Type is not application/json",
+        422: "the records do not match the model's signature; details name each record and field",
+        503: "the model is not ready or the prediction log is failing",
+    }
+    return {str(status): _json("Error", reasons[status]) for status in statuses}
+
+
+def _v2_errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): _json("V2Error", description)
+        for status, description in {
+            400: "the request does not match the protocol or the model's inputs",
+            401: "missing or invalid bearer token (only when SCORER_API_TOKEN is set)",
+            404: "no such model or version",
+            413: "body or batch too large",
+            415: "Content-Type is not application/json",
+            503: "not ready",
+        }.items()
+        if status in statuses
+    }
+
+
+def _operation(
+    summary: str,
+    responses: dict[str, Any],
+    security: list[dict[str, list[str]]] | None = None,
+    body: str | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": ref(body)}}}
+    if security:
+        operation["security"] = security
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _path_parameters(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in names
+    ]
+
+
+def _paths(security: list[dict[str, list[str]]] | None) -> dict[str, Any]:
+    model = _path_parameters("model_name")
+    versioned = _path_parameters("model_name", "model_version")
+    v2_infer = _operation(
+        "Open Inference Protocol V2 inference: one [n, 1] input tensor per feature",
+        {
+            "200": _json("V2InferenceResponse", "labels and class probabilities"),
+            **_v2_errors(400, 401, 404, 413, 415, 503),
+        },
+        security,
+        body="V2InferenceRequest",
+    )
+    v2_metadata = _operation(
+        "Open Inference Protocol V2 model metadata",
+        {"200": _json("V2ModelMetadata", "inputs and outputs"), **_v2_errors(401, 404)},
+        security,
+    )
+    v2_ready = _operation(
+        "Open Inference Protocol V2 model readiness",
+        {
+            "200": _json("V2ModelReady", "ready"),
+            **_v2_errors(404),
+            "503": _json("V2ModelReady", "not ready"),
+        },
+    )
+    return {
+        "/predict": {
+            "post": _operation(
+                "Score records: a label and class probabilities for each",
+                {
+                    "200": _json("PredictResponse", "one prediction per record, in order"),
+                    **_rest_errors(400, 401, 413, 415, 422, 503),
+                },
+                security,
+                body="PredictRequest",
+            )
+        },
+        "/metadata": {
+            "get": _operation(
+                "Model version, lineage, metrics and signature",
+                {
+                    "200": _json("Metadata", "the packaged model's manifest and signature"),
+                    **_rest_errors(401),
+                },
+                security,
+            )
+        },
+        "/health/live": {
+            "get": _operation("Liveness", {"200": _json("Health", "the process is up")})
+        },
+        "/health/ready": {
+            "get": _operation(
+                "Readiness: model verified and warm, prediction log writable",
+                {
+                    "200": _json("Health", "ready"),
+                    "503": _json("Health", "not ready, with the reason"),
+                },
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {PROMETHEUS_TEXT: {"schema": {"type": "string"}}},
+                    }
+                },
+            )
+        },
+        "/openapi.json": {
+            "get": _operation("This document", {"200": {"description": "OpenAPI 3.1"}})
+        },
+        "/v2": {
+            "get": _operation(
+                "V2 server metadata", {"200": _json("V2ServerMetadata", "server name and version")}
+            )
+        },
+        "/v2/health/live": {
+            "get": _operation("V2 server liveness", {"200": _json("V2ServerLive", "live")})
+        },
+        "/v2/health/ready": {
+            "get": _operation(
+                "V2 server readiness",
+                {
+                    "200": _json("V2ServerReady", "ready"),
+                    "503": _json("V2ServerReady", "not ready"),
+                },
+            )
+        },
+        "/v2/models/{model_name}": {"get": {**v2_metadata, "parameters": model}},
+        "/v2/models/{model_name}/versions/{model_version}": {
+            "get": {**v2_metadata, "parameters": versioned}
+        },
+        "/v2/models/{model_name}/ready": {"get": {**v2_ready, "parameters": model}},
+        "/v2/models/{model_name}/versions/{model_version}/ready": {
+            "get": {**v2_ready, "parameters": versioned}
+        },
+        "/v2/models/{model_name}/infer": {"post": {**v2_infer, "parameters": model}},
+        "/v2/models/{model_name}/versions/{model_version}/infer": {
+            "post": {**v2_infer, "parameters": versioned}
+        },
+    }

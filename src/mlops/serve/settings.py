@@ -1,0 +1,130 @@
+"""The scorer's runtime settings, read from the environment and checked before anything starts.
+
+Every variable is ``SCORER_<NAME>`` except ``MODEL_DIR`` and ``PREDICTION_LOG``, which the
+monitoring sidecar reads too. docs/serving.md lists them all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SCORER_"
+MIN_TOKEN_LENGTH = 16
+MEBIBYTE = 1 << 20
+
+logger = logging.getLogger("mlops.serve")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unsafe; the message names the environment variable."""
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_by_name=True, frozen=True
+    )
+
+    model_dir: Path = Field(
+        default=Path("models/package"), validation_alias=AliasChoices("MODEL_DIR", "model_dir")
+    )
+    prediction_log: Path = Field(
+        default=Path("logs/predictions.jsonl"),
+        validation_alias=AliasChoices("PREDICTION_LOG", "prediction_log"),
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_records: int = Field(default=1000, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=8 * MEBIBYTE, ge=1024, le=256 * MEBIBYTE)
+    unknown_category: Literal["score", "reject"] = "score"
+    out_of_range: Literal["flag", "reject", "ignore"] = "flag"
+    log_max_bytes: int = Field(default=100 * MEBIBYTE, ge=64 * 1024)
+    log_backups: int = Field(default=5, ge=1, le=1000)
+    api_token: SecretStr | None = None
+    ort_threads: int = Field(default=1, ge=1, le=64)
+    shutdown_timeout: int = Field(default=30, ge=1, le=600)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_an_address_or_name(cls, host: str) -> str:
+        if not host or any(character.isspace() for character in host):
+            raise ValueError("expected an IP address or a host name")
+        return host
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_means_unset(cls, token: object) -> object:
+        return None if token == "" else token
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_is_strong(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None:
+            return None
+        value = token.get_secret_value()
+        if len(value) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"a bearer token needs at least {MIN_TOKEN_LENGTH} characters")
+        if not value.isascii() or not value.isprintable() or " " in value:
+            raise ValueError("a bearer token must be printable ASCII without spaces")
+        return token
+
+    @field_validator("prediction_log")
+    @classmethod
+    def _log_is_a_file(cls, path: Path) -> Path:
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory; expected the path of a JSON Lines file")
+        return path
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    aliases = {"model_dir": "MODEL_DIR", "prediction_log": "PREDICTION_LOG"}
+    if field in aliases.values():
+        return field
+    return aliases.get(field, ENV_PREFIX + field.upper())
+
+
+def load_settings() -> ServeSettings:
+    """Read the settings from the environment, naming every offending variable on failure."""
+    try:
+        return ServeSettings()
+    except ValidationError as error:
+        problems = []
+        for detail in error.errors():
+            field = str(detail["loc"][0]) if detail["loc"] else ""
+            shown = env_name(field) if field else "settings"
+            value = os.environ.get(shown) if field != "api_token" else "<hidden>"
+            problems.append(f"{shown}={value!r}: {detail['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def describe(settings: ServeSettings) -> str:
+    """One log line with every setting (the token only as set or not)."""
+    values = settings.model_dump()
+    values["api_token"] = "set" if settings.api_token else "not set"
+    return ", ".join(f"{env_name(name)}={value}" for name, value in values.items())
+
+
+def warn_if_exposed(settings: ServeSettings) -> None:
+    if settings.api_token is None and not is_loopback(settings.host):
+        logger.warning(
+            "listening on %s without SCORER_API_TOKEN: anyone who can reach it can score",
+            settings.host,
+        )

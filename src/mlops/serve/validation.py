@@ -1,0 +1,543 @@
+"""Client input → the model's typed input arrays, checked against the packaged signature.
+
+Pure functions shared by the HTTP routes and batch scoring. The request path goes straight from
+parsed JSON to one numpy column per feature (no data frame): a fast path checks a whole column's
+types at once, and only a column that fails it is walked value by value to name each problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+from mlops.artifacts import MISSING_CATEGORY, Signature
+
+MAX_REPORTED_ISSUES = 100
+MAX_LISTED_CATEGORIES = 20
+MAX_SHOWN_NAME = 100
+NUMBER_TYPES = frozenset({int, float})
+STRING_TYPE = frozenset({str})
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+NOT_NULLABLE = "is null, but the model was trained without missing values here"
+NUMERIC_V2_DATATYPES = frozenset(
+    {
+        "FP16",
+        "FP32",
+        "FP64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+    }
+)
+STRING_V2_DATATYPE = "BYTES"
+NUMBER_V2_DATATYPE = "FP32"
+
+UnknownCategoryPolicy = Literal["score", "reject"]
+OutOfRangePolicy = Literal["flag", "reject", "ignore"]
+
+
+class Issue(TypedDict):
+    """One problem with the input: the record (or tensor element) index and the field."""
+
+    index: int | None
+    field: str | None
+    message: str
+
+
+class FieldWarning(TypedDict):
+    field: str
+    message: str
+
+
+class InputError(Exception):
+    """The client sent something the model cannot score; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, issues: Sequence[Issue] = (), status: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.issues = list(issues)
+        self.status = status
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message}
+        if self.issues:
+            body["details"] = self.issues[:MAX_REPORTED_ISSUES]
+            body["issue_count"] = len(self.issues)
+        return body
+
+    def one_line(self) -> str:
+        """The message and the first few issues, for protocols whose error is a single string."""
+        shown = "; ".join(describe_issue(issue) for issue in self.issues[:5])
+        more = f" (and {len(self.issues) - 5} more)" if len(self.issues) > 5 else ""
+        return f"{self.message}: {shown}{more}" if shown else self.message
+
+
+def describe_issue(issue: Issue) -> str:
+    where = [] if issue["index"] is None else [f"[{issue['index']}]"]
+    if issue["field"] is not None:
+        where.append(issue["field"])
+    return f"{' '.join(where)}: {issue['message']}" if where else issue["message"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    is_number: bool
+    nullable: bool
+    categories: frozenset[str] | None
+    minimum: float | None
+    maximum: float | None
+
+    def expected(self) -> str:
+        if self.is_number:
+            return "a number" + (" or null" if self.nullable else "")
+        if self.categories:
+            listed = sorted(self.categories)
+            shown = ", ".join(repr(value) for value in listed[:MAX_LISTED_CATEGORIES])
+            more = ", ..." if len(listed) > MAX_LISTED_CATEGORIES else ""
+            return f"one of [{shown}{more}]" + (" or null" if self.nullable else "")
+        return "a string" + (" or null" if self.nullable else "")
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    fields: tuple[FieldSpec, ...]
+    names: frozenset[str]
+    unknown_category: UnknownCategoryPolicy = "score"
+    out_of_range: OutOfRangePolicy = "flag"
+
+    @property
+    def order(self) -> list[str]:
+        return [spec.name for spec in self.fields]
+
+
+def input_schema(
+    signature: Signature,
+    unknown_category: UnknownCategoryPolicy = "score",
+    out_of_range: OutOfRangePolicy = "flag",
+) -> InputSchema:
+    fields = tuple(
+        FieldSpec(
+            name=feature["name"],
+            is_number=feature["type"] == "number",
+            nullable=bool(feature["nullable"]),
+            categories=None if feature["categories"] is None else frozenset(feature["categories"]),
+            minimum=feature["min"],
+            maximum=feature["max"],
+        )
+        for feature in signature["features"]
+    )
+    names = frozenset(spec.name for spec in fields)
+    return InputSchema(fields, names, unknown_category, out_of_range)
+
+
+@dataclass
+class ModelInput:
+    """The validated batch: one ``[n, 1]`` array per feature, plus per-record warnings."""
+
+    feed: dict[str, npt.NDArray[Any]]
+    size: int
+    warnings: dict[int, list[FieldWarning]] = field(default_factory=dict)
+    out_of_range: dict[str, int] = field(default_factory=dict)  # feature -> flagged values
+    unknown_categories: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Column:
+    array: npt.NDArray[Any]
+    issues: list[Issue] = field(default_factory=list)
+    out_of_range: list[int] = field(default_factory=list)
+    unknown: list[int] = field(default_factory=list)
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr`` of a client's value, cut short: error messages must stay small."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def check_batch_size(size: int, maximum: int, what: str) -> None:
+    if size < 1:
+        raise InputError(f"{what} is empty; send at least one record")
+    if size > maximum:
+        raise InputError(
+            f"{what} holds {size} records; the limit is {maximum} (SCORER_MAX_RECORDS)", status=413
+        )
+
+
+def records_to_columns(
+    body: object, schema: InputSchema, max_records: int
+) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+    """The ``{"records": [...]}`` body as one list of values per feature (and the records)."""
+    if not isinstance(body, dict):
+        raise InputError(f'expected a JSON object {{"records": [...]}}, got {json_type(body)}')
+    unknown_keys = sorted(set(body) - {"records"})
+    if unknown_keys:
+        raise InputError(f"unknown key(s) {unknown_keys}; the body holds only 'records'")
+    if "records" not in body:
+        raise InputError("'records' is missing; expected a list of records")
+    records = body["records"]
+    if not isinstance(records, list):
+        raise InputError(f"'records' must be a list of objects, got {json_type(records)}")
+    check_batch_size(len(records), max_records, "'records'")
+    names = schema.names
+    issues: list[Issue] = []
+    for index, record in enumerate(records):
+        if type(record) is not dict:
+            issues.append(
+                {
+                    "index": index,
+                    "field": None,
+                    "message": f"expected an object, got {json_type(record)}",
+                }
+            )
+        elif record.keys() != names:
+            issues.extend(_key_issues(index, record, schema))
+    if issues:
+        issues.extend(_value_issues_of_present_fields(records, schema, issues))
+        issues.sort(key=lambda issue: issue["index"] or 0)
+        raise _invalid(issues)
+    return {name: [record[name] for record in records] for name in schema.order}, records
+
+
+def _value_issues_of_present_fields(
+    records: list[Any], schema: InputSchema, reported: list[Issue]
+) -> list[Issue]:
+    """The value problems of the fields that are there, so one answer lists everything wrong."""
+    already = {(issue["index"], issue["field"]) for issue in reported}
+    rows = [record if type(record) is dict else {} for record in records]
+    columns = {name: [row.get(name) for row in rows] for name in schema.order}
+    try:
+        validate_columns(columns, len(rows), schema)
+    except InputError as error:
+        return [
+            issue
+            for issue in error.issues
+            if (issue["index"], issue["field"]) not in already
+            and type(records[issue["index"] or 0]) is dict
+        ]
+    return []
+
+
+def _key_issues(index: int, record: dict[str, Any], schema: InputSchema) -> list[Issue]:
+    issues: list[Issue] = []
+    for spec in schema.fields:
+        if spec.name not in record:
+            issues.append(
+                {
+                    "index": index,
+                    "field": spec.name,
+                    "message": f"missing; expected {spec.expected()}",
+                }
+            )
+    for name in record:
+        if name not in schema.names:
+            field = name if len(name) <= MAX_SHOWN_NAME else shown(name, MAX_SHOWN_NAME)
+            issues.append({"index": index, "field": field, "message": "not a feature of the model"})
+    return issues
+
+
+def _invalid(issues: list[Issue]) -> InputError:
+    records = len({issue["index"] for issue in issues})
+    return InputError(f"{len(issues)} invalid value(s) in {records} record(s)", issues)
+
+
+def validate_columns(
+    columns: Mapping[str, Sequence[Any]], size: int, schema: InputSchema
+) -> ModelInput:
+    """Check every value against its feature and build the model's input arrays."""
+    checked = {
+        spec.name: (_number_column if spec.is_number else _string_column)(
+            spec, columns[spec.name], schema
+        )
+        for spec in schema.fields
+    }
+    issues = [issue for column in checked.values() for issue in column.issues]
+    if issues:
+        issues.sort(key=lambda issue: issue["index"] or 0)
+        raise _invalid(issues)
+    batch = ModelInput(feed={name: column.array for name, column in checked.items()}, size=size)
+    for spec in schema.fields:
+        _collect_warnings(batch, spec, checked[spec.name], columns[spec.name], schema)
+    return batch
+
+
+def _collect_warnings(
+    batch: ModelInput, spec: FieldSpec, column: _Column, values: Sequence[Any], schema: InputSchema
+) -> None:
+    if column.out_of_range:
+        batch.out_of_range[spec.name] = len(column.out_of_range)
+        if schema.out_of_range == "flag":
+            for index in column.out_of_range:
+                message = f"{shown(values[index])} is {_outside(spec)}"
+                batch.warnings.setdefault(index, []).append(
+                    {"field": spec.name, "message": message}
+                )
+    if column.unknown:
+        batch.unknown_categories[spec.name] = len(column.unknown)
+        for index in column.unknown:
+            message = (
+                f"{shown(values[index])} was not seen in training; scored as an unknown category"
+            )
+            batch.warnings.setdefault(index, []).append({"field": spec.name, "message": message})
+
+
+def _number_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) -> _Column:
+    if _all_float32(values):
+        column = _Column(np.array(values, dtype=np.float32).reshape(-1, 1))
+    else:
+        column = _numbers_one_by_one(spec, values)
+    if schema.out_of_range != "ignore" and not column.issues:
+        _check_range(spec, values, column, schema)
+    return column
+
+
+def _all_float32(values: Sequence[Any]) -> bool:
+    """Every value is a JSON number float32 can hold: no null, NaN, infinity, boolean or string."""
+    if not set(map(type, values)) <= NUMBER_TYPES:
+        return False
+    try:
+        if not math.isfinite(math.fsum(values)):
+            return False
+    except OverflowError:
+        return False
+    return bool(min(values) >= -FLOAT32_MAX and max(values) <= FLOAT32_MAX)
+
+
+def _numbers_one_by_one(spec: FieldSpec, values: Sequence[Any]) -> _Column:
+    numbers: list[float] = []
+    issues: list[Issue] = []
+    for index, value in enumerate(values):
+        if type(value) in NUMBER_TYPES and -FLOAT32_MAX <= value <= FLOAT32_MAX:
+            numbers.append(float(value))
+            continue
+        numbers.append(math.nan)
+        if value is None and spec.nullable:
+            continue
+        if type(value) in NUMBER_TYPES:
+            message = _not_finite(value, spec)
+        elif value is None:
+            message = f"{NOT_NULLABLE}; expected a number"
+        else:
+            message = f"expected {spec.expected()}, got {json_type(value)}"
+        issues.append({"index": index, "field": spec.name, "message": message})
+    return _Column(np.array(numbers, dtype=np.float32).reshape(-1, 1), issues)
+
+
+def _not_finite(value: float, spec: FieldSpec) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return (
+            "is NaN; send null for a missing value"
+            if spec.nullable
+            else "is NaN; expected a number"
+        )
+    if isinstance(value, float) and math.isinf(value):
+        return "is infinite; expected a finite number"
+    return f"{shown(value)} is outside the float32 range"
+
+
+def _outside(spec: FieldSpec) -> str:
+    return f"outside the training range [{spec.minimum}, {spec.maximum}]"
+
+
+def _check_range(
+    spec: FieldSpec, values: Sequence[Any], column: _Column, schema: InputSchema
+) -> None:
+    """Flag (or reject) values outside the training range, compared at full precision."""
+    low = -math.inf if spec.minimum is None else spec.minimum
+    high = math.inf if spec.maximum is None else spec.maximum
+    numbers = [value for value in values if value is not None] if None in values else values
+    if not numbers or (low <= min(numbers) and max(numbers) <= high):
+        return
+    outside = [
+        index
+        for index, value in enumerate(values)
+        if value is not None and not low <= value <= high
+    ]
+    if schema.out_of_range == "flag":
+        column.out_of_range = outside
+        return
+    for index in outside:
+        message = f"{shown(values[index])} is {_outside(spec)} (SCORER_OUT_OF_RANGE=reject)"
+        column.issues.append({"index": index, "field": spec.name, "message": message})
+
+
+def _string_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) -> _Column:
+    column = _Column(np.empty(0, dtype=object))
+    strings: Sequence[Any] = values
+    if not set(map(type, values)) <= STRING_TYPE:
+        strings = _strings_one_by_one(spec, values, column)
+    if spec.categories is not None and not set(strings) <= spec.categories:
+        allowed = spec.categories | {MISSING_CATEGORY}
+        unknown = [index for index, value in enumerate(strings) if value not in allowed]
+        if schema.unknown_category == "reject":
+            for index in unknown:
+                message = (
+                    f"{shown(strings[index])} is not a known category; expected {spec.expected()}"
+                )
+                column.issues.append({"index": index, "field": spec.name, "message": message})
+        else:
+            column.unknown = unknown
+    column.array = np.array(strings, dtype=object).reshape(-1, 1)
+    return column
+
+
+def _strings_one_by_one(spec: FieldSpec, values: Sequence[Any], column: _Column) -> list[Any]:
+    strings: list[Any] = []
+    for index, value in enumerate(values):
+        if type(value) is str:
+            strings.append(value)
+            continue
+        strings.append(MISSING_CATEGORY)
+        if value is None and spec.nullable:
+            continue
+        if value is None:
+            message = f"{NOT_NULLABLE}; expected {spec.expected()}"
+        else:
+            message = f"expected {spec.expected()}, got {json_type(value)}"
+        column.issues.append({"index": index, "field": spec.name, "message": message})
+    return strings
+
+
+def tensors_to_columns(
+    inputs: object, schema: InputSchema, max_records: int
+) -> tuple[dict[str, list[Any]], int]:
+    """Open Inference Protocol V2 ``inputs`` (one ``[n, 1]`` or ``[n]`` tensor per feature)."""
+    if not isinstance(inputs, list) or not inputs:
+        raise InputError("'inputs' must be a non-empty list of tensors, one per feature")
+    columns: dict[str, list[Any]] = {}
+    for position, tensor in enumerate(inputs):
+        name, values = _tensor_values(position, tensor, schema)
+        if name in columns:
+            raise InputError(f"input '{name}' is given twice")
+        columns[name] = values
+    missing = [name for name in schema.order if name not in columns]
+    if missing:
+        raise InputError(
+            f"missing input(s) {missing}; the model takes one input per feature: {schema.order}"
+        )
+    sizes = {name: len(values) for name, values in columns.items()}
+    if len(set(sizes.values())) > 1:
+        raise InputError(f"inputs hold different numbers of elements: {sizes}")
+    size = next(iter(sizes.values()))
+    check_batch_size(size, max_records, "the batch")
+    return columns, size
+
+
+def _tensor_values(position: int, tensor: object, schema: InputSchema) -> tuple[str, list[Any]]:
+    if not isinstance(tensor, dict):
+        raise InputError(f"inputs[{position}] must be an object, got {json_type(tensor)}")
+    name = tensor.get("name")
+    if not isinstance(name, str):
+        raise InputError(f"inputs[{position}].name must be a string")
+    spec = next((spec for spec in schema.fields if spec.name == name), None)
+    if spec is None:
+        raise InputError(
+            f"input {shown(name, MAX_SHOWN_NAME)} is not a feature of the model; "
+            f"expected {schema.order}"
+        )
+    missing = [key for key in ("shape", "datatype", "data") if key not in tensor]
+    if missing:
+        raise InputError(f"input '{name}' is missing {missing}")
+    _check_datatype(spec, tensor["datatype"])
+    shape = _check_shape(name, tensor["shape"])
+    values = _flatten(name, tensor["data"], len(shape))
+    if len(values) != shape[0]:
+        raise InputError(f"input '{name}' has shape {shape} but {len(values)} element(s) of data")
+    return name, values
+
+
+def _check_datatype(spec: FieldSpec, datatype: object) -> None:
+    if not isinstance(datatype, str):
+        raise InputError(
+            f"input '{spec.name}': datatype must be a string, got {json_type(datatype)}"
+        )
+    if spec.is_number and datatype not in NUMERIC_V2_DATATYPES:
+        raise InputError(
+            f"input '{spec.name}' is numeric: datatype must be {NUMBER_V2_DATATYPE}, "
+            f"got {shown(datatype)}"
+        )
+    if not spec.is_number and datatype != STRING_V2_DATATYPE:
+        raise InputError(
+            f"input '{spec.name}' is categorical: datatype must be {STRING_V2_DATATYPE}, "
+            f"got {shown(datatype)}"
+        )
+
+
+def _check_shape(name: str, shape: object) -> list[int]:
+    valid = (
+        isinstance(shape, list)
+        and len(shape) in (1, 2)
+        and all(type(dimension) is int and dimension >= 0 for dimension in shape)
+        and (len(shape) == 1 or shape[1] == 1)
+    )
+    if not valid:
+        raise InputError(f"input '{name}' must have shape [n, 1] or [n], got {shown(shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def _flatten(name: str, data: object, rank: int) -> list[Any]:
+    """Tensor data may be flat or nested as the shape (row-major); a nested row is ``[value]``."""
+    if not isinstance(data, list):
+        raise InputError(f"input '{name}'.data must be an array, got {json_type(data)}")
+    if rank == 2 and data and type(data[0]) is list:
+        if not all(type(row) is list and len(row) == 1 for row in data):
+            raise InputError(f"input '{name}'.data must be flat or a list of one-element rows")
+        return [row[0] for row in data]
+    return data
+
+
+UNSEEN_CATEGORY = "__unseen_in_training__"
+
+
+def example_record(schema: InputSchema) -> dict[str, Any]:
+    """A valid record: mid-range numbers, the first known category."""
+    record: dict[str, Any] = {}
+    for spec in schema.fields:
+        if spec.is_number:
+            low, high = spec.minimum, spec.maximum
+            record[spec.name] = (low + high) / 2 if low is not None and high is not None else 0.0
+        else:
+            record[spec.name] = min(spec.categories) if spec.categories else "example"
+    return record
+
+
+def warm_up_records(schema: InputSchema) -> list[dict[str, Any]]:
+    """Records exercising every path the model will see: typical, missing, unseen categories."""
+    typical = example_record(schema)
+    missing = {spec.name: None if spec.nullable else typical[spec.name] for spec in schema.fields}
+    records = [typical, missing]
+    if schema.unknown_category == "score":
+        records.append(
+            {
+                spec.name: typical[spec.name] if spec.is_number else UNSEEN_CATEGORY
+                for spec in schema.fields
+            }
+        )
+    return records

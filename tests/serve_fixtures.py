@@ -1,0 +1,144 @@
+"""The real scorer process on a free 127.0.0.1 port, and records to send it (serving tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from conftest import PROJECT_ROOT
+
+STARTUP_SECONDS = 90  # generous: the test machine is shared
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Scorer:
+    process: subprocess.Popen[bytes]
+    url: str
+    prediction_log: Path
+    output_path: Path
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (graceful), then the exit code; kills it only if it hangs past ``timeout``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError(
+                f"scorer ignored SIGTERM for {timeout}s:\n{self.output()}"
+            ) from None
+
+    def log_lines(self) -> list[str]:
+        if not self.prediction_log.exists():
+            return []
+        return self.prediction_log.read_text().splitlines()
+
+
+def launch(model_dir: Path, workdir: Path, **settings: str) -> Scorer:
+    """Start ``python -m mlops.serve`` without waiting for it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    prediction_log = workdir / "logs" / "predictions.jsonl"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("SCORER_") and key not in ("MODEL_DIR", "PREDICTION_LOG")
+    }
+    env.update(
+        {
+            "MODEL_DIR": str(model_dir),
+            "PREDICTION_LOG": str(prediction_log),
+            "SCORER_PORT": str(port),
+            "SCORER_HOST": "127.0.0.1",
+            **settings,
+        }
+    )
+    output_path = workdir / "scorer.out"
+    with output_path.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlops.serve"],
+            cwd=workdir,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    return Scorer(process, f"http://127.0.0.1:{port}", prediction_log, output_path)
+
+
+def wait_ready(scorer: Scorer, timeout: float = STARTUP_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if scorer.process.poll() is not None:
+            raise AssertionError(
+                f"scorer exited with {scorer.process.returncode}:\n{scorer.output()}"
+            )
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{scorer.url}/health/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    scorer.process.kill()
+    raise AssertionError(f"scorer not ready after {timeout}s:\n{scorer.output()}")
+
+
+@contextlib.contextmanager
+def running_scorer(model_dir: Path, workdir: Path, **settings: str) -> Iterator[Scorer]:
+    scorer = launch(model_dir, workdir, **settings)
+    try:
+        wait_ready(scorer)
+        yield scorer
+    finally:
+        if scorer.process.poll() is None:
+            scorer.stop()
+
+
+def copy_package(package: Path, target: Path) -> Path:
+    shutil.copytree(package, target)
+    return target
+
+
+def signature_of(package: Path) -> dict[str, Any]:
+    return json.loads((package / "signature.json").read_text())  # type: ignore[no-any-return]
+
+
+def bundled_records(signature: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows of the bundled data as the scorer takes them: the signature's features, NA as null."""
+    with (PROJECT_ROOT / "data" / "penguins.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    records = []
+    for row in rows[:limit]:
+        record: dict[str, Any] = {}
+        for feature in signature["features"]:
+            value = row[feature["name"]]
+            if value in ("", "NA"):
+                record[feature["name"]] = None
+            elif feature["type"] == "number":
+                record[feature["name"]] = float(value)
+            else:
+                record[feature["name"]] = value
+        records.append(record)
+    return records

@@ -1,0 +1,56 @@
+import asyncio
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from mlops.serve.metrics import MetricsMiddleware, ScorerMetrics
+
+
+def exposition(metrics: ScorerMetrics) -> str:
+    content, content_type = metrics.exposition(None)
+    assert content_type.startswith("text/plain")
+    return content.decode()
+
+
+def test_requests_are_counted_by_route_template_not_raw_path() -> None:
+    metrics = ScorerMetrics("tiny", "v1", "abc123")
+
+    async def item(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok", status_code=201)
+
+    app = Starlette(
+        routes=[Route("/items/{name}", item, methods=["POST"])],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+    )
+
+    async def send_requests() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            statuses = [(await client.post(f"/items/{name}")).status_code for name in "abc"]
+            statuses.append((await client.get("/elsewhere")).status_code)
+            statuses.append((await client.get("/items/a")).status_code)
+            return statuses
+
+    assert asyncio.run(send_requests()) == [201, 201, 201, 404, 405]
+    text = exposition(metrics)
+    assert 'scorer_requests_total{method="POST",route="/items/{name}",status="201"} 3.0' in text
+    assert 'scorer_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    assert 'scorer_requests_total{method="GET",route="/items/{name}",status="405"} 1.0' in text
+    assert 'scorer_request_duration_seconds_count{route="/items/{name}"} 4.0' in text
+    assert "/items/a" not in text
+
+
+def test_batches_model_info_and_log_backlog_are_exported() -> None:
+    metrics = ScorerMetrics("tiny", "v1", "abc123")
+    metrics.observe_batch("/predict", 7, {"size": 2}, {"colour": 1})
+    metrics.track_log_backlog(lambda: 42)
+    text = exposition(metrics)
+    assert 'scorer_records_scored_total{route="/predict"} 7.0' in text
+    assert 'scorer_out_of_range_values_total{feature="size"} 2.0' in text
+    assert 'scorer_unknown_categories_total{feature="colour"} 1.0' in text
+    assert 'scorer_model_info{git_commit="abc123",model_name="tiny",model_version="v1"} 1.0' in text
+    assert "scorer_prediction_log_pending_records 42.0" in text

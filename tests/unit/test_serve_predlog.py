@@ -1,0 +1,122 @@
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops.artifacts import PredictionRecord
+from mlops.serve.predlog import (
+    PredictionLogWriter,
+    RotatingFile,
+    ScoredBatch,
+    iso_timestamp,
+    log_lines,
+)
+
+
+def batch(size: int, request_id: str = "r1") -> ScoredBatch:
+    return ScoredBatch(
+        received=1_795_000_000.1234,
+        request_id=request_id,
+        model_version="v1",
+        features=[{"x": index, "colour": None} for index in range(size)],
+        labels=["a"] * size,
+        probabilities=[{"a": 0.75, "b": 0.25}] * size,
+        latency_seconds=0.0012345678,
+    )
+
+
+def test_one_line_per_record_with_exactly_the_prediction_record_fields() -> None:
+    lines = log_lines(batch(3)).decode().splitlines()
+    assert len(lines) == 3
+    records = [json.loads(line) for line in lines]
+    assert all(set(record) == set(PredictionRecord.__annotations__) for record in records)
+    assert [record["index"] for record in records] == [0, 1, 2]
+    assert records[2] == {
+        "ts": "2026-11-18T11:06:40.123Z",
+        "request_id": "r1",
+        "index": 2,
+        "model_version": "v1",
+        "features": {"x": 2, "colour": None},
+        "prediction": "a",
+        "probabilities": {"a": 0.75, "b": 0.25},
+        "latency_seconds": 0.001235,
+    }
+
+
+def test_timestamps_are_utc_with_milliseconds() -> None:
+    assert iso_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
+    assert iso_timestamp(1.9999) == "1970-01-01T00:00:01.999Z"
+
+
+def test_rotation_keeps_the_newest_files_up_to_the_backup_count(tmp_path: Path) -> None:
+    log = RotatingFile(tmp_path / "p.jsonl", max_bytes=10, backups=2)
+    for chunk in (b"aaaaaa\n", b"bbbbbb\n", b"cccccc\n", b"dddddd\n"):
+        log.write(chunk)
+    log.close()
+    assert (tmp_path / "p.jsonl").read_bytes() == b"dddddd\n"
+    assert (tmp_path / "p.jsonl.1").read_bytes() == b"cccccc\n"
+    assert (tmp_path / "p.jsonl.2").read_bytes() == b"bbbbbb\n"
+    assert not (tmp_path / "p.jsonl.3").exists()
+
+
+def test_appends_to_an_existing_log_and_counts_its_size(tmp_path: Path) -> None:
+    (tmp_path / "p.jsonl").write_bytes(b"old line\n")
+    log = RotatingFile(tmp_path / "p.jsonl", max_bytes=100, backups=1)
+    assert log.size == 9
+    log.write(b"new line\n")
+    log.close()
+    assert (tmp_path / "p.jsonl").read_bytes() == b"old line\nnew line\n"
+
+
+def test_close_writes_every_submitted_record(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(
+        tmp_path / "logs" / "p.jsonl", 1 << 20, 2, max_pending_records=10_000
+    )
+    for number in range(200):
+        assert writer.submit(batch(5, request_id=f"r{number}"))
+    writer.close()
+    lines = (tmp_path / "logs" / "p.jsonl").read_text().splitlines()
+    assert len(lines) == 1000
+    assert (
+        len({(json.loads(line)["request_id"], json.loads(line)["index"]) for line in lines}) == 1000
+    )
+    assert writer.pending == 0
+
+
+def test_submit_refuses_when_the_backlog_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1, max_pending_records=10)
+    gate: list[Any] = []
+    original = writer.file.write
+
+    def slow_write(data: bytes) -> None:
+        while not gate:
+            time.sleep(0.01)
+        original(data)
+
+    monkeypatch.setattr(writer.file, "write", slow_write)
+    assert writer.submit(batch(6))
+    time.sleep(0.05)
+    assert writer.submit(batch(4))
+    assert not writer.submit(batch(1))
+    gate.append(True)
+    writer.close()
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 10
+
+
+def test_a_failing_disk_makes_the_writer_unhealthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1, max_pending_records=100)
+
+    def full_disk(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer.file, "write", full_disk)
+    writer.submit(batch(1))
+    writer.close()
+    assert not writer.healthy
+    assert writer.failed is not None and "No space left on device" in writer.failed

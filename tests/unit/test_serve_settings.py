@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import pytest
+
+from mlops.serve.settings import ServeSettings, SettingsError, describe, is_loopback, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("SCORER_") or name in ("MODEL_DIR", "PREDICTION_LOG"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_serve_the_packaged_model_on_loopback() -> None:
+    settings = load_settings()
+    assert settings.model_dir == Path("models/package")
+    assert settings.prediction_log == Path("logs/predictions.jsonl")
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.api_token is None
+    assert (settings.unknown_category, settings.out_of_range) == ("score", "flag")
+
+
+def test_every_setting_comes_from_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_DIR", "/models/current")
+    monkeypatch.setenv("PREDICTION_LOG", "/var/log/scorer/predictions.jsonl")
+    monkeypatch.setenv("SCORER_PORT", "9000")
+    monkeypatch.setenv("SCORER_MAX_RECORDS", "50")
+    monkeypatch.setenv("SCORER_UNKNOWN_CATEGORY", "reject")
+    monkeypatch.setenv("SCORER_API_TOKEN", "s3cret-token-of-sixteen")
+    settings = load_settings()
+    assert settings.model_dir == Path("/models/current")
+    assert settings.prediction_log == Path("/var/log/scorer/predictions.jsonl")
+    assert (settings.port, settings.max_records, settings.unknown_category) == (9000, 50, "reject")
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == "s3cret-token-of-sixteen"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "SCORER_PORT",
+            "70000",
+            "SCORER_PORT='70000': Input should be less than or equal to 65535",
+        ),
+        ("SCORER_PORT", "http", "SCORER_PORT='http'"),
+        ("SCORER_MAX_RECORDS", "0", "SCORER_MAX_RECORDS='0'"),
+        ("SCORER_MAX_BODY_BYTES", "10", "SCORER_MAX_BODY_BYTES='10'"),
+        ("SCORER_OUT_OF_RANGE", "drop", "SCORER_OUT_OF_RANGE='drop'"),
+        ("SCORER_LOG_BACKUPS", "0", "SCORER_LOG_BACKUPS='0'"),
+        ("SCORER_HOST", "local host", "SCORER_HOST='local host'"),
+        ("SCORER_ORT_THREADS", "0", "SCORER_ORT_THREADS='0'"),
+    ],
+)
+def test_unsafe_values_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match="invalid settings") as caught:
+        load_settings()
+    assert message in str(caught.value)
+
+
+def test_a_weak_token_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCORER_API_TOKEN", "hunter2")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "at least 16 characters" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_an_empty_token_means_no_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCORER_API_TOKEN", "")
+    assert load_settings().api_token is None
+
+
+def test_prediction_log_must_be_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PREDICTION_LOG", str(tmp_path))
+    with pytest.raises(SettingsError, match=r"PREDICTION_LOG=.*is a directory"):
+        load_settings()
+
+
+def test_description_hides_the_token() -> None:
+    text = describe(ServeSettings(api_token="a-very-secret-token-value"))
+    assert "SCORER_API_TOKEN=set" in text and "a-very-secret" not in text
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("scorer", False),
+    ],
+)
+def test_loopback_detection(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

@@ -1,0 +1,293 @@
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlops.artifacts import MISSING_CATEGORY, Signature
+from mlops.serve.validation import (
+    InputError,
+    InputSchema,
+    example_record,
+    input_schema,
+    records_to_columns,
+    tensors_to_columns,
+    validate_columns,
+    warm_up_records,
+)
+
+SIGNATURE: Signature = {
+    "model_name": "tiny",
+    "target": "kind",
+    "features": [
+        {
+            "name": "size",
+            "type": "number",
+            "nullable": True,
+            "categories": None,
+            "min": 1.0,
+            "max": 10.0,
+        },
+        {
+            "name": "count",
+            "type": "number",
+            "nullable": False,
+            "categories": None,
+            "min": None,
+            "max": None,
+        },
+        {
+            "name": "colour",
+            "type": "string",
+            "nullable": True,
+            "categories": ["blue", "red"],
+            "min": None,
+            "max": None,
+        },
+        {
+            "name": "shape",
+            "type": "string",
+            "nullable": False,
+            "categories": ["round"],
+            "min": None,
+            "max": None,
+        },
+    ],
+    "classes": ["a", "b"],
+}
+VALID = {"size": 2.5, "count": 3, "colour": "red", "shape": "round"}
+
+
+def schema(unknown: Any = "score", out_of_range: Any = "flag") -> InputSchema:
+    return input_schema(SIGNATURE, unknown, out_of_range)
+
+
+def validate(records: Any, checked: InputSchema | None = None, max_records: int = 100) -> Any:
+    checked = checked or schema()
+    columns, rows = records_to_columns({"records": records}, checked, max_records)
+    return validate_columns(columns, len(rows), checked)
+
+
+def issues_of(records: Any, checked: InputSchema | None = None) -> list[tuple[Any, Any, str]]:
+    with pytest.raises(InputError) as caught:
+        validate(records, checked)
+    assert caught.value.status == 422
+    return [(issue["index"], issue["field"], issue["message"]) for issue in caught.value.issues]
+
+
+def test_valid_records_become_typed_columns_in_signature_order() -> None:
+    batch = validate([VALID, {**VALID, "size": 7, "colour": "blue"}])
+    assert list(batch.feed) == ["size", "count", "colour", "shape"]
+    assert batch.feed["size"].dtype == np.float32 and batch.feed["size"].shape == (2, 1)
+    assert batch.feed["size"][:, 0].tolist() == [2.5, 7.0]
+    assert batch.feed["colour"].dtype == object and batch.feed["colour"][:, 0].tolist() == [
+        "red",
+        "blue",
+    ]
+    assert batch.size == 2 and batch.warnings == {}
+
+
+def test_null_in_a_nullable_field_reaches_the_model_as_missing() -> None:
+    batch = validate([{**VALID, "size": None, "colour": None}])
+    assert math.isnan(batch.feed["size"][0, 0])
+    assert batch.feed["colour"][0, 0] == MISSING_CATEGORY
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("size", "2.5", "expected a number or null, got a string"),
+        ("size", True, "expected a number or null, got a boolean"),
+        ("size", [1], "expected a number or null, got an array"),
+        ("size", {"v": 1}, "expected a number or null, got an object"),
+        ("size", float("nan"), "is NaN; send null for a missing value"),
+        ("size", float("inf"), "is infinite; expected a finite number"),
+        ("size", 1e39, "1e+39 is outside the float32 range"),
+        ("size", 10**400, "outside the float32 range"),
+        ("count", None, "is null, but the model was trained without missing values here"),
+        ("colour", 3, "expected one of ['blue', 'red'] or null, got a number"),
+        ("shape", None, "is null, but the model was trained without missing values here"),
+    ],
+)
+def test_each_bad_value_is_named_by_record_and_field(field: str, value: Any, message: str) -> None:
+    issues = issues_of([VALID, {**VALID, field: value}])
+    assert len(issues) == 1
+    index, named_field, text = issues[0]
+    assert (index, named_field) == (1, field)
+    assert message in text
+
+
+def test_missing_and_extra_fields_are_reported_with_the_value_problems_of_the_same_request() -> (
+    None
+):
+    record = {"size": "big", "count": 1, "colour": "red", "weight": 3}
+    issues = issues_of([VALID, record, "not a record"])
+    assert (1, "shape", "missing; expected one of ['round']") in issues
+    assert (1, "weight", "not a feature of the model") in issues
+    assert (1, "size", "expected a number or null, got a string") in issues
+    assert (2, None, "expected an object, got a string") in issues
+    assert len(issues) == 4
+
+
+def test_unknown_category_is_scored_with_a_warning_or_rejected_per_policy() -> None:
+    batch = validate([{**VALID, "colour": "green"}])
+    assert batch.feed["colour"][0, 0] == "green"
+    assert batch.warnings == {
+        0: [
+            {
+                "field": "colour",
+                "message": "'green' was not seen in training; scored as an unknown category",
+            }
+        ]
+    }
+    assert batch.unknown_categories == {"colour": 1}
+    issues = issues_of([{**VALID, "colour": "green"}], schema(unknown="reject"))
+    assert issues == [
+        (0, "colour", "'green' is not a known category; expected one of ['blue', 'red'] or null")
+    ]
+
+
+def test_out_of_range_numbers_are_flagged_rejected_or_ignored_per_policy() -> None:
+    records = [{**VALID, "size": 10.5}, {**VALID, "size": 10.0}, {**VALID, "size": None}]
+    flagged = validate(records)
+    assert flagged.warnings == {
+        0: [{"field": "size", "message": "10.5 is outside the training range [1.0, 10.0]"}]
+    }
+    assert flagged.out_of_range == {"size": 1}
+    assert issues_of(records, schema(out_of_range="reject")) == [
+        (0, "size", "10.5 is outside the training range [1.0, 10.0] (SCORER_OUT_OF_RANGE=reject)")
+    ]
+    assert validate(records, schema(out_of_range="ignore")).warnings == {}
+
+
+def test_range_is_checked_at_full_precision_not_float32() -> None:
+    signature: Signature = {
+        **SIGNATURE,
+        "features": [{**SIGNATURE["features"][0], "min": 32.1, "max": 59.6}],
+    }
+    checked = input_schema(signature)
+    columns, _ = records_to_columns({"records": [{"size": 32.1}, {"size": 59.6}]}, checked, 10)
+    assert validate_columns(columns, 2, checked).warnings == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ([VALID], 422, "expected a JSON object"),
+        ({"rows": [VALID]}, 422, "unknown key(s) ['rows']"),
+        ({}, 422, "'records' is missing"),
+        ({"records": {"a": 1}}, 422, "'records' must be a list of objects, got an object"),
+        ({"records": []}, 422, "'records' is empty"),
+        ({"records": [VALID] * 4}, 413, "holds 4 records; the limit is 3"),
+    ],
+)
+def test_the_body_envelope_is_checked_before_any_record(
+    body: Any, status: int, message: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        records_to_columns(body, schema(), max_records=3)
+    assert caught.value.status == status
+    assert message in caught.value.message
+
+
+def test_error_payload_caps_details_and_counts_all() -> None:
+    with pytest.raises(InputError) as caught:
+        validate([{**VALID, "size": "x"}] * 150, max_records=200)
+    payload = caught.value.payload()
+    assert payload["issue_count"] == 150 and len(payload["details"]) == 100
+    assert payload["error"] == "150 invalid value(s) in 150 record(s)"
+
+
+def tensor(name: str, data: Any, datatype: str = "FP32", shape: Any = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "datatype": datatype,
+        "shape": shape if shape is not None else [len(data), 1],
+        "data": data,
+    }
+
+
+def v2_inputs(**overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    inputs = {
+        "size": tensor("size", [2.5, 7]),
+        "count": tensor("count", [[1], [2]], "INT64"),
+        "colour": tensor("colour", ["red", "blue"], "BYTES", [2]),
+        "shape": tensor("shape", ["round", "round"], "BYTES"),
+    }
+    inputs.update(overrides)
+    return list(inputs.values())
+
+
+def test_v2_tensors_flat_or_nested_become_the_same_columns() -> None:
+    columns, size = tensors_to_columns(v2_inputs(), schema(), 10)
+    assert size == 2
+    assert columns == {
+        "size": [2.5, 7],
+        "count": [1, 2],
+        "colour": ["red", "blue"],
+        "shape": ["round", "round"],
+    }
+    assert validate_columns(columns, size, schema()).feed["count"][:, 0].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([], "'inputs' must be a non-empty list"),
+        (
+            v2_inputs(size=tensor("size", [1.0, 2.0], "BYTES")),
+            "input 'size' is numeric: datatype must be FP32",
+        ),
+        (
+            v2_inputs(colour=tensor("colour", ["red", "red"], "FP32")),
+            "input 'colour' is categorical: datatype must be BYTES",
+        ),
+        (
+            v2_inputs(size=tensor("size", [1.0, 2.0], shape=[3, 1])),
+            "has shape [3, 1] but 2 element(s)",
+        ),
+        (v2_inputs(size=tensor("size", [1.0, 2.0], shape=[1, 2])), "must have shape [n, 1] or [n]"),
+        (v2_inputs(size=tensor("size", [1.0], shape=[1, 1])), "different numbers of elements"),
+        (
+            v2_inputs(size=tensor("size", [[1.0, 2.0]], shape=[2, 1])),
+            "flat or a list of one-element rows",
+        ),
+        (v2_inputs()[:3], "missing input(s) ['shape']"),
+        ([*v2_inputs(), tensor("size", [1.0, 2.0])], "input 'size' is given twice"),
+        ([*v2_inputs(), tensor("weight", [1.0, 2.0])], "input 'weight' is not a feature"),
+        ([{"name": "size", "datatype": "FP32"}], "input 'size' is missing ['shape', 'data']"),
+        (["size"], "inputs[0] must be an object"),
+    ],
+)
+def test_v2_tensor_problems_are_named(inputs: Any, message: str) -> None:
+    with pytest.raises(InputError) as caught:
+        tensors_to_columns(inputs, schema(), 10)
+    assert message in caught.value.message
+
+
+def test_v2_element_problems_name_the_input_and_element() -> None:
+    columns, size = tensors_to_columns(v2_inputs(size=tensor("size", [2.5, "x"])), schema(), 10)
+    with pytest.raises(InputError) as caught:
+        validate_columns(columns, size, schema())
+    assert caught.value.one_line() == (
+        "1 invalid value(s) in 1 record(s): [1] size: expected a number or null, got a string"
+    )
+
+
+def test_v2_batch_over_the_limit_is_413() -> None:
+    with pytest.raises(InputError) as caught:
+        tensors_to_columns(v2_inputs(), schema(), 1)
+    assert caught.value.status == 413
+
+
+def test_example_and_warm_up_records_validate() -> None:
+    assert example_record(schema()) == {
+        "size": 5.5,
+        "count": 0.0,
+        "colour": "blue",
+        "shape": "round",
+    }
+    records = warm_up_records(schema())
+    batch = validate(records)
+    assert batch.size == 3 and batch.unknown_categories == {"colour": 1, "shape": 1}
+    assert len(warm_up_records(schema(unknown="reject"))) == 2
