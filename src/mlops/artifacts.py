@@ -8,8 +8,8 @@ A packaged model directory holds:
   numeric and string for categorical features; outputs ``label`` (string, ``[None]``) and
   ``probabilities`` (float32, ``[None, n_classes]``, columns in ``signature.classes`` order).
 - ``signature.json``: see ``Signature``.
-- ``reference_profile.json``: ``mlops.profile.profile_table`` of the training features (drift reference),
-  with ``"classes": {class: share}`` of the training labels added.
+- ``reference_profile.json``: ``mlops.profile.profile_table`` of the training features (the drift
+  reference), with ``"classes": {class: share}`` of the training labels added.
 - ``model_card.md``: for people.
 - ``resources.json``: latency and peak memory measured at packaging, and the Kubernetes requests
   and limits derived from them.
@@ -117,7 +117,7 @@ def load_reference_profile(directory: Path) -> dict[str, Any]:
 
 
 def verify(directory: Path) -> Manifest:
-    """Check every file listed in the manifest against its sha256; raise naming the first mismatch."""
+    """Check each file in the manifest against its sha256; raise naming the first mismatch."""
     manifest = load_manifest(directory)
     for name in (MODEL_FILE, SIGNATURE_FILE, PROFILE_FILE):
         if name not in manifest["files"]:

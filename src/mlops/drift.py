@@ -20,7 +20,7 @@ EPSILON = 1e-4
 
 
 def quantile_edges(values: npt.NDArray[np.float64], bins: int = BIN_COUNT) -> list[float]:
-    """Interior edges at the reference quantiles, duplicates removed (heavily tied data has fewer)."""
+    """Interior edges at the reference quantiles; duplicates removed, so tied data has fewer."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return []
@@ -43,7 +43,9 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     """Population stability index between two share vectors of the same bins."""
     expected_shares = np.clip(np.asarray(expected, dtype=np.float64), EPSILON, None)
     actual_shares = np.clip(np.asarray(actual, dtype=np.float64), EPSILON, None)
-    return float(np.sum((actual_shares - expected_shares) * np.log(actual_shares / expected_shares)))
+    return float(
+        np.sum((actual_shares - expected_shares) * np.log(actual_shares / expected_shares))
+    )
 
 
 def category_psi(expected: Mapping[str, float], actual: Mapping[str, float]) -> float:

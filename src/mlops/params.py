@@ -174,7 +174,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 return _coerce(value, option, where)
             except ParamsError as error:
                 errors.append(str(error))
-        raise ParamsError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {args}")
+        raise ParamsError(
+            errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {args}"
+        )
     if origin is Literal:
         if value not in args:
             raise ParamsError(f"{where}: {value!r} is not one of {list(args)}")

@@ -11,13 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.drift import bin_shares, quantile_edges
+from mlops.drift import OTHER_CATEGORY, bin_shares, quantile_edges
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 TOP_CATEGORIES = 10
-# Categorical shares are kept for this many categories; the rest are summed under OTHER.
+# Categorical shares are kept for this many categories; the rest are summed under OTHER_CATEGORY.
 MAX_CATEGORIES = 100
-OTHER = "__other__"
 
 
 def profile_table(frame: pd.DataFrame) -> dict[str, Any]:
@@ -66,7 +65,9 @@ def _numeric_statistics(values: np.ndarray) -> dict[str, Any]:
         "max": float(values.max()),
         "mean": float(values.mean()),
         "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
-        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES))},
+        "quantiles": {
+            str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)
+        },
         "bins": {"edges": edges, "shares": bin_shares(values, edges)},
     }
 
@@ -76,7 +77,7 @@ def _category_statistics(values: pd.Series) -> dict[str, Any]:
     shares = counts / counts.sum() if len(counts) else counts.astype(float)
     kept = {str(k): float(v) for k, v in shares.iloc[:MAX_CATEGORIES].items()}
     if len(shares) > MAX_CATEGORIES:
-        kept[OTHER] = float(shares.iloc[MAX_CATEGORIES:].sum())
+        kept[OTHER_CATEGORY] = float(shares.iloc[MAX_CATEGORIES:].sum())
     return {
         "top": {str(k): int(v) for k, v in counts.iloc[:TOP_CATEGORIES].items()},
         "shares": kept,

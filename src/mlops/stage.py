@@ -1,4 +1,4 @@
-"""The thin shell every pipeline stage shares: argument parsing, atomic writes, readable failures."""
+"""The thin shell every pipeline stage shares: arguments, atomic writes, readable failures."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mlops.params import ParamsError
 
 
 class StageError(Exception):
-    """A failure the user can act on: the message names the file, column or key and what was expected."""
+    """A user-fixable failure; the message names the file, column or key, and what was expected."""
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> int:
-    """Run a stage's ``main``; a known failure prints one readable line instead of a traceback."""
+    """Run a stage's ``main``; a known failure prints one line instead of a traceback."""
     try:
         main(argv)
     except (StageError, ParamsError) as error:
@@ -36,7 +36,7 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader never sees half a file and a crash leaves the old one."""
+    """Write ``data`` to ``path``: a reader never sees half a file, a crash leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
