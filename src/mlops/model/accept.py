@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 
 from mlops import artifacts
+from mlops.model.evaluate import slice_metrics, slice_values
 from mlops.model.features import TrainedModel, load_model, model_input, model_target
+from mlops.model.onnx_export import onnx_feed, open_session, score, spec_of
 from mlops.params import AcceptParams, EvaluateParams, load_section
 from mlops.stage import StageError, parser, run, write_json
-from mlops.tables import read_table, require_columns
+from mlops.tables import read_table
 
 Check = dict[str, Any]
 CHAMPION_CHECK = "champion_macro_f1"
@@ -54,21 +56,18 @@ def threshold_checks(
 def slice_checks(
     truth: pd.Series, predicted: pd.Series, slices: pd.Series, threshold: float
 ) -> list[Check]:
-    """One check per value of the slice column (a missing value is a slice of its own)."""
-    keys = slices.astype(object).where(slices.notna(), artifacts.MISSING_CATEGORY).map(str)
-    checks = []
-    for value in sorted(keys.unique()):
-        rows = keys == value
-        checks.append(
-            make_check(
-                f"slice_macro_f1[{slices.name}={value}]",
-                macro_f1(list(truth[rows]), list(predicted[rows])),
-                threshold,
-                slice=value,
-                rows=int(rows.sum()),
-            )
+    """One check per slice (``evaluate.slice_values``), on the macro F1 evaluate reports."""
+    per_slice = slice_metrics(truth, predicted, slices)
+    return [
+        make_check(
+            f"slice_macro_f1[{per_slice['column']}={value}]",
+            scores["macro_f1"],
+            threshold,
+            slice=value,
+            rows=scores["rows"],
         )
-    return checks
+        for value, scores in per_slice["slices"].items()
+    ]
 
 
 def champion_check(
@@ -84,8 +83,6 @@ def champion_check(
     data, a type that changed) fails the check with the reason: the candidate cannot be shown
     to be no worse than production.
     """
-    from mlops.model.onnx_export import onnx_feed, open_session, score, spec_of
-
     summary: dict[str, Any] = {"path": str(directory)}
     try:
         manifest = artifacts.verify(directory)
@@ -143,9 +140,9 @@ def acceptance(
         index=test.index,
     )
     checks = threshold_checks(list(truth), list(predicted), params)
-    if slice_column is not None:
-        require_columns(test, [slice_column], where)
-        checks += slice_checks(truth, predicted, test[slice_column], params.min_slice_macro_f1)
+    slices = slice_values(test, slice_column, where)
+    if slices is not None:
+        checks += slice_checks(truth, predicted, slices, params.min_slice_macro_f1)
     champion_summary = None
     if champion is not None and has_champion(champion):
         candidate_f1 = macro_f1(list(truth), list(predicted))
