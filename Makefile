@@ -56,3 +56,25 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 .PHONY: monitor
 monitor: $(SYNCED) ## run the monitoring sidecar (127.0.0.1:8090; settings: docs/monitoring.md)
 	python -m mlops.monitor
+
+# --- Container image and deployment (docs/deploy.md) ---------------------------------------------
+IMAGE ?= mlops:latest
+
+.PHONY: image base-image deploy-resources up down test-deps
+image: ## build the scorer+sidecar image with docker or podman (CA_BUNDLE=<pem> behind a TLS proxy)
+	IMAGE="$(IMAGE)" scripts/image.sh
+
+base-image: ## build python:3.11-slim from Debian packages, for machines without a registry
+	scripts/base-image.sh python
+
+deploy-resources: $(SYNCED) ## write deploy/k8s/resources.yaml from models/package/resources.json
+	python scripts/k8s-resources.py
+
+up: ## run scorer + sidecar + Prometheus locally (deploy/compose.yaml), building what is missing
+	IMAGE="$(IMAGE)" scripts/compose.sh up
+
+down: ## stop the local compose project (its volumes stay)
+	scripts/compose.sh down
+
+test-deps: ## install the system tools the tests use (Prometheus, podman, ...) from Debian
+	scripts/install-test-deps.sh
