@@ -334,6 +334,17 @@ def write_evaluation(evaluation: Evaluation, reports: Path) -> None:
         atomic_write_bytes(reports / "plots" / file_name, image)
 
 
+def describe(evaluation: Evaluation) -> str:
+    metrics, slices = evaluation.metrics, evaluation.slices
+    line = (
+        f"evaluate: {metrics['rows']} rows, accuracy {metrics['accuracy']:.4f}, "
+        f"macro F1 {metrics['macro_f1']:.4f}, log loss {metrics['log_loss']:.4f}"
+    )
+    if slices["slices"]:
+        line += f"; lowest macro F1 per {slices['column']} {slices['min_macro_f1']:.4f}"
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = parser("Evaluate the trained model on the validation split.")
     arguments.add_argument("--model", type=Path, required=True, help="the trained model (joblib)")
@@ -343,7 +354,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_section(args.params, "evaluate", EvaluateParams)
     model = load_model(args.model)
     frame = read_table(args.data)
-    write_evaluation(evaluate_model(model, frame, params, where=str(args.data)), args.reports)
+    evaluation = evaluate_model(model, frame, params, where=str(args.data))
+    write_evaluation(evaluation, args.reports)
+    print(describe(evaluation))
 
 
 if __name__ == "__main__":

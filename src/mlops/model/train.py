@@ -7,6 +7,7 @@ hyper-parameters are then refitted on every training row and saved as a ``Traine
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (registers the halving search)
-from sklearn.metrics import get_scorer, get_scorer_names
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import (
     GridSearchCV,
     HalvingRandomSearchCV,
@@ -30,6 +31,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from mlops.model.features import (
     MODEL_NAMES,
+    FeatureSpec,
     TrainedModel,
     build_pipeline,
     feature_spec,
@@ -61,45 +63,56 @@ def train_model(
     spec = feature_spec(frame, target, exclude_columns, where)
     features = model_input(frame, spec, where)
     labels = model_target(frame, target, where)
+    started = time.perf_counter()
+    search, tuning_rows = tune(spec, features, labels, params)
+    pipeline = build_pipeline(params.model, spec, params.seed).set_params(**search.best_params_)
+    pipeline.fit(features, labels)
+    fit_seconds = time.perf_counter() - started
+    summary = {
+        "model": params.model,
+        "search": params.search,
+        "scoring": params.scoring,
+        "best_cv_score": float(search.cv_results_["mean_test_score"][search.best_index_]),
+        "best_params": _unprefixed(search.best_params_),
+        "n_candidates": len(search.cv_results_["params"]),
+        "cv_folds": params.cv_folds,
+        "tuning_rows": tuning_rows,
+        "training_rows": len(labels),
+        "fit_seconds": round(fit_seconds, 3),
+    }
+    print(
+        f"train: best {params.scoring} {summary['best_cv_score']:.4f} with "
+        f"{summary['best_params']}; refitted on {len(labels)} rows; {fit_seconds:.1f}s in all",
+        flush=True,
+    )
+    classes = tuple(str(label) for label in pipeline.classes_)
+    model = TrainedModel(pipeline=pipeline, spec=spec, target=target, classes=classes)
+    return TrainResult(
+        model=model, summary=summary, cv_results=cv_results_table(search.cv_results_)
+    )
+
+
+def tune(
+    spec: FeatureSpec, features: pd.DataFrame, labels: pd.Series, params: TrainParams
+) -> tuple[Any, int]:
+    """The fitted (not refitted) search over a stratified sample of at most ``max_tuning_rows``
+    rows, and the number of rows it used."""
     space = search_space(params, build_pipeline(params.model, spec, params.seed))
-    scoring = check_scoring(params.scoring)
+    check_scoring(params.scoring)
     tuning_features, tuning_labels = tuning_sample(
         features, labels, params.max_tuning_rows, params.seed
     )
     check_folds(tuning_labels, params.cv_folds)
-
     search = make_search(build_pipeline(params.model, spec, params.seed), space, params)
     print(
-        f"tuning {params.model}: {params.search} search over {candidate_count(space, params)} "
-        f"candidate(s) x {params.cv_folds} folds on {len(tuning_labels)} of {len(labels)} rows, "
-        f"scoring {scoring}, n_jobs {params.n_jobs}",
+        f"train: tuning {params.model} by {params.search} search, "
+        f"{candidate_count(space, params)} candidate(s) x {params.cv_folds} folds on "
+        f"{len(tuning_labels)} of {len(labels)} rows, scoring {params.scoring}, "
+        f"n_jobs {params.n_jobs}",
         flush=True,
     )
-    started = time.perf_counter()
     search.fit(tuning_features, tuning_labels)
-    best_params = dict(search.best_params_)
-    pipeline = build_pipeline(params.model, spec, params.seed).set_params(**best_params)
-    pipeline.fit(features, labels)
-    fit_seconds = time.perf_counter() - started
-
-    results = cv_results_table(search.cv_results_)
-    best_score = float(search.cv_results_["mean_test_score"][search.best_index_])
-    print(f"best {scoring} {best_score:.4f} with {_unprefixed(best_params)}", flush=True)
-    summary = {
-        "model": params.model,
-        "search": params.search,
-        "scoring": scoring,
-        "best_cv_score": best_score,
-        "best_params": _unprefixed(best_params),
-        "n_candidates": len(results),
-        "cv_folds": params.cv_folds,
-        "tuning_rows": len(tuning_labels),
-        "training_rows": len(labels),
-        "fit_seconds": round(fit_seconds, 3),
-    }
-    classes = tuple(str(label) for label in pipeline.classes_)
-    model = TrainedModel(pipeline=pipeline, spec=spec, target=target, classes=classes)
-    return TrainResult(model=model, summary=summary, cv_results=results)
+    return search, len(tuning_labels)
 
 
 def search_space(params: TrainParams, pipeline: Pipeline) -> dict[str, list[Any]]:
@@ -138,16 +151,14 @@ def _check_value(estimator: Any, name: str, value: Any, where: str) -> None:
         raise StageError(f"{where}.{name}: {value!r} is not accepted ({error})") from None
 
 
-def check_scoring(scoring: str) -> str:
+def check_scoring(scoring: str) -> None:
     try:
         get_scorer(scoring)
     except ValueError:
         raise StageError(
             f"train.scoring: unknown scorer {scoring!r}; e.g. f1_macro, accuracy, "
-            f"balanced_accuracy, roc_auc_ovr, neg_log_loss (all: {len(get_scorer_names())} names "
-            "in sklearn.metrics.get_scorer_names())"
+            "balanced_accuracy, roc_auc_ovr, neg_log_loss (see sklearn.metrics.get_scorer_names)"
         ) from None
-    return scoring
 
 
 def tuning_sample(
@@ -216,34 +227,37 @@ class _TrialReporter:
     def _run_search(
         self, evaluate_candidates: Callable[..., Any], *, callback_ctx: Any = None
     ) -> None:
-        def evaluate_one_by_one(
-            candidate_params: Any,
-            cv: Any = None,
-            more_results: Any = None,
-            callback_ctx: Any = None,
-        ) -> Any:
-            candidates = list(candidate_params)
-            results: Any = None
-            best = -math.inf
-            for number, candidate in enumerate(candidates):
-                extra = (
-                    {key: [values[number]] for key, values in more_results.items()}
-                    if more_results
-                    else None
-                )
-                results = evaluate_candidates([candidate], cv, more_results=extra)
-                score = float(results["mean_test_score"][-1])
-                best = max(best, score)
-                round_label = f"round {extra['iter'][0] + 1}, " if extra and "iter" in extra else ""
-                print(
-                    f"{round_label}trial {number + 1} of {len(candidates)}: "
-                    f"{score:.4f} (±{float(results['std_test_score'][-1]):.4f}), "
-                    f"best so far {best:.4f} | {_unprefixed(candidate)}",
-                    flush=True,
-                )
-            return results
+        one_by_one = functools.partial(_evaluate_one_by_one, evaluate_candidates)
+        super()._run_search(one_by_one, callback_ctx=callback_ctx)  # type: ignore[misc]
 
-        super()._run_search(evaluate_one_by_one, callback_ctx=callback_ctx)  # type: ignore[misc]
+
+def _evaluate_one_by_one(
+    evaluate_candidates: Callable[..., Any],
+    candidate_params: Any,
+    cv: Any = None,
+    more_results: dict[str, list[Any]] | None = None,
+    callback_ctx: Any = None,
+) -> Any:
+    """Stands in for the search's ``evaluate_candidates`` (same arguments, same return value).
+
+    ``callback_ctx`` (scikit-learn's experimental callbacks, unused here) is dropped: its task ids
+    are laid out for one call per batch, not one per candidate."""
+    candidates = list(candidate_params)
+    results: Any = None
+    best = -math.inf
+    for number, candidate in enumerate(candidates):
+        extra = {key: [values[number]] for key, values in (more_results or {}).items()} or None
+        results = evaluate_candidates([candidate], cv, more_results=extra)
+        score = float(results["mean_test_score"][-1])
+        spread = float(results["std_test_score"][-1])
+        best = max(best, score)
+        halving_round = f"round {extra['iter'][0] + 1}, " if extra and "iter" in extra else ""
+        print(
+            f"{halving_round}trial {number + 1} of {len(candidates)}: {score:.4f} (±{spread:.4f}), "
+            f"best so far {best:.4f} | {_unprefixed(candidate)}",
+            flush=True,
+        )
+    return results
 
 
 class ReportingGridSearch(_TrialReporter, GridSearchCV):
