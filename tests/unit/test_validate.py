@@ -176,3 +176,24 @@ def test_main_names_a_missing_schema(tmp_path: Path) -> None:
             "--schema", str(tmp_path / "nope.yaml"),
             "--reports", str(tmp_path),
         ])  # fmt: skip
+
+
+def test_the_command_exits_1_with_the_message_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlops.stage import run
+
+    (tmp_path / "schema.yaml").write_text("columns:\n  mass: {dtype: float64, coerce: true}\n")
+    pd.DataFrame({"mass": ["1.5", "heavy"]}).to_parquet(tmp_path / "raw.parquet")
+    code = run(
+        main,
+        ["--params", str(write_params(tmp_path)), "--input", str(tmp_path / "raw.parquet"),
+         "--schema", str(tmp_path / "schema.yaml"), "--reports", str(tmp_path / "reports")],
+    )  # fmt: skip
+    assert code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ")
+    assert (
+        "mass: dtype('float64'): values that are not of the declared type: 1 row, e.g. 'heavy'"
+        in error
+    )
