@@ -1,0 +1,244 @@
+"""The production image, built and run for real: read-only, non-root, scoring and monitoring.
+
+Builds with ``scripts/image.sh`` (as ``make image`` does) from a build context holding the project's
+sources and the packaged model of this test session, then runs the scorer and the sidecar from
+that one image, sharing a log directory, the way deploy/compose.yaml and deploy/k8s run them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import PROJECT_ROOT, run
+from serve_fixtures import bundled_records, free_port, signature_of
+
+pytestmark = pytest.mark.slow
+
+TAG = "localhost/mlops-test:latest"
+BUILD_TIMEOUT = 1800  # a cold build on a machine without a registry includes debootstrap
+READY_SECONDS = 90
+CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock", "README.md")
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+LOG_DIR = "/var/log/mlops"
+USER = "10001:10001"
+
+
+@dataclass(frozen=True)
+class Engine:
+    command: str
+    env: dict[str, str]
+
+    def __call__(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run([self.command, *arguments], PROJECT_ROOT, check=check, env=self.env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    """docker or podman, with the settings ``make image`` uses; skipped when neither is there."""
+    found = run([str(PROJECT_ROOT / "scripts" / "container-env.sh")], PROJECT_ROOT, check=False)
+    if found.returncode != 0:
+        pytest.skip(f"no container engine: {found.stderr.strip()}")
+    settings = dict(line.split("=", 1) for line in found.stdout.splitlines())
+    env = {key: value for key, value in settings.items() if value}
+    return Engine(env["CONTAINER_ENGINE"], env)
+
+
+def build_context(packaged_model: Path, directory: Path) -> Path:
+    for name in CONTEXT_FILES:
+        shutil.copy2(PROJECT_ROOT / name, directory / name)
+    shutil.copytree(
+        PROJECT_ROOT / "src", directory / "src", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(packaged_model, directory / "models" / "package")
+    return directory
+
+
+def ca_bundle() -> str:
+    """The CA bundle the host trusts, for builds behind a TLS-intercepting proxy."""
+    configured = os.environ.get("CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+    if configured:
+        return configured
+    return str(SYSTEM_CA_BUNDLE) if SYSTEM_CA_BUNDLE.is_file() else ""
+
+
+@pytest.fixture(scope="module")
+def image(engine: Engine, packaged_model: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    context = build_context(packaged_model, tmp_path_factory.mktemp("image-context"))
+    script = str(PROJECT_ROOT / "scripts" / "image.sh")
+    env = {**engine.env, "IMAGE": TAG, "CA_BUNDLE": ca_bundle()}
+    started = time.monotonic()
+    run([script, str(context)], PROJECT_ROOT, env=env, timeout=BUILD_TIMEOUT)
+    print(f"image built in {time.monotonic() - started:.0f} s")
+    return TAG
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The volume both containers share; writable by the image's user, as an emptyDir would be."""
+    directory = tmp_path_factory.mktemp("container-logs")
+    directory.chmod(0o777)
+    return directory
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    url: str
+
+
+@contextlib.contextmanager
+def running(
+    engine: Engine, image: str, name: str, command: list[str], log_dir: Path, env: dict[str, str]
+) -> Iterator[Container]:
+    """A container on the host's network, read-only, as the non-root user, without capabilities."""
+    port = free_port()
+    role = "SCORER" if command[-1] == "mlops.serve" else "MONITOR"
+    settings = {f"{role}_HOST": "127.0.0.1", f"{role}_PORT": str(port), **env}
+    settings["HEALTHCHECK_URL"] = f"http://127.0.0.1:{port}/health/ready"
+    options = [
+        "--detach",
+        f"--name={name}",
+        "--network=host",
+        "--read-only",
+        f"--user={USER}",
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges",
+        f"--volume={log_dir}:{LOG_DIR}",
+        *(f"--env={key}={value}" for key, value in settings.items()),
+    ]
+    engine("rm", "--force", name, check=False)
+    engine("run", *options, image, *command)
+    container = Container(name, f"http://127.0.0.1:{port}")
+    try:
+        wait_ready(engine, container)
+        yield container
+    finally:
+        engine("rm", "--force", name, check=False)
+
+
+def wait_ready(engine: Engine, container: Container) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        state = engine("inspect", "--format", "{{.State.Running}}", container.name).stdout
+        if state.strip() != "true":
+            logs = engine("logs", container.name, check=False)
+            raise AssertionError(f"{container.name} stopped:\n{logs.stdout}{logs.stderr}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{container.url}/health/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    logs = engine("logs", container.name, check=False)
+    raise AssertionError(f"{container.name} not ready in {READY_SECONDS} s:\n{logs.stdout}")
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_image_is_labelled_with_the_model_it_carries(
+    engine: Engine, image: str, packaged_model: Path
+) -> None:
+    inspected = json.loads(engine("image", "inspect", image).stdout)[0]
+    config = inspected["Config"]
+    manifest = json.loads((packaged_model / "manifest.json").read_text())
+    labels = config["Labels"]
+    assert labels["mlops.model.sha256"] == manifest["files"]["model.onnx"]
+    assert labels["mlops.model.version"] == manifest["model_version"]
+    assert labels["org.opencontainers.image.revision"]
+    assert config["User"] == USER
+    assert LOG_DIR in config["Volumes"]
+    healthcheck = config.get("Healthcheck") or inspected["Healthcheck"]  # docker | podman
+    assert healthcheck["Test"][:2] == ["CMD", "python"]
+
+
+def test_image_holds_neither_the_training_stack_nor_a_writable_root(
+    engine: Engine, image: str
+) -> None:
+    check = (
+        "import importlib.util, sys; "
+        "found = [m for m in ('pandas', 'sklearn', 'scipy', 'dvc', 'skl2onnx') "
+        "if importlib.util.find_spec(m)]; "
+        "print(found); sys.exit(1 if found else 0)"
+    )
+    result = engine("run", "--rm", "--read-only", image, "python", "-c", check, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    as_root = ["run", "--rm", "--read-only", "--user=0", image]  # only the mount can refuse
+    write = engine(*as_root, "python", "-c", "open('/app/x', 'w')", check=False)
+    assert write.returncode != 0
+    assert "Read-only file system" in write.stderr
+
+
+def test_scorer_and_sidecar_run_from_the_image_read_only(
+    engine: Engine, image: str, log_dir: Path, packaged_model: Path
+) -> None:
+    signature = signature_of(packaged_model)
+    records = bundled_records(signature, limit=5)
+    scorer_command = ["python", "-m", "mlops.serve"]
+    sidecar_command = ["python", "-m", "mlops.monitor"]
+    sidecar_env = {"MONITOR_POLL_INTERVAL_SECONDS": "0.2"}
+    with running(engine, image, "mlops-test-scorer", scorer_command, log_dir, {}) as scorer:
+        response = httpx.post(f"{scorer.url}/predict", json={"records": records}, timeout=30)
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+        assert len(predictions) == len(records)
+        assert {prediction["label"] for prediction in predictions} <= set(signature["classes"])
+
+        metrics = httpx.get(f"{scorer.url}/metrics", timeout=10).text
+        assert 'scorer_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics
+        assert f'scorer_records_scored_total{{route="/predict"}} {len(records)}.0' in metrics
+
+        healthcheck = container_health(engine, scorer.name)
+        assert healthcheck == "healthy"
+
+        log = log_dir / "predictions.jsonl"
+        wait_for(lambda: line_count(log) == len(records), 10, "the prediction log")
+        with running(
+            engine, image, "mlops-test-sidecar", sidecar_command, log_dir, sidecar_env
+        ) as sidecar:
+            wait_for(
+                lambda: drift_window(sidecar.url) == len(records), 20, "the sidecar to read the log"
+            )
+            sidecar_metrics = httpx.get(f"{sidecar.url}/metrics", timeout=10).text
+            assert "monitor_feature_psi{" in sidecar_metrics
+        engine("stop", "--time=30", scorer.name)
+    assert line_count(log) == len(records)
+
+
+def container_health(engine: Engine, name: str) -> str:
+    """Run the image's HEALTHCHECK now (podman) or wait for the daemon's first run (docker)."""
+    if Path(engine.command).name == "podman":
+        result = engine("healthcheck", "run", name, check=False)
+        return "healthy" if result.returncode == 0 else f"unhealthy: {result.stdout}"
+    status = ""
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and status != "healthy":
+        status = engine("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()
+        time.sleep(1)
+    return status
+
+
+def line_count(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def drift_window(url: str) -> int:
+    with contextlib.suppress(httpx.TransportError):
+        return int(httpx.get(f"{url}/drift", timeout=5).json()["window_size"])
+    return -1
