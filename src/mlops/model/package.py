@@ -466,6 +466,44 @@ def json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2) + "\n").encode()
 
 
+def make_lineage(params_path: Path, train_path: Path, created: datetime) -> artifacts.Lineage:
+    return {
+        "git_commit": git_commit(Path.cwd()),
+        "data_hash": md5_of(train_path),
+        "params_hash": params_hash(params_path),
+        "created": created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def package_files(
+    model: TrainedModel,
+    train: pd.DataFrame,
+    onnx_model: bytes,
+    manifest: Mapping[str, Any],
+    reports: Mapping[str, Mapping[str, Any]],
+) -> dict[str, bytes]:
+    """Every file of the package but the manifest; ``reports`` holds the verdict, the evaluation
+    metrics, the parity report and the resource profile."""
+    signature = build_signature(model, train, manifest["model_name"])
+    profile = reference_profile(model, train)
+    card = model_card(
+        signature,
+        manifest,
+        profile,
+        reports["verdict"],
+        reports["evaluation"],
+        reports["parity"],
+        reports["resources"],
+    )
+    return {
+        artifacts.MODEL_FILE: onnx_model,
+        artifacts.SIGNATURE_FILE: json_bytes(signature),
+        artifacts.PROFILE_FILE: json_bytes(profile),
+        RESOURCES_FILE: json_bytes(reports["resources"]),
+        artifacts.MODEL_CARD_FILE: card.encode(),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = parser(__doc__.splitlines()[0])
     for option in ("--model", "--train", "--test", "--verdict", "--metrics", "--out", "--reports"):
@@ -479,15 +517,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     train, test = read_table(options.train), read_table(options.test)
 
     created = datetime.now(UTC)
-    lineage: artifacts.Lineage = {
-        "git_commit": git_commit(Path.cwd()),
-        "data_hash": md5_of(options.train),
-        "params_hash": params_hash(options.params),
-        "created": created.isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
-    version = model_version(
-        created, lineage["data_hash"], lineage["params_hash"], artifacts.sha256_of(options.model)
-    )
+    lineage = make_lineage(options.params, options.train, created)
+    model_hash = artifacts.sha256_of(options.model)
+    version = model_version(created, lineage["data_hash"], lineage["params_hash"], model_hash)
     metadata = onnx_metadata(params.model_name, version, lineage, verdict["metrics"])
     onnx_model = export_onnx(model, params, metadata)
 
@@ -498,23 +530,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     resources = profile_resources(onnx_model, onnx_export.onnx_feed(test, model.spec))
     write_json(options.reports / "resources.json", resources)
 
-    signature = build_signature(model, train, params.model_name)
-    profile = reference_profile(model, train)
     manifest = {
         "model_name": params.model_name,
         "model_version": version,
         "lineage": lineage,
         "metrics": manifest_metrics(evaluation, verdict, parity),
     }
-    card = model_card(signature, manifest, profile, verdict, evaluation, parity, resources)
-    files = {
-        artifacts.MODEL_FILE: onnx_model,
-        artifacts.SIGNATURE_FILE: json_bytes(signature),
-        artifacts.PROFILE_FILE: json_bytes(profile),
-        RESOURCES_FILE: json_bytes(resources),
-        artifacts.MODEL_CARD_FILE: card.encode(),
+    reports = {
+        "verdict": verdict,
+        "evaluation": evaluation,
+        "parity": parity,
+        "resources": resources,
     }
-    install_package(options.out, files, manifest)
+    install_package(
+        options.out, package_files(model, train, onnx_model, manifest, reports), manifest
+    )
     print(f"packaged {params.model_name} {version} into {options.out}")
 
 
