@@ -1,0 +1,78 @@
+"""``python -m mlops.report``: write the review report of the workspace against a base revision.
+
+The retrain workflow passes the sidecar's event payload in ``RETRAIN_PAYLOAD`` (JSON); the report
+then says why it retrained.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlops.params import PackageParams, load_section
+from mlops.report.compare import distribution_shift
+from mlops.report.inputs import Outputs, ReportInputs
+from mlops.report.sections import build_report
+from mlops.report.sources import (
+    committed_reader,
+    find_plots,
+    load_outputs,
+    read_optional_json,
+    read_raw_table,
+    resolve_commit,
+    retrain_trigger,
+    stale_stages,
+    workspace_reader,
+)
+from mlops.stage import parser, run, write_text
+
+
+def load_inputs(
+    root: Path, params: Path, base_rev: str, report_dir: Path, raw: Path, champion: Path
+) -> ReportInputs:
+    current = load_outputs(workspace_reader(root), str(params))
+    base_commit = resolve_commit(root, base_rev)
+    base = Outputs()
+    if base_commit is not None:
+        base = load_outputs(committed_reader(root, base_commit), str(params))
+    base_profile = base.get("profile")
+    frame = read_raw_table(raw) if base_profile is not None else None
+    return ReportInputs(
+        model_name=load_section(params, "package", PackageParams).model_name,
+        current=current,
+        base=base,
+        base_name=base_rev,
+        base_commit=base_commit,
+        stale=stale_stages(root),
+        shift=distribution_shift(frame, base_profile) if frame is not None and base_profile else {},
+        plots=find_plots(root, report_dir),
+        champion=read_optional_json(champion),
+        trigger=retrain_trigger(os.environ.get("RETRAIN_PAYLOAD")),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = parser("Write the review report of this run against a base revision.")
+    arguments.add_argument("--base-rev", default="main", help="revision to compare with")
+    arguments.add_argument("--out", type=Path, required=True, help="the report, with images")
+    arguments.add_argument("--summary", type=Path, help="the report without images")
+    arguments.add_argument("--raw", type=Path, default=Path("data/raw.parquet"))
+    arguments.add_argument("--champion", type=Path, default=Path("reports/pr/champion.json"))
+    options = arguments.parse_args(argv)
+    inputs = load_inputs(
+        Path.cwd(),
+        options.params,
+        options.base_rev,
+        options.out.parent,
+        options.raw,
+        options.champion,
+    )
+    write_text(options.out, build_report(inputs, images=True))
+    if options.summary is not None:
+        write_text(options.summary, build_report(inputs, images=False))
+    print(f"report written to {options.out}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
