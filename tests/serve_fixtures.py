@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import onnxruntime
 
 from conftest import PROJECT_ROOT
+from mlops.artifacts import MISSING_CATEGORY
 
 STARTUP_SECONDS = 90  # generous: the test machine is shared
 
@@ -142,3 +145,18 @@ def bundled_records(signature: dict[str, Any], limit: int | None = None) -> list
                 record[feature["name"]] = value
         records.append(record)
     return records
+
+
+def onnx_reference(package: Path, signature: dict[str, Any], records: list[dict[str, Any]]) -> Any:
+    """Score ``records`` with onnxruntime directly, typed as the artifacts contract says."""
+    session = onnxruntime.InferenceSession(str(package / "model.onnx"))
+    feed = {}
+    for feature in signature["features"]:
+        values = [record[feature["name"]] for record in records]
+        if feature["type"] == "number":
+            column = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+        else:
+            column = np.array([MISSING_CATEGORY if v is None else v for v in values], dtype=object)
+        feed[feature["name"]] = column.reshape(-1, 1)
+    labels, probabilities = session.run(["label", "probabilities"], feed)
+    return labels.tolist(), probabilities

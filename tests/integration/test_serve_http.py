@@ -14,15 +14,15 @@ from typing import Any
 import httpx
 import jsonschema
 import numpy as np
-import onnxruntime
 import pytest
 
-from mlops.artifacts import MISSING_CATEGORY, PredictionRecord
+from mlops.artifacts import PredictionRecord
 from serve_fixtures import (
     Scorer,
     bundled_records,
     copy_package,
     launch,
+    onnx_reference,
     running_scorer,
     signature_of,
 )
@@ -80,21 +80,6 @@ def conforms(openapi: dict[str, Any], schema_name: str, body: Any) -> None:
     """The body matches the schema the service documents for it."""
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": openapi["components"]}
     jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
-
-
-def onnx_reference(package: Path, signature: dict[str, Any], records: list[dict[str, Any]]) -> Any:
-    """Score ``records`` with onnxruntime directly, typed as the artifacts contract says."""
-    session = onnxruntime.InferenceSession(str(package / "model.onnx"))
-    feed = {}
-    for feature in signature["features"]:
-        values = [record[feature["name"]] for record in records]
-        if feature["type"] == "number":
-            column = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
-        else:
-            column = np.array([MISSING_CATEGORY if v is None else v for v in values], dtype=object)
-        feed[feature["name"]] = column.reshape(-1, 1)
-    labels, probabilities = session.run(["label", "probabilities"], feed)
-    return labels.tolist(), probabilities
 
 
 def post_json(client: httpx.Client, path: str, body: Any, **headers: str) -> httpx.Response:

@@ -77,7 +77,7 @@ from mlops.serve.app import create_app
 from mlops.serve.model import load_scorer
 from mlops.serve.predlog import PredictionLogWriter
 from mlops.serve.settings import ServeSettings
-log = PredictionLogWriter(Path({str(tmp_path / "p.jsonl")!r}), 1 << 20, 1, 1000)
+log = PredictionLogWriter(Path({str(tmp_path / "p.jsonl")!r}), 1 << 20, 1)
 app = create_app(ServeSettings(), load_scorer(Path({str(packaged_model)!r}), 1), log)
 log.close()
 loaded = sorted(name for name in ("sklearn", "pandas", "skl2onnx", "scipy") if name in sys.modules)

@@ -82,7 +82,7 @@ def test_scoring_routes_declare_bearer_auth_only_when_a_token_is_set() -> None:
 def test_the_document_describes_every_route_and_method_the_app_serves(
     packaged_model: Path, tmp_path: Path
 ) -> None:
-    log = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1, 100)
+    log = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1)
     try:
         app = create_app(ServeSettings(), load_scorer(packaged_model, 1), log)
     finally:

@@ -1,7 +1,7 @@
 import json
+import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -71,9 +71,7 @@ def test_appends_to_an_existing_log_and_counts_its_size(tmp_path: Path) -> None:
 
 
 def test_close_writes_every_submitted_record(tmp_path: Path) -> None:
-    writer = PredictionLogWriter(
-        tmp_path / "logs" / "p.jsonl", 1 << 20, 2, max_pending_records=10_000
-    )
+    writer = PredictionLogWriter(tmp_path / "logs" / "p.jsonl", 1 << 20, 2)
     for number in range(200):
         assert writer.submit(batch(5, request_id=f"r{number}"))
     writer.close()
@@ -85,34 +83,43 @@ def test_close_writes_every_submitted_record(tmp_path: Path) -> None:
     assert writer.pending == 0
 
 
+def test_lines_reach_the_file_without_close(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1)
+    writer.submit(batch(3))
+    deadline = time.monotonic() + 5
+    while writer.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3
+    writer.close()
+
+
 def test_submit_refuses_when_the_backlog_is_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1, max_pending_records=10)
-    gate: list[Any] = []
+    one_batch = len(log_lines(batch(2)))
+    writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1, max_pending_bytes=2 * one_batch)
+    gate = threading.Event()
     original = writer.file.write
 
-    def slow_write(data: bytes) -> None:
-        while not gate:
-            time.sleep(0.01)
+    def stuck_disk(data: bytes | bytearray) -> None:
+        gate.wait(10)
         original(data)
 
-    monkeypatch.setattr(writer.file, "write", slow_write)
-    assert writer.submit(batch(6))
-    time.sleep(0.05)
-    assert writer.submit(batch(4))
-    assert not writer.submit(batch(1))
-    gate.append(True)
+    monkeypatch.setattr(writer.file, "write", stuck_disk)
+    assert writer.submit(batch(2)) and writer.submit(batch(2))
+    assert not writer.submit(batch(2))
+    assert writer.pending == 4
+    gate.set()
     writer.close()
-    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 10
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 4
 
 
 def test_a_failing_disk_makes_the_writer_unhealthy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1, max_pending_records=100)
+    writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1)
 
-    def full_disk(data: bytes) -> None:
+    def full_disk(data: bytes | bytearray) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(writer.file, "write", full_disk)

@@ -24,11 +24,6 @@ from mlops.stage import StageError, run
 logger = logging.getLogger("mlops.serve")
 
 
-def pending_log_limit(max_records: int) -> int:
-    """How many scored records may wait for the log writer before requests wait for it."""
-    return max(50_000, 10 * max_records)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     argparse.ArgumentParser(
         description="Serve the packaged model over HTTP. Configured by environment variables "
@@ -48,10 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logger.info("verified %s against its manifest", settings.model_dir)
     try:
         log = PredictionLogWriter(
-            settings.prediction_log,
-            settings.log_max_bytes,
-            settings.log_backups,
-            pending_log_limit(settings.max_records),
+            settings.prediction_log, settings.log_max_bytes, settings.log_backups
         )
     except OSError as error:
         raise StageError(

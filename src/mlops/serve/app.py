@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import importlib.metadata
 import json
 import logging
 import time
@@ -244,9 +245,7 @@ class Service:
     # Open Inference Protocol V2 ------------------------------------------------------------------
 
     async def v2_server(self, request: Request) -> Response:
-        return json_response(
-            {"name": SERVER_NAME, "version": self.scorer.model_version, "extensions": []}
-        )
+        return json_response({"name": SERVER_NAME, "version": server_version(), "extensions": []})
 
     async def v2_live(self, request: Request) -> Response:
         return json_response({"live": True})
@@ -382,6 +381,13 @@ class Service:
                 "shutting down: writing %d queued prediction log record(s)", self.log.pending
             )
             self.log.close(self.settings.shutdown_timeout)
+
+
+def server_version() -> str:
+    try:
+        return importlib.metadata.version("mlops")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def rest(handler: Handler) -> Handler:

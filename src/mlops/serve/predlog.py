@@ -1,14 +1,13 @@
 """The prediction log: one JSON line per scored record (``mlops.artifacts.PredictionRecord``).
 
-The event loop only hands a scored batch to a queue; a writer thread turns batches into lines,
-appends them in large writes and rotates the file by size (``<log>.1`` is the newest old file).
-``close`` drains the queue, so every record answered with a 2xx is on disk once shutdown completes.
+Request handlers format their lines into a buffer; a writer thread appends the buffer in large
+writes and rotates the file by size (``<log>.1`` is the newest old file). ``close`` writes out
+what is buffered, so every record answered with a 2xx is on disk once shutdown completes.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,9 @@ from mlops.artifacts import PredictionRecord
 
 logger = logging.getLogger("mlops.serve")
 
-MAX_BATCHES_PER_WRITE = 256
+FLUSH_SECONDS = 0.05
+FLUSH_BYTES = 1 << 20
+MAX_PENDING_BYTES = 256 << 20  # submitted but unwritten; beyond it requests wait, then get a 503
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class RotatingFile:
         self._file = path.open("ab")
         self.size = self._file.tell()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if self.size and self.size + len(data) > self.max_bytes:
             self.rotate()
         self._file.write(data)
@@ -103,20 +104,28 @@ class RotatingFile:
 
 
 class PredictionLogWriter:
-    """A queue and one writer thread; ``submit`` never blocks and returns False when full."""
+    """Handlers format their lines into a buffer (CPU only, no I/O); one thread writes the buffer
+    out every ``FLUSH_SECONDS``, or sooner once ``FLUSH_BYTES`` wait. Handlers never touch the disk,
+    and the thread wakes rarely, so it seldom competes with the event loop for the GIL."""
 
-    def __init__(self, path: Path, max_bytes: int, backups: int, max_pending_records: int) -> None:
+    def __init__(
+        self, path: Path, max_bytes: int, backups: int, max_pending_bytes: int = MAX_PENDING_BYTES
+    ) -> None:
         self.file = RotatingFile(path, max_bytes, backups)
-        self.max_pending_records = max_pending_records
-        self._queue: queue.SimpleQueue[ScoredBatch | None] = queue.SimpleQueue()
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self.max_pending_bytes = max_pending_bytes
         self.failed: str | None = None  # the error that stopped the writer, if any
+        self._buffer = bytearray()
+        self._pending = 0  # records, buffered or being written
+        self._pending_bytes = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
     @property
     def pending(self) -> int:
+        """Records accepted but not yet handed to the operating system."""
         return self._pending
 
     @property
@@ -124,32 +133,38 @@ class PredictionLogWriter:
         return self.failed is None and self._thread.is_alive()
 
     def submit(self, batch: ScoredBatch) -> bool:
-        count = len(batch.labels)
+        """Queue the batch's lines; False (nothing queued) when the backlog is full."""
+        lines = log_lines(batch)
         with self._lock:
-            if self._pending and self._pending + count > self.max_pending_records:
+            if self._pending_bytes and self._pending_bytes + len(lines) > self.max_pending_bytes:
                 return False
-            self._pending += count
-        self._queue.put(batch)
+            self._buffer += lines
+            self._pending += len(batch.labels)
+            self._pending_bytes += len(lines)
+            urgent = len(self._buffer) >= FLUSH_BYTES
+        if urgent:
+            self._wake.set()
         return True
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write everything queued so far, then stop the thread and close the file."""
-        self._queue.put(None)
+        """Write everything submitted so far, then stop the thread and close the file."""
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             logger.error(
-                "prediction log: %d record(s) still unwritten after %.0fs", self._pending, timeout
+                "prediction log: %d record(s) unwritten after %.0fs", self._pending, timeout
             )
 
     def _run(self) -> None:
-        stopping = False
         try:
-            while not stopping:
-                batches, stopping = self._take()
-                if batches:
-                    self.file.write(b"".join([log_lines(batch) for batch in batches]))
-                    with self._lock:
-                        self._pending -= sum(len(batch.labels) for batch in batches)
+            while True:
+                self._wake.wait(FLUSH_SECONDS)
+                self._wake.clear()
+                stopping = self._stopping
+                self._flush()
+                if stopping:
+                    return
         except (
             Exception
         ) as error:  # a full disk or a vanished directory: report it, stop being ready
@@ -161,16 +176,12 @@ class PredictionLogWriter:
             except OSError as error:
                 logger.error("prediction log %s: closing failed (%s)", self.file.path, error)
 
-    def _take(self) -> tuple[list[ScoredBatch], bool]:
-        """Block for one batch, then take whatever else is already queued."""
-        batches: list[ScoredBatch] = []
-        item = self._queue.get()
-        while item is not None:
-            batches.append(item)
-            if len(batches) >= MAX_BATCHES_PER_WRITE:
-                return batches, False
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return batches, False
-        return batches, True
+    def _flush(self) -> None:
+        with self._lock:
+            data, self._buffer = self._buffer, bytearray()
+            count = self._pending
+        if data:
+            self.file.write(data)
+        with self._lock:
+            self._pending -= count
+            self._pending_bytes -= len(data)

@@ -1,0 +1,435 @@
+"""Scoring service benchmark: wrk against the scorer, the HTTP floor and the model floor, one run.
+
+    python benchmarks/serve.py --output reports/bench/serve.json [--model-dir models/package]
+    python benchmarks/serve.py --quick --output /tmp/serve.json     # a few seconds, for smoke tests
+
+Three things are measured on the same machine in the same run:
+
+- the scorer (``python -m mlops.serve``, default settings: validation, prediction log and metrics
+  all on) with wrk: single-record ``/predict`` at concurrency 1 and 16, V2 ``infer`` at 16, and
+  1,000-record batches;
+- the HTTP floor: a constant-JSON endpoint on the same server stack (Starlette on the scorer's
+  uvicorn configuration) that reads the same request bodies and answers without any work;
+- the model floor: onnxruntime in-process on the same inputs, with the scorer's session options.
+
+Prints a table and writes every number, the ratios and the targets as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+TARGET_FLOOR_RATIO = 0.5  # scorer requests/s over the HTTP floor's at concurrency 16
+TARGET_P99_MS = 10.0  # scorer p99 latency at concurrency 16
+TARGET_BATCH_RECORDS_PER_SECOND = 250_000
+BATCH_RECORDS = 1000
+BATCH_CONCURRENCY = 4
+STARTUP_SECONDS = 60
+LUA_POST = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local file = io.open("{body}", "rb")
+wrk.body = file:read("*a")
+file:close()
+"""
+
+
+@dataclass
+class WrkResult:
+    name: str
+    target: str
+    connections: int
+    records_per_request: int
+    requests_per_second: float
+    records_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+# --- the HTTP floor ------------------------------------------------------------------------------
+
+
+def serve_floor(port: int) -> None:
+    """A constant-JSON endpoint on the scorer's server stack: reads the body, does nothing else."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from mlops.serve.server import uvicorn_config
+
+    answer = b'{"request_id":"0","model_version":"floor","predictions":[]}'
+
+    async def constant(request: Request) -> Response:
+        await request.body()
+        return Response(answer, media_type="application/json")
+
+    async def ready(request: Request) -> Response:
+        return Response(b'{"status":"ready"}', media_type="application/json")
+
+    app = Starlette(
+        routes=[
+            Route("/predict", constant, methods=["POST"]),
+            Route("/v2/models/{name}/infer", constant, methods=["POST"]),
+            Route("/health/ready", ready),
+        ]
+    )
+    config = uvicorn_config(app, "127.0.0.1", port, shutdown_timeout=5, log_level="warning")
+    uvicorn.Server(config).run()
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"error: {url} exited with {process.returncode} before it was ready")
+        with (
+            suppress(OSError),
+            urllib.request.urlopen(f"{url}/health/ready", timeout=2) as response,
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"error: {url} not ready after {STARTUP_SECONDS}s")
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], port: int, output: Path) -> Iterator[str]:
+    url = f"http://127.0.0.1:{port}"
+    with output.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(url, process)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# --- request bodies ------------------------------------------------------------------------------
+
+
+def synthetic_records(signature: dict[str, Any], count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Varied, valid records: numbers spread over the training range, every category in turn."""
+    generator = random.Random(seed)
+    records = []
+    for number in range(count):
+        record: dict[str, Any] = {}
+        for feature in signature["features"]:
+            if feature["type"] == "number":
+                low = feature["min"] if feature["min"] is not None else 0.0
+                high = feature["max"] if feature["max"] is not None else 1.0
+                record[feature["name"]] = round(generator.uniform(low, high), 2)
+            else:
+                categories = feature["categories"] or ["example"]
+                record[feature["name"]] = categories[number % len(categories)]
+        records.append(record)
+    return records
+
+
+def v2_body(signature: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    inputs = [
+        {
+            "name": feature["name"],
+            "shape": [len(records), 1],
+            "datatype": "FP32" if feature["type"] == "number" else "BYTES",
+            "data": [record[feature["name"]] for record in records],
+        }
+        for feature in signature["features"]
+    ]
+    return {"inputs": inputs}
+
+
+# --- measurements --------------------------------------------------------------------------------
+
+
+def run_wrk(
+    name: str, url: str, body: Path, connections: int, seconds: int, records: int, scratch: Path
+) -> WrkResult:
+    script = scratch / f"{body.stem}.lua"
+    script.write_text(LUA_POST.format(body=body))
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
+    command.append(url)
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    if finished.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} failed: {finished.stderr or finished.stdout}")
+    output = finished.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(failed.group(1)) if failed else 0
+    if socket_errors:
+        errors += sum(int(count) for count in socket_errors.groups())
+    return WrkResult(
+        name=name,
+        target=url,
+        connections=connections,
+        records_per_request=records,
+        requests_per_second=rate,
+        records_per_second=rate * records,
+        p50_ms=percentile_ms(output, "50%"),
+        p90_ms=percentile_ms(output, "90%"),
+        p99_ms=percentile_ms(output, "99%"),
+        requests=total,
+        errors=errors,
+    )
+
+
+def percentile_ms(wrk_output: str, label: str) -> float:
+    match = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", wrk_output, re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"error: no {label} latency in wrk's output:\n{wrk_output}")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def time_per_call(call: Callable[[], object], seconds: float) -> list[float]:
+    call()
+    samples = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def model_floor(
+    model_dir: Path, records: list[dict[str, Any]], threads: int, seconds: float
+) -> dict[str, Any]:
+    """onnxruntime alone, in-process, with the scorer's session options and input arrays."""
+    from mlops.serve.model import load_scorer
+    from mlops.serve.validation import input_schema, records_to_columns, validate_columns
+
+    scorer = load_scorer(model_dir, threads)
+    schema = input_schema(scorer.signature)
+
+    def feed(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        columns, _ = records_to_columns({"records": batch}, schema, len(batch))
+        return validate_columns(columns, len(batch), schema).feed
+
+    single, many = feed(records[:1]), feed(records)
+    single_samples = time_per_call(lambda: scorer.session.run(None, single), seconds)
+    batch_samples = time_per_call(lambda: scorer.session.run(None, many), seconds)
+    batch_median = statistics.median(batch_samples)
+    return {
+        "intra_op_threads": threads,
+        "single_record_median_ms": statistics.median(single_samples) * 1000,
+        "single_record_calls_per_second": 1 / statistics.median(single_samples),
+        "batch_records": len(records),
+        "batch_median_ms": batch_median * 1000,
+        "batch_records_per_second": len(records) / batch_median,
+    }
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    path: str
+    body: Path
+    connections: int
+    records: int
+
+
+def plan_runs(signature: dict[str, Any], batch_records: int, scratch: Path) -> list[Run]:
+    records = synthetic_records(signature, batch_records)
+    bodies = {
+        "single": {"records": records[:1]},
+        "batch": {"records": records},
+        "v2_single": v2_body(signature, records[:1]),
+    }
+    paths = {name: scratch / f"{name}.json" for name in bodies}
+    for name, body in bodies.items():
+        paths[name].write_text(json.dumps(body))
+    infer = f"/v2/models/{signature['model_name']}/infer"
+    return [
+        Run("single c1", "/predict", paths["single"], 1, 1),
+        Run("single c16", "/predict", paths["single"], 16, 1),
+        Run("v2 single c16", infer, paths["v2_single"], 16, 1),
+        Run(
+            batch_name(batch_records), "/predict", paths["batch"], BATCH_CONCURRENCY, batch_records
+        ),
+    ]
+
+
+def batch_name(batch_records: int) -> str:
+    return f"batch {batch_records} c{BATCH_CONCURRENCY}"
+
+
+def measure(url: str, runs: list[Run], seconds: int, scratch: Path) -> list[WrkResult]:
+    return [
+        run_wrk(run.name, url + run.path, run.body, run.connections, seconds, run.records, scratch)
+        for run in runs
+    ]
+
+
+def benchmark(model_dir: Path, seconds: int, batch_records: int, scratch: Path) -> dict[str, Any]:
+    signature = json.loads((model_dir / "signature.json").read_text())
+    runs = plan_runs(signature, batch_records, scratch)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SCORER_")}
+    floor_port, scorer_port = free_port(), free_port()
+    floor = [sys.executable, str(Path(__file__).resolve()), "floor", "--port", str(floor_port)]
+    scorer = [sys.executable, "-m", "mlops.serve"]
+    scorer_env = {
+        **env,
+        "MODEL_DIR": str(model_dir.resolve()),
+        "PREDICTION_LOG": str(scratch / "predictions.jsonl"),
+        "SCORER_PORT": str(scorer_port),
+        "SCORER_LOG_MAX_BYTES": str(64 << 20),
+        "SCORER_LOG_BACKUPS": "1",
+    }
+    with server(floor, env, floor_port, scratch / "floor.out") as url:
+        floor_results = measure(url, runs, seconds, scratch)
+    with server(scorer, scorer_env, scorer_port, scratch / "scorer.out") as url:
+        scorer_results = measure(url, runs, seconds, scratch)
+    records = synthetic_records(signature, batch_records)
+    ort = model_floor(model_dir, records, threads=1, seconds=min(seconds, 5))
+    return summarize(scorer_results, floor_results, ort, batch_records)
+
+
+def summarize(
+    scorer_results: list[WrkResult],
+    floor_results: list[WrkResult],
+    ort: dict[str, Any],
+    batch_records: int,
+) -> dict[str, Any]:
+    floor = {result.name: result for result in floor_results}
+    scorer = {result.name: result for result in scorer_results}
+    batch = batch_name(batch_records)
+    ratio_c16 = scorer["single c16"].requests_per_second / floor["single c16"].requests_per_second
+    p99_c16 = scorer["single c16"].p99_ms
+    batch_rate = scorer[batch].records_per_second
+    return {
+        "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "scorer": [asdict(result) for result in scorer_results],
+        "http_floor": [asdict(result) for result in floor_results],
+        "model_floor": ort,
+        "ratios": {
+            "single_c16_vs_http_floor": ratio_c16,
+            "single_c1_vs_http_floor": scorer["single c1"].requests_per_second
+            / floor["single c1"].requests_per_second,
+            "batch_vs_http_floor": batch_rate / floor[batch].records_per_second,
+            "single_c1_p50_vs_model_floor": scorer["single c1"].p50_ms
+            / ort["single_record_median_ms"],
+            "batch_vs_model_floor": batch_rate / ort["batch_records_per_second"],
+        },
+        "targets": {
+            "single_c16_vs_http_floor": target(ratio_c16, TARGET_FLOOR_RATIO, at_least=True),
+            "single_c16_p99_ms": target(p99_c16, TARGET_P99_MS, at_least=False),
+            "batch_records_per_second": target(batch_rate, TARGET_BATCH_RECORDS_PER_SECOND, True),
+        },
+        "errors": sum(result.errors for result in [*scorer_results, *floor_results]),
+    }
+
+
+def target(value: float, goal: float, at_least: bool) -> dict[str, Any]:
+    return {"value": value, "target": goal, "met": value >= goal if at_least else value <= goal}
+
+
+def table(report: dict[str, Any]) -> str:
+    floor = {result["name"]: result for result in report["http_floor"]}
+    header = ("run", "scorer req/s", "records/s", "p50 ms", "p99 ms", "floor req/s", "ratio")
+    lines = ["{:<18} {:>13} {:>11} {:>7} {:>7} {:>12} {:>6}".format(*header)]
+    for result in report["scorer"]:
+        base = floor[result["name"]]["requests_per_second"]
+        rate = result["requests_per_second"]
+        lines.append(
+            f"{result['name']:<18} {rate:>13,.0f} {result['records_per_second']:>11,.0f} "
+            f"{result['p50_ms']:>7.2f} {result['p99_ms']:>7.2f} {base:>12,.0f} {rate / base:>6.2f}"
+        )
+    ort = report["model_floor"]
+    lines.append(
+        f"model floor (onnxruntime alone): {ort['single_record_median_ms']:.3f} ms per record, "
+        f"{ort['batch_records_per_second']:,.0f} records/s in {ort['batch_records']}-record batches"
+    )
+    for name, goal in report["targets"].items():
+        verdict = "met" if goal["met"] else "MISSED"
+        lines.append(f"target {name}: {goal['value']:,.2f} vs {goal['target']:,} -> {verdict}")
+    return "\n".join(lines)
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    # ``floor`` is how the benchmark starts its own HTTP floor server; not for people.
+    parser.add_argument(
+        "mode", nargs="?", choices=["run", "floor"], default="run", help=argparse.SUPPRESS
+    )
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help="where to write the JSON report")
+    parser.add_argument("--model-dir", type=Path, default=Path("models/package"))
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--quick", action="store_true", help="1 s runs, 100-record batches")
+    arguments = parser.parse_args(argv)
+    if arguments.mode == "run" and arguments.output is None:
+        parser.error("--output is required")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.mode == "floor":
+        serve_floor(arguments.port)
+        return 0
+    if shutil.which("wrk") is None:
+        print("error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 1
+    if not (arguments.model_dir / "signature.json").is_file():
+        print(f"error: {arguments.model_dir}: no packaged model (`make repro`)", file=sys.stderr)
+        return 1
+    seconds, batch = (1, 100) if arguments.quick else (arguments.duration, BATCH_RECORDS)
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
+        report = benchmark(arguments.model_dir, seconds, batch, Path(scratch))
+    report["settings"] = {"seconds_per_run": seconds, "batch_records": batch}
+    print(table(report))
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    arguments.output.write_text(json.dumps(report, indent=2) + "\n")
+    if report["errors"]:
+        print(f"error: {report['errors']} failed request(s) during the runs", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

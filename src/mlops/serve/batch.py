@@ -1,0 +1,378 @@
+"""Batch scoring (``make score INPUT=... OUTPUT=...``): a whole file through the served model.
+
+Same packaged model, same validation as the HTTP service, one chunk at a time so memory stays flat
+however large the file. Every input row ends up in exactly one place: the output (with its
+prediction, class probabilities and any warnings) or the rejected file (with its row number and
+the reasons), never dropped silently.
+
+CSV is read with the standard library: an empty cell or a usual missing marker (``NA``, ``null``,
+``NaN`` ...) is a missing value, a number column's text is parsed as a number. Parquet needs
+pyarrow, which is imported only when a Parquet file is read or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from mlops.artifacts import ArtifactError
+from mlops.serve.model import Scorer, load_scorer
+from mlops.serve.validation import (
+    FieldSpec,
+    InputError,
+    InputSchema,
+    input_schema,
+    validate_columns,
+)
+from mlops.stage import StageError, run
+
+DEFAULT_CHUNK_ROWS = 10_000
+# The strings pandas reads as missing by default, so a file scores as the pipeline would read it.
+MISSING_MARKERS = frozenset(
+    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+)  # fmt: skip
+PREDICTION_COLUMN = "prediction"
+WARNINGS_COLUMN = "warnings"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    first_row: int  # 1-based number of the chunk's first data row (the row after a CSV header is 1)
+    rows: list[dict[str, Any]]
+    broken: dict[int, str] = field(default_factory=dict)  # row index in the chunk -> why unreadable
+
+
+@dataclass
+class ScoredChunk:
+    scored: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    scored: int = 0
+    rejected: int = 0
+
+
+class RowWriter(Protocol):
+    def write(self, rows: list[dict[str, Any]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def output_columns(input_columns: Sequence[str], classes: Sequence[str]) -> list[str]:
+    added = [PREDICTION_COLUMN, *(f"probability_{name}" for name in classes), WARNINGS_COLUMN]
+    clashes = sorted(set(added) & set(input_columns))
+    if clashes:
+        raise StageError(f"the input already has column(s) {clashes}, which batch scoring writes")
+    return [*input_columns, *added]
+
+
+def require_features(columns: Sequence[str], schema: InputSchema, path: Path) -> None:
+    missing = [name for name in schema.order if name not in columns]
+    if missing:
+        raise StageError(
+            f"{path}: missing feature column(s) {missing}; the model reads {schema.order}"
+        )
+
+
+def csv_value(text: str, is_number: bool) -> Any:
+    """A CSV cell as the model's JSON would carry it; text a number column cannot parse stays text,
+    so validation rejects its row naming the value."""
+    if text.strip() in MISSING_MARKERS:
+        return None
+    if not is_number:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+@dataclass
+class Source:
+    columns: list[str]
+    chunks: Iterator[Chunk]
+    arrow_schema: Any = None  # a Parquet input's column types, kept for a Parquet output
+
+
+def read_csv(path: Path, schema: InputSchema, chunk_rows: int) -> Source:
+    file = path.open(newline="", encoding="utf-8")
+    reader = csv.reader(file)
+    header = next(reader, None)
+    if header is None:
+        file.close()
+        raise StageError(f"{path}: empty file; expected a header row naming the columns")
+    require_features(header, schema, path)
+    numeric = {spec.name for spec in schema.fields if spec.is_number}
+    kinds = [name in numeric for name in header]
+
+    def chunks() -> Iterator[Chunk]:
+        with file:
+            rows: list[dict[str, Any]] = []
+            broken: dict[int, str] = {}
+            first = 1
+            for number, cells in enumerate(reader, start=1):
+                if len(cells) != len(header):
+                    broken[len(rows)] = f"has {len(cells)} cell(s); the header has {len(header)}"
+                    cells = (cells + [""] * len(header))[: len(header)]
+                rows.append(
+                    {
+                        name: csv_value(cell, kind)
+                        for name, cell, kind in zip(header, cells, kinds, strict=True)
+                    }
+                )
+                if len(rows) == chunk_rows:
+                    yield Chunk(first, rows, broken)
+                    first, rows, broken = number + 1, [], {}
+            if rows:
+                yield Chunk(first, rows, broken)
+
+    return Source(header, chunks())
+
+
+def read_parquet(path: Path, schema: InputSchema, chunk_rows: int) -> Source:
+    import pyarrow.parquet as parquet  # only for Parquet: pyarrow is not in the serve extra
+
+    try:
+        source = parquet.ParquetFile(path)
+    except Exception as error:  # pyarrow raises several types for an unreadable file
+        raise StageError(f"{path}: not a readable Parquet file ({error})") from None
+    header = list(source.schema_arrow.names)
+    require_features(header, schema, path)
+
+    def chunks() -> Iterator[Chunk]:
+        first = 1
+        for batch in source.iter_batches(batch_size=chunk_rows):
+            rows = batch.to_pylist()
+            yield Chunk(first, rows)
+            first += len(rows)
+
+    return Source(header, chunks(), source.schema_arrow)
+
+
+def model_value(value: Any, spec: FieldSpec) -> Any:
+    """A Parquet boolean is a number to the model, as the pipeline trained it."""
+    if spec.is_number and type(value) is bool:
+        return float(value)
+    return value
+
+
+def score_chunk(chunk: Chunk, scorer: Scorer, schema: InputSchema) -> ScoredChunk:
+    """Validate the chunk's rows, set the invalid ones aside with their reasons, score the rest."""
+    records = [
+        {spec.name: model_value(row[spec.name], spec) for spec in schema.fields}
+        for row in chunk.rows
+    ]
+    reasons = _invalid_rows(records, schema)
+    for index, reason in chunk.broken.items():
+        reasons[index] = [{"field": None, "message": reason}]
+    kept = [index for index in range(len(records)) if index not in reasons]
+    result = ScoredChunk(
+        rejected=[
+            {"row": chunk.first_row + index, "reasons": reasons[index], "values": chunk.rows[index]}
+            for index in sorted(reasons)
+        ]
+    )
+    if not kept:
+        return result
+    columns = {name: [records[index][name] for index in kept] for name in schema.order}
+    batch = validate_columns(columns, len(kept), schema)
+    prediction = scorer.predict(batch.feed)
+    for position, index in enumerate(kept):
+        row = dict(chunk.rows[index])
+        row[PREDICTION_COLUMN] = prediction.labels[position]
+        for name, probability in zip(
+            scorer.classes, prediction.probabilities[position], strict=True
+        ):
+            row[f"probability_{name}"] = probability
+        warnings = batch.warnings.get(position, [])
+        row[WARNINGS_COLUMN] = "; ".join(f"{w['field']}: {w['message']}" for w in warnings)
+        result.scored.append(row)
+    return result
+
+
+def _invalid_rows(
+    records: list[dict[str, Any]], schema: InputSchema
+) -> dict[int, list[dict[str, Any]]]:
+    columns = {name: [record[name] for record in records] for name in schema.order}
+    try:
+        validate_columns(columns, len(records), schema)
+    except InputError as error:
+        reasons: dict[int, list[dict[str, Any]]] = {}
+        for issue in error.issues:
+            reasons.setdefault(issue["index"] or 0, []).append(
+                {"field": issue["field"], "message": issue["message"]}
+            )
+        return reasons
+    return {}
+
+
+class CsvWriter:
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.file = path.open("w", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.file, columns)
+        self.writer.writeheader()
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.writer.writerows(rows)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class JsonLinesWriter:
+    def __init__(self, path: Path) -> None:
+        self.file = path.open("wb")
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.file.write(orjson.dumps(row, default=str, option=orjson.OPT_APPEND_NEWLINE))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class ParquetWriter:
+    """Writes each chunk as a row group, with column types fixed up front so every chunk agrees."""
+
+    def __init__(self, path: Path, schema: Any) -> None:
+        import pyarrow as arrow  # only for Parquet: pyarrow is not in the serve extra
+        import pyarrow.parquet as parquet
+
+        self.schema = schema
+        self.table_from = arrow.Table.from_pylist
+        self.writer = parquet.ParquetWriter(path, schema)
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.writer.write_table(self.table_from(rows, schema=self.schema))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def parquet_schema(source: Source, schema: InputSchema, classes: list[str]) -> Any:
+    """The input's own column types (for a CSV input: features per the signature, the rest text),
+    then the prediction, one probability per class and the warnings."""
+    import pyarrow as arrow  # only for Parquet: pyarrow is not in the serve extra
+
+    if source.arrow_schema is not None:
+        fields = list(source.arrow_schema)
+    else:
+        numbers = {spec.name for spec in schema.fields if spec.is_number}
+        fields = [
+            arrow.field(n, arrow.float64() if n in numbers else arrow.string())
+            for n in source.columns
+        ]
+    fields.append(arrow.field(PREDICTION_COLUMN, arrow.string()))
+    fields.extend(arrow.field(f"probability_{name}", arrow.float64()) for name in classes)
+    fields.append(arrow.field(WARNINGS_COLUMN, arrow.string()))
+    return arrow.schema(fields)
+
+
+def open_writer(path: Path, source: Source, schema: InputSchema, classes: list[str]) -> RowWriter:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return CsvWriter(path, output_columns(source.columns, classes))
+    if suffix == ".jsonl":
+        return JsonLinesWriter(path)
+    if suffix == ".parquet":
+        return ParquetWriter(path, parquet_schema(source, schema, classes))
+    raise StageError(f"{path}: unknown output format '{suffix}'; use .csv, .jsonl or .parquet")
+
+
+def score_file(
+    source: Path, output: Path, rejected: Path, scorer: Scorer, schema: InputSchema, chunk_rows: int
+) -> Summary:
+    """Score ``source`` in chunks; ``output`` and ``rejected`` appear complete or not at all."""
+    if source.suffix.lower() == ".parquet":
+        reader = read_parquet(source, schema, chunk_rows)
+    elif source.suffix.lower() == ".csv":
+        reader = read_csv(source, schema, chunk_rows)
+    else:
+        raise StageError(f"{source}: unknown input format '{source.suffix}'; use .csv or .parquet")
+    output_columns(reader.columns, scorer.classes)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".scoring-") as scratch:
+        partial_output = Path(scratch) / f"output{output.suffix}"
+        partial_rejected = Path(scratch) / "rejected.jsonl"
+        writer = open_writer(partial_output, reader, schema, scorer.classes)
+        rejects = JsonLinesWriter(partial_rejected)
+        summary = Summary()
+        try:
+            for chunk in reader.chunks:
+                result = score_chunk(chunk, scorer, schema)
+                writer.write(result.scored)
+                rejects.write(result.rejected)
+                summary.scored += len(result.scored)
+                summary.rejected += len(result.rejected)
+        finally:
+            writer.close()
+            rejects.close()
+        partial_output.replace(output)
+        if summary.rejected:
+            partial_rejected.replace(rejected)
+        else:
+            rejected.unlink(missing_ok=True)
+    return summary
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Score a CSV or Parquet file with the packaged model, in chunks."
+    )
+    parser.add_argument("--input", type=Path, required=True, help="a .csv or .parquet file")
+    parser.add_argument(
+        "--output", type=Path, required=True, help="a .csv, .jsonl or .parquet file"
+    )
+    parser.add_argument("--model-dir", type=Path, default=Path("models/package"))
+    parser.add_argument(
+        "--rejected", type=Path, help="rows that fail validation (default: <output>.rejected.jsonl)"
+    )
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
+    parser.add_argument("--unknown-category", choices=["score", "reject"], default="score")
+    parser.add_argument("--out-of-range", choices=["flag", "reject", "ignore"], default="flag")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    arguments = parser.parse_args(argv)
+    if arguments.chunk_rows < 1 or arguments.threads < 1:
+        parser.error("--chunk-rows and --threads must be at least 1")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = parse_arguments(argv)
+    try:
+        scorer = load_scorer(arguments.model_dir, arguments.threads)
+    except ArtifactError as error:
+        raise StageError(f"refusing to score: {error}") from None
+    schema = input_schema(scorer.signature, arguments.unknown_category, arguments.out_of_range)
+    rejected = arguments.rejected or arguments.output.with_name(
+        arguments.output.name + ".rejected.jsonl"
+    )
+    if not arguments.input.is_file():
+        raise StageError(f"{arguments.input}: file not found")
+    summary = score_file(
+        arguments.input, arguments.output, rejected, scorer, schema, arguments.chunk_rows
+    )
+    print(
+        f"scored {summary.scored} row(s) of {arguments.input} into {arguments.output}",
+        file=sys.stderr,
+    )
+    if summary.rejected:
+        print(
+            f"rejected {summary.rejected} row(s), with the reasons, into {rejected}",
+            file=sys.stderr,
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,173 @@
+"""``python -m mlops.serve.batch``: whole files through the packaged model, in chunks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as parquet
+import pytest
+
+from conftest import PROJECT_ROOT
+from serve_fixtures import bundled_records, copy_package, onnx_reference, signature_of
+
+# Reports its own peak memory after scoring, so the test can compare a small file with a large one.
+MEASURED_RUN = """
+import resource, sys
+from mlops.serve.batch import main
+main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def score(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "mlops.serve.batch", *map(str, arguments)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_a_csv_is_scored_and_every_invalid_row_is_set_aside_with_its_reason(
+    packaged_model: Path, tmp_path: Path
+) -> None:
+    source = PROJECT_ROOT / "data" / "penguins.csv"
+    lines = source.read_text().splitlines()
+    header = lines[0].split(",")
+    broken = lines[5].replace(lines[5].split(",")[2], "long", 1)  # a word where a number belongs
+    ragged = ",".join(lines[6].split(",")[:3])
+    test_input = tmp_path / "input.csv"
+    test_input.write_text("\n".join([*lines[:5], broken, ragged, *lines[7:]]) + "\n")
+    output = tmp_path / "out" / "scored.csv"
+
+    result = score(
+        "--input",
+        test_input,
+        "--output",
+        output,
+        "--model-dir",
+        packaged_model,
+        "--chunk-rows",
+        "50",
+    )
+
+    assert result.returncode == 0, result.stderr
+    scored = read_csv(output)
+    rejected = [
+        json.loads(line) for line in Path(f"{output}.rejected.jsonl").read_text().splitlines()
+    ]
+    assert len(scored) + len(rejected) == len(lines) - 1
+    assert [(r["row"], r["reasons"][0]["field"]) for r in rejected] == [(5, header[2]), (6, None)]
+    assert "has 3 cell(s); the header has 8" in rejected[1]["reasons"][0]["message"]
+    assert "rejected 2 row(s)" in result.stderr
+    signature = signature_of(packaged_model)
+    expected = [
+        r for number, r in enumerate(bundled_records(signature), start=1) if number not in (5, 6)
+    ]
+    labels, probabilities = onnx_reference(packaged_model, signature, expected)
+    assert [row["prediction"] for row in scored] == labels
+    served = np.array(
+        [[float(row[f"probability_{c}"]) for c in signature["classes"]] for row in scored]
+    )
+    assert np.allclose(served, probabilities, atol=1e-6)
+    assert [row["year"] for row in scored][:3] == ["2007"] * 3  # other columns pass through
+
+
+def test_a_parquet_file_keeps_its_column_types(
+    packaged_model: Path, reproduced_project: Path, tmp_path: Path
+) -> None:
+    source = reproduced_project / "data" / "split" / "test.parquet"
+    output = tmp_path / "scored.parquet"
+    result = score(
+        "--input", source, "--output", output, "--model-dir", packaged_model, "--chunk-rows", "16"
+    )
+    assert result.returncode == 0, result.stderr
+    original, scored = parquet.read_table(source), parquet.read_table(output)
+    assert scored.num_rows == original.num_rows
+    assert scored.schema.names[: len(original.schema)] == original.schema.names
+    assert all(
+        scored.schema.field(name).type == original.schema.field(name).type
+        for name in original.schema.names
+    )
+    assert not Path(f"{output}.rejected.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "output_name", "message"),
+    [
+        ("island,sex\nBiscoe,male\n", "out.csv", "missing feature column(s) ["),
+        ("", "out.csv", "empty file; expected a header row"),
+        (None, "out.xlsx", "unknown output format '.xlsx'"),
+    ],
+)
+def test_unusable_input_stops_with_one_line(
+    packaged_model: Path, tmp_path: Path, content: str | None, output_name: str, message: str
+) -> None:
+    if content is None:  # a valid header
+        content = ",".join(f["name"] for f in signature_of(packaged_model)["features"]) + "\n"
+    test_input = tmp_path / "input.csv"
+    test_input.write_text(content)
+    output = tmp_path / output_name
+    result = score("--input", test_input, "--output", output, "--model-dir", packaged_model)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not output.exists()
+
+
+def test_a_tampered_model_scores_nothing(packaged_model: Path, tmp_path: Path) -> None:
+    package = copy_package(packaged_model, tmp_path / "package")
+    with (package / "model.onnx").open("ab") as model:
+        model.write(b"\0")
+    result = score(
+        "--input",
+        PROJECT_ROOT / "data" / "penguins.csv",
+        "--output",
+        tmp_path / "o.csv",
+        "--model-dir",
+        package,
+    )
+    assert result.returncode == 1 and "does not match the manifest" in result.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def write_penguins(path: Path, rows: int, signature: dict[str, Any]) -> None:
+    records = bundled_records(signature)
+    names = [feature["name"] for feature in signature["features"]]
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow([*names, "id"])
+        for number in range(rows):
+            record = records[number % len(records)]
+            writer.writerow([*("" if record[n] is None else record[n] for n in names), number])
+
+
+def test_memory_stays_flat_as_the_file_grows(packaged_model: Path, tmp_path: Path) -> None:
+    signature = signature_of(packaged_model)
+    peaks = {}
+    for rows in (10_000, 100_000):
+        source = tmp_path / f"{rows}.csv"
+        write_penguins(source, rows, signature)
+        output = tmp_path / f"{rows}.scored.csv"
+        command = [
+            sys.executable,
+            "-c",
+            MEASURED_RUN,
+            "--input",
+            str(source),
+            "--output",
+            str(output),
+        ]
+        command += ["--model-dir", str(packaged_model), "--chunk-rows", "2000"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert sum(1 for _ in output.open()) == rows + 1
+        peaks[rows] = int(result.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB
+    # Ten times the rows (some 80 MB more if held as Python objects) may cost only a few MB more.
+    assert peaks[100_000] - peaks[10_000] < 20 * (1 << 20), peaks
