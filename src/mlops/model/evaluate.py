@@ -74,7 +74,7 @@ def evaluate_model(
     features = model_input(frame, model.spec, where)
     actual = model_target(frame, model.target, where)
     check_known_classes(actual, model.classes, where)
-    predicted = pd.Series(model.pipeline.predict(features), index=frame.index).astype(str)
+    predicted = pd.Series(model.pipeline.predict(features), index=frame.index, dtype=object)
     probabilities = np.asarray(model.pipeline.predict_proba(features))
     return Evaluation(
         classes=model.classes,
