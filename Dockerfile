@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The production image: the scorer (default command) and the monitoring sidecar
 # (`python -m mlops.monitor`), with only the `serve` and `monitor` extras, pinned by uv.lock, and the
 # packaged model. Build it with `make image` (docs/deploy.md); it runs as a non-root user on a
@@ -57,7 +56,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=2)"]
 CMD ["python", "-m", "mlops.serve"]
 
-# Labels last, so a new commit or model changes only this metadata layer.
+# Labels last: a new commit changes only this metadata layer.
 ARG PYTHON_IMAGE
 ARG SOURCE=""
 ARG REVISION=unknown
