@@ -193,7 +193,8 @@ def test_scorer_and_sidecar_run_from_the_image_read_only(
     scorer_command = ["python", "-m", "mlops.serve"]
     sidecar_command = ["python", "-m", "mlops.monitor"]
     sidecar_env = {"MONITOR_POLL_INTERVAL_SECONDS": "0.2"}
-    with running(engine, image, "mlops-test-scorer", scorer_command, log_dir, {}) as scorer:
+    names = f"mlops-test-scorer-{os.getpid()}", f"mlops-test-sidecar-{os.getpid()}"
+    with running(engine, image, names[0], scorer_command, log_dir, {}) as scorer:
         response = httpx.post(f"{scorer.url}/predict", json={"records": records}, timeout=30)
         assert response.status_code == 200, response.text
         predictions = response.json()["predictions"]
@@ -209,9 +210,7 @@ def test_scorer_and_sidecar_run_from_the_image_read_only(
 
         log = log_dir / "predictions.jsonl"
         wait_for(lambda: line_count(log) == len(records), 10, "the prediction log")
-        with running(
-            engine, image, "mlops-test-sidecar", sidecar_command, log_dir, sidecar_env
-        ) as sidecar:
+        with running(engine, image, names[1], sidecar_command, log_dir, sidecar_env) as sidecar:
             wait_for(
                 lambda: drift_window(sidecar.url) == len(records), 20, "the sidecar to read the log"
             )
