@@ -59,6 +59,7 @@ class ScorerMetrics:
         )
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
+        self._records_children: dict[str, Any] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -74,7 +75,10 @@ class ScorerMetrics:
     def observe_batch(
         self, route: str, size: int, out_of_range: dict[str, int], unknown: dict[str, int]
     ) -> None:
-        self.records.labels(route).inc(size)
+        counter = self._records_children.get(route)
+        if counter is None:
+            counter = self._records_children[route] = self.records.labels(route)
+        counter.inc(size)
         for feature, count in out_of_range.items():
             self.out_of_range.labels(feature).inc(count)
         for feature, count in unknown.items():

@@ -31,6 +31,9 @@ class Prediction:
     labels: list[str]
     probabilities: list[list[float]]  # [n, n_classes] in ``classes`` order
 
+    def rows(self, start: int, stop: int) -> Prediction:
+        return Prediction(self.labels[start:stop], self.probabilities[start:stop])
+
     def probability_maps(self, classes: list[str]) -> list[dict[str, float]]:
         return [dict(zip(classes, row, strict=True)) for row in self.probabilities]
 

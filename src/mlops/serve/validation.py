@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, TypedDict
 
 import numpy as np
@@ -143,18 +144,41 @@ def input_schema(
 
 @dataclass
 class ModelInput:
-    """The validated batch: one ``[n, 1]`` array per feature, plus per-record warnings."""
+    """The validated batch: the model-ready values of each feature, plus per-record warnings.
 
-    feed: dict[str, npt.NDArray[Any]]
+    Values are kept as Python lists (a missing number is NaN, a missing category
+    ``MISSING_CATEGORY``) so that small requests can be merged before any array is built.
+    """
+
+    columns: dict[str, list[Any]]
     size: int
+    schema: InputSchema
     warnings: dict[int, list[FieldWarning]] = field(default_factory=dict)
     out_of_range: dict[str, int] = field(default_factory=dict)  # feature -> flagged values
     unknown_categories: dict[str, int] = field(default_factory=dict)
 
+    @cached_property
+    def feed(self) -> dict[str, npt.NDArray[Any]]:
+        return model_feed(self.schema, [self.columns])
+
+
+def model_feed(
+    schema: InputSchema, parts: Sequence[Mapping[str, list[Any]]]
+) -> dict[str, npt.NDArray[Any]]:
+    """The model's inputs, one ``[n, 1]`` array per feature, from one or more validated batches."""
+    feed = {}
+    for spec in schema.fields:
+        values = (
+            parts[0][spec.name] if len(parts) == 1 else [v for p in parts for v in p[spec.name]]
+        )
+        dtype = np.float32 if spec.is_number else object
+        feed[spec.name] = np.array(values, dtype=dtype).reshape(-1, 1)
+    return feed
+
 
 @dataclass
 class _Column:
-    array: npt.NDArray[Any]
+    values: list[Any]
     issues: list[Issue] = field(default_factory=list)
     out_of_range: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
@@ -282,7 +306,7 @@ def validate_columns(
     if issues:
         issues.sort(key=lambda issue: issue["index"] or 0)
         raise _invalid(issues)
-    batch = ModelInput(feed={name: column.array for name, column in checked.items()}, size=size)
+    batch = ModelInput({name: column.values for name, column in checked.items()}, size, schema)
     for spec in schema.fields:
         _collect_warnings(batch, spec, checked[spec.name], columns[spec.name], schema)
     return batch
@@ -311,7 +335,7 @@ def _collect_warnings(
 def _number_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) -> _Column:
     bounds = _float32_bounds(values)
     if bounds is not None:
-        column = _Column(np.array(values, dtype=np.float32).reshape(-1, 1))
+        column = _Column(list(values))
     else:
         column = _numbers_one_by_one(spec, values)
         present = [value for value in values if value is not None]
@@ -352,7 +376,7 @@ def _numbers_one_by_one(spec: FieldSpec, values: Sequence[Any]) -> _Column:
         else:
             message = f"expected {spec.expected()}, got {json_type(value)}"
         issues.append({"index": index, "field": spec.name, "message": message})
-    return _Column(np.array(numbers, dtype=np.float32).reshape(-1, 1), issues)
+    return _Column(numbers, issues)
 
 
 def _not_finite(value: float, spec: FieldSpec) -> str:
@@ -397,7 +421,7 @@ def _check_range(
 
 
 def _string_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) -> _Column:
-    column = _Column(np.empty(0, dtype=object))
+    column = _Column([])
     strings: Sequence[Any] = values
     if not set(map(type, values)) <= STRING_TYPE:
         strings = _strings_one_by_one(spec, values, column)
@@ -412,7 +436,7 @@ def _string_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) 
                 column.issues.append({"index": index, "field": spec.name, "message": message})
         else:
             column.unknown = unknown
-    column.array = np.array(strings, dtype=object).reshape(-1, 1)
+    column.values = list(strings)
     return column
 
 
