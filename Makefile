@@ -43,10 +43,11 @@ test: $(SYNCED) ## run the whole test suite
 	pytest
 
 .PHONY: lint
-lint: $(SYNCED) ## ruff (lint + format check) and mypy on the package
+lint: $(SYNCED) ## ruff (lint + format check), mypy, and the workflow linters (lint-infra)
 	ruff check src tests
 	ruff format --check src tests
 	mypy
+	$(MAKE) lint-infra
 
 .PHONY: format
 format: $(SYNCED) ## apply ruff's fixes and formatting

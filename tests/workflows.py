@@ -271,6 +271,7 @@ class JobResult:
     steps: list[StepResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    step_outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # by step id
 
     @property
     def failed(self) -> bool:
@@ -413,6 +414,15 @@ class WorkflowRun:
             outcome = "success" if completed.returncode == 0 else "failure"
             outputs = parse_output_file(output_file.read_text())
             steps[step["id"]] = {"outputs": outputs, "outcome": outcome, "conclusion": outcome}
+            result.step_outputs[step["id"]] = outputs
+
+
+def use_project_venv(root: Path, venv: Path) -> None:
+    """Give a project copy the project's .venv, and make its lock look older than the venv's sync
+    stamp, so the Make targets use the venv as it is instead of syncing it (over the network)."""
+    (root / ".venv").symlink_to(venv)
+    for name in ("pyproject.toml", "uv.lock"):
+        os.utime(root / name, (0, 0))
 
 
 def runner_environment(extra_path: list[Path]) -> dict[str, str]:

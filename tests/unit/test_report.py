@@ -121,6 +121,18 @@ def test_stages_that_did_not_run_are_called_out() -> None:
     assert "⚠️ `accept` did not complete in this run" in report
 
 
+def test_a_failing_stage_report_is_this_runs_and_the_later_ones_are_not() -> None:
+    failed = [{**CHECKS[0], "value": 0.85, "passed": False}, CHECKS[1]]
+    verdict = {**VERDICT, "passed": False, "checks": failed, "champion": None}
+    report = build_report(inputs(outputs(verdict=verdict), stale=("accept", "package")))
+    assert "❌ **Rejected**: failed `accuracy`." in report
+    assert "`accept` did not complete" not in report
+    validation = {"passed": False, "rows": 3, "failures": []}
+    invalid = build_report(inputs(outputs(validation=validation), stale=("validate", "clean")))
+    assert "❌ **The data failed validation**" in invalid
+    assert "⚠️ `clean` did not complete" not in invalid  # no section shows clean's numbers
+
+
 def test_a_failed_validation_lists_each_column_and_check() -> None:
     failure = {
         "column": "body_mass_g",

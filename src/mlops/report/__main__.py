@@ -28,6 +28,13 @@ from mlops.report.sources import (
 from mlops.stage import parser, run, write_text
 
 
+def base_label(revision: str, commit: str | None) -> str:
+    """How tables name the base: the revision as given, or a short hash for a full one."""
+    if commit is not None and len(revision) >= 12 and commit.startswith(revision):
+        return commit[:7]
+    return revision
+
+
 def load_inputs(
     root: Path, params: Path, base_rev: str, report_dir: Path, raw: Path, champion: Path
 ) -> ReportInputs:
@@ -42,7 +49,7 @@ def load_inputs(
         model_name=load_section(params, "package", PackageParams).model_name,
         current=current,
         base=base,
-        base_name=base_rev,
+        base_name=base_label(base_rev, base_commit),
         base_commit=base_commit,
         stale=stale_stages(root),
         shift=distribution_shift(frame, base_profile) if frame is not None and base_profile else {},

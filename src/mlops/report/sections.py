@@ -50,23 +50,53 @@ def build_report(inputs: ReportInputs, images: bool = True) -> str:
     return text
 
 
+def not_reproduced(inputs: ReportInputs) -> tuple[str, ...]:
+    """The stages whose outputs are not this run's.
+
+    A stage that fails writes its report first (validate its failures, accept its verdict), so
+    when the first stage DVC reports as changed has a failing report, that report is this run's.
+    """
+    stale = inputs.stale
+    if stale and FAILURE_REPORTS.get(stale[0]) in _failed_reports(inputs):
+        return stale[1:]
+    return stale
+
+
+FAILURE_REPORTS = {"validate": "validation", "accept": "verdict"}
+
+
+def _failed_reports(inputs: ReportInputs) -> set[str]:
+    return {
+        name
+        for name in FAILURE_REPORTS.values()
+        if (report := inputs.current.get(name)) is not None and report.get("passed") is False
+    }
+
+
 def verdict_line(inputs: ReportInputs) -> str:
+    """Accepted, rejected, invalid data, or incomplete (a stage failed for another reason)."""
     verdict = inputs.current.get("verdict")
-    if inputs.stale:
-        stages = ", ".join(f"`{stage}`" for stage in inputs.stale)
+    failed = _failed_reports(inputs)
+    stale = not_reproduced(inputs)
+    if "validation" in failed and inputs.stale[:1] == ("validate",):
+        return f"{FAILED} **The data failed validation**: see Data below."
+    if stale and "verdict" not in failed:
+        stages = ", ".join(f"`{stage}`" for stage in stale)
         return f"{FAILED} **The pipeline did not complete**: not reproduced: {stages}."
     if verdict is None:
         return f"{WARNING} No acceptance verdict: the `accept` stage has not run."
-    if verdict.get("passed"):
-        return f"{PASSED} **Accepted**: the model passed all {len(verdict['checks'])} checks."
-    failed = [check["name"] for check in verdict["checks"] if not check["passed"]]
-    return f"{FAILED} **Rejected**: failed {', '.join(f'`{name}`' for name in failed)}."
+    if "verdict" in failed:
+        names = [check["name"] for check in verdict["checks"] if not check["passed"]]
+        return f"{FAILED} **Rejected**: failed {', '.join(f'`{name}`' for name in names)}."
+    return f"{PASSED} **Accepted**: the model passed all {len(verdict['checks'])} checks."
 
 
 def base_line(inputs: ReportInputs) -> str:
     if inputs.base_commit is None:
         return f"Base `{inputs.base_name}` not found: nothing to compare with."
-    where = f"`{inputs.base_name}` ({inputs.base_commit[:12]})"
+    where = f"`{inputs.base_name}`"
+    if not inputs.base_commit.startswith(inputs.base_name):
+        where += f" ({inputs.base_commit[:12]})"
     if not inputs.base.has_metrics:
         return f"Compared with {where}, which has no metrics yet: this is the first run."
     return f"Compared with {where}."
@@ -79,7 +109,7 @@ def header(inputs: ReportInputs) -> str:
 
 
 def stale_note(inputs: ReportInputs, *files: str) -> str:
-    stages = sorted({STAGE_FILES[name][0] for name in files} & set(inputs.stale))
+    stages = sorted({STAGE_FILES[name][0] for name in files} & set(not_reproduced(inputs)))
     if not stages:
         return ""
     names = ", ".join(f"`{stage}`" for stage in stages)
@@ -209,7 +239,7 @@ def champion_section(inputs: ReportInputs) -> str:
         if name in champion:
             delta = Delta(name, test.get(name), champion[name])
             rows.append([f"`{name}`", delta.current, delta.base, _change(delta)])
-    version = champion.get("model_version", "?")
+    version = (inputs.champion or {}).get("version") or champion.get("model_version", "?")
     lines.append(
         table(["metric (test set)", "candidate", f"champion {version}", "change"], rows, "lrrr")
     )

@@ -1,0 +1,206 @@
+"""release.yml's steps that need no Docker, run for real on a reproduced project with GTO tags.
+
+The image job's ``run:`` steps run in order (``make model``, ``make release-info``); the image
+build, the kind cluster and the push are GitHub actions and skipped, and the in-cluster smoke
+test (``make kind-smoke``) is replaced by the same smoke test (``make smoke``) against the real
+scorer and sidecar processes started from the packaged model, as the pod runs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BIN, PROJECT_ROOT, run
+from mlops import artifacts
+from serve_fixtures import free_port
+from workflows import WorkflowRun, load_workflow, runner_environment, use_project_venv
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+REPOSITORY = "owner/project"
+NEEDS_A_CLUSTER = ("make kind-smoke", "make deploy-production")
+
+
+@pytest.fixture(scope="module")
+def released(reproduced_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the reproduced project, results committed, v1.0.0 registered and in prod."""
+    root = tmp_path_factory.mktemp("release") / "project"
+    shutil.copytree(reproduced_project, root, symlinks=True)
+    use_project_venv(root, PROJECT_ROOT / ".venv")
+    run(["git", "add", "dvc.lock", "reports"], root)
+    run(["git", "commit", "-q", "-m", "results", "--", "dvc.lock", "reports"], root)
+    sha = artifacts.load_manifest(root / "models" / "package")["files"]["model.onnx"]
+    registry = [str(BIN / "python"), "-m", "mlops.registry"]
+    run([*registry, "register", "--version", "v1.0.0", "--model-sha256", sha], root)
+    run([*registry, "promote", "--version", "v1.0.0", "--stage", "prod"], root)
+    return root
+
+
+def release_run(root: Path, tag: str, secrets: dict[str, str]) -> WorkflowRun:
+    github = {
+        "event_name": "push",
+        "ref": f"refs/tags/{tag}",
+        "ref_name": tag,
+        "ref_type": "tag",
+        "sha": run(["git", "rev-parse", "HEAD"], root).stdout.strip(),
+        "repository": REPOSITORY,
+        "actor": "developer",
+    }
+    return WorkflowRun(
+        load_workflow("release.yml"),
+        root,
+        github,
+        runner_environment([]),
+        secrets=secrets,
+        skip=lambda step: str(step.get("run", "")).strip() in NEEDS_A_CLUSTER,
+    )
+
+
+def test_a_registered_version_is_named_labelled_and_not_deployed(released: Path) -> None:
+    workflow = release_run(released, "penguins@v1.0.0", secrets={})
+    image = workflow.run_job("image")
+    for step in image.steps:
+        assert step.returncode == 0, f"{step.command}:\n{step.output[-3000:]}"
+    assert image.commands() == ["make model", "make deploy-resources", "make release-info"]
+    assert "Data and pipelines are up to date" in image.steps[0].output
+    assert "make kind-smoke" not in image.commands()
+
+    outputs = image.step_outputs["release"]
+    assert outputs["version"] == "v1.0.0" and outputs["stage"] == ""
+    manifest = artifacts.load_manifest(released / "models" / "package")
+    assert outputs["tags"].splitlines()[0] == "ghcr.io/owner/project:penguins-v1.0.0"
+    build_args = dict(line.split("=", 1) for line in outputs["build-args"].splitlines())
+    assert build_args["MODEL_SHA256"] == manifest["files"]["model.onnx"]
+    assert build_args["MODEL_VERSION"] == manifest["model_version"]
+    assert build_args["REVISION"] == workflow.github["sha"]
+    assert image.outputs["deploy"] == "false"
+    assert not workflow.run_job("deploy").ran
+
+
+def test_a_promotion_to_prod_deploys_when_a_cluster_is_configured(released: Path) -> None:
+    secrets = {"KUBE_CONFIG": "apiVersion: v1\nkind: Config\n"}
+    workflow = release_run(released, "penguins#prod#1", secrets)
+    image = workflow.run_job("image")
+    outputs = image.step_outputs["release"]
+    assert (outputs["version"], outputs["stage"]) == ("v1.0.0", "prod")
+    assert "ghcr.io/owner/project:penguins-prod" in outputs["tags"].splitlines()
+    assert image.outputs["deploy"] == "true"
+    assert image.outputs["image"].startswith("ghcr.io/owner/project@")
+    deploy = workflow.run_job("deploy")
+    assert deploy.ran and deploy.steps == []
+    assert (
+        deploy.skipped[-1] == "apply the manifests with the released image and wait for the rollout"
+    )
+    without_cluster = release_run(released, "penguins#prod#1", secrets={})
+    assert without_cluster.run_job("image").outputs["deploy"] == "false"
+
+
+def test_the_manifests_deploy_the_released_image_by_digest(released: Path) -> None:
+    digest = "ghcr.io/owner/project@sha256:" + "a" * 64
+    rendered = run(
+        ["scripts/ci/k8s-release.sh", "render"],
+        released,
+        env={"IMAGE": digest, "NAMESPACE": "production"},
+    ).stdout
+    assert rendered.count(f"image: {digest}") == 2  # the scorer and the sidecar
+    assert "namespace: production" in rendered
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def start(module: str, workdir: Path, settings: dict[str, str]) -> Service:
+    port = free_port()
+    prefix = "SCORER" if module == "mlops.serve" else "MONITOR"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCORER_", "MONITOR_"))}
+    env.update({f"{prefix}_HOST": "127.0.0.1", f"{prefix}_PORT": str(port), **settings})
+    log = workdir / f"{module}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=workdir, env=env, stdout=output, stderr=output
+        )
+    return Service(process, f"http://127.0.0.1:{port}", log)
+
+
+def wait_ready(service: Service, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert service.process.poll() is None, service.log.read_text(errors="replace")
+        url = f"{service.url}/health/ready"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"{service.url} not ready:\n{service.log.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def pod(released: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Scorer and sidecar sharing a prediction log, as the two containers of the pod do."""
+    shared = {
+        "MODEL_DIR": str(released / "models" / "package"),
+        "PREDICTION_LOG": str(tmp_path / "predictions.jsonl"),
+    }
+    scorer = start("mlops.serve", tmp_path, shared)
+    sidecar_settings = {
+        **shared,
+        "MONITOR_STATE_FILE": str(tmp_path / "state.json"),
+        "MONITOR_FEEDBACK_LOG": str(tmp_path / "feedback.jsonl"),
+    }
+    sidecar = start("mlops.monitor", tmp_path, sidecar_settings)
+    lonely = start("mlops.monitor", tmp_path, {**sidecar_settings, "PREDICTION_LOG": "other.jsonl"})
+    try:
+        yield {"scorer": scorer, "sidecar": sidecar, "lonely": lonely, "root": released}
+    finally:
+        for service in (scorer, sidecar, lonely):
+            service.stop()
+
+
+def test_the_smoke_test_passes_against_the_real_scorer_and_sidecar(pod: dict[str, Any]) -> None:
+    result = run(
+        ["make", "smoke", f"SCORER_URL={pod['scorer'].url}", f"SIDECAR_URL={pod['sidecar'].url}"],
+        pod["root"],
+        check=False,
+    )
+    logs = "\n".join(s.log.read_text(errors="replace") for s in (pod["scorer"], pod["sidecar"]))
+    assert result.returncode == 0, result.stdout + result.stderr + logs
+    lines = [line for line in result.stdout.splitlines() if line.startswith("ok  ")]
+    assert len(lines) == 9, result.stdout
+    assert any("drift: the sidecar read the scored records" in line for line in lines)
+
+
+def test_the_smoke_test_fails_when_the_sidecar_never_sees_the_predictions(
+    pod: dict[str, Any],
+) -> None:
+    wait_ready(pod["lonely"])
+    command = [str(BIN / "python"), "-m", "mlops.smoke", "--timeout", "8"]
+    command += ["--scorer", pod["scorer"].url, "--sidecar", pod["lonely"].url]
+    result = run(command, pod["root"], check=False)
+    assert result.returncode == 1
+    assert "sidecar reading 20 logged predictions: not after 8s" in result.stderr
+    assert "Traceback" not in result.stderr
