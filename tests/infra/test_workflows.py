@@ -205,6 +205,7 @@ def test_deploy_waits_for_the_production_environment() -> None:
     deploy = load_workflow("release.yml")["jobs"]["deploy"]
     assert deploy["environment"] == "production"
     assert deploy["needs"] == "image"
+    assert deploy["concurrency"] == {"group": "deploy-production", "cancel-in-progress": False}
 
 
 def test_expression_helpers_follow_github_semantics() -> None:

@@ -7,14 +7,16 @@ call skipped, ``gh`` replaced by a stub that records the call):
 2. its merge to main: the outputs pushed to the DVC remote, the model registered as v1.0.0
    (a GTO tag pushed to origin) and the release workflow dispatched;
 3. a second pull request that changes a param: the report shows deltas against main, the params
-   diff and the champion (v1.0.0) fetched from the registry for the acceptance test.
+   diff and the champion (v1.0.0) fetched from the registry for the acceptance test;
+4. a pull request whose model is rejected: the job fails, the report says why;
+5. retrain.yml on the sidecar's ``repository_dispatch``: re-ingest, reproduce, the report headed
+   by the sidecar's reasons as the pull request's description.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,4 +290,44 @@ def test_a_rejected_model_still_gets_its_report_and_fails_the_job(
     assert "`package` did not complete in this run" in report
     assert "| `accuracy` |" in report and "| 1.01 | ❌ |" in report
     assert "❌" in workflow.summary.read_text()
-    shutil.rmtree(fork.root / "models" / "champion", ignore_errors=True)
+
+
+def test_the_sidecars_retrain_event_reingests_and_prepares_the_pull_request(
+    fork: Fork, second_pull_request: PullRequestRun
+) -> None:
+    fork.git("checkout", "-q", "-f", "main")
+    payload = {
+        "model_name": "penguins",
+        "model_version": "20261121-fa753576",
+        "reasons": ["drift"],
+        "window_size": 1000,
+        "drifted_features": {"body_mass_g": {"psi": 0.31, "reasons": ["psi"]}},
+    }
+    github = {
+        "event_name": "repository_dispatch",
+        "ref": "refs/heads/main",
+        "ref_name": "main",
+        "ref_type": "branch",
+        "sha": fork.head(),
+        "repository": REPOSITORY,
+        "actor": "mlops-monitor",
+        "event": {"action": "retrain", "client_payload": payload},
+    }
+    workflow = WorkflowRun(load_workflow("retrain.yml"), fork.root, github, fork.environment)
+    job = workflow.run_job("retrain")
+    assert_succeeded(job)
+    assert job.commands() == [
+        "make dvc-pull",
+        "make champion",
+        "make retrain",
+        "make report",
+        "make report-summary",
+        "make dvc-push",
+    ]
+    assert "Running stage 'ingest'" in job.steps[2].output
+    pull_request = workflow.workflow["jobs"]["retrain"]["steps"][-1]["with"]
+    body = (fork.root / pull_request["body-path"]).read_text()
+    assert "### Why this retrain" in body and "| body_mass_g | 0.31 | psi |" in body
+    assert "Compared with `HEAD`" in body and "![" not in body
+    for path in pull_request["add-paths"].split():
+        assert (fork.root / path).exists(), path

@@ -161,6 +161,7 @@ def test_the_retrain_reason_heads_the_report() -> None:
     trigger = retrain_trigger(payload)
     report = build_report(inputs(outputs(), trigger=trigger))
     assert "### Why this retrain" in report and "| body_mass_g | 0.42 | psi |" in report
+    assert "Window: 1000 predictions." in report
     assert retrain_trigger("null") is None and retrain_trigger("") is None
 
 

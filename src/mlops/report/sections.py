@@ -129,9 +129,9 @@ def trigger_section(trigger: Document | None) -> str:
             for name, info in drifted.items()
         ]
         lines.append(table(["feature", "PSI", "why"], rows, "lrl"))
-    window = trigger.get("window_size")
-    if window:
-        lines.append(f"Window: {window} predictions, alerting since {trigger.get('alert_since')}.")
+    if trigger.get("window_size"):
+        since = f", alerting since {trigger['alert_since']}" if trigger.get("alert_since") else ""
+        lines.append(f"Window: {trigger['window_size']} predictions{since}.")
     return section("Why this retrain", *lines)
 
 
