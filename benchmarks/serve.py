@@ -65,6 +65,16 @@ class WrkResult:
     p99_ms: float
     requests: int
     errors: int
+    server_cpu_us_per_request: float  # CPU the server process spent per request (0 off Linux)
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    path: str
+    body: Path
+    connections: int
+    records: int
 
 
 # --- the HTTP floor ------------------------------------------------------------------------------
@@ -124,14 +134,29 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"error: {url} not ready after {STARTUP_SECONDS}s")
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int, output: Path) -> Iterator[str]:
+def server(command: list[str], env: dict[str, str], port: int, output: Path) -> Iterator[Server]:
     url = f"http://127.0.0.1:{port}"
     with output.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(url, process)
-        yield url
+        yield Server(url, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -177,14 +202,16 @@ def v2_body(signature: dict[str, Any], records: list[dict[str, Any]]) -> dict[st
 # --- measurements --------------------------------------------------------------------------------
 
 
-def run_wrk(
-    name: str, url: str, body: Path, connections: int, seconds: int, records: int, scratch: Path
-) -> WrkResult:
+def run_wrk(target: Server, run: Run, seconds: int, scratch: Path) -> WrkResult:
+    name, url, body = run.name, target.url + run.path, run.body
+    connections, records = run.connections, run.records
     script = scratch / f"{body.stem}.lua"
     script.write_text(LUA_POST.format(body=body))
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
     command.append(url)
+    cpu_before = cpu_seconds(target.pid)
     finished = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    cpu_spent = cpu_seconds(target.pid) - cpu_before
     if finished.returncode != 0:
         raise SystemExit(f"error: {' '.join(command)} failed: {finished.stderr or finished.stdout}")
     output = finished.stdout
@@ -209,6 +236,7 @@ def run_wrk(
         p99_ms=percentile_ms(output, "99%"),
         requests=total,
         errors=errors,
+        server_cpu_us_per_request=cpu_spent / max(total, 1) * 1e6,
     )
 
 
@@ -262,15 +290,6 @@ def model_floor(
 # --- the run -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Run:
-    name: str
-    path: str
-    body: Path
-    connections: int
-    records: int
-
-
 def plan_runs(signature: dict[str, Any], batch_records: int, scratch: Path) -> list[Run]:
     records = synthetic_records(signature, batch_records)
     bodies = {
@@ -296,13 +315,6 @@ def batch_name(batch_records: int) -> str:
     return f"batch {batch_records} c{BATCH_CONCURRENCY}"
 
 
-def measure(url: str, runs: list[Run], seconds: int, scratch: Path) -> list[WrkResult]:
-    return [
-        run_wrk(run.name, url + run.path, run.body, run.connections, seconds, run.records, scratch)
-        for run in runs
-    ]
-
-
 def benchmark(model_dir: Path, seconds: int, batch_records: int, scratch: Path) -> dict[str, Any]:
     signature = json.loads((model_dir / "signature.json").read_text())
     runs = plan_runs(signature, batch_records, scratch)
@@ -318,10 +330,14 @@ def benchmark(model_dir: Path, seconds: int, batch_records: int, scratch: Path) 
         "SCORER_LOG_MAX_BYTES": str(64 << 20),
         "SCORER_LOG_BACKUPS": "1",
     }
-    with server(floor, env, floor_port, scratch / "floor.out") as url:
-        floor_results = measure(url, runs, seconds, scratch)
-    with server(scorer, scorer_env, scorer_port, scratch / "scorer.out") as url:
-        scorer_results = measure(url, runs, seconds, scratch)
+    floor_results, scorer_results = [], []
+    with (
+        server(floor, env, floor_port, scratch / "floor.out") as floor_server,
+        server(scorer, scorer_env, scorer_port, scratch / "scorer.out") as scorer_server,
+    ):
+        for run in runs:  # back to back, so both see the same machine load
+            floor_results.append(run_wrk(floor_server, run, seconds, scratch))
+            scorer_results.append(run_wrk(scorer_server, run, seconds, scratch))
     records = synthetic_records(signature, batch_records)
     ort = model_floor(model_dir, records, threads=1, seconds=min(seconds, 5))
     return summarize(scorer_results, floor_results, ort, batch_records)
@@ -368,14 +384,25 @@ def target(value: float, goal: float, at_least: bool) -> dict[str, Any]:
 
 def table(report: dict[str, Any]) -> str:
     floor = {result["name"]: result for result in report["http_floor"]}
-    header = ("run", "scorer req/s", "records/s", "p50 ms", "p99 ms", "floor req/s", "ratio")
-    lines = ["{:<18} {:>13} {:>11} {:>7} {:>7} {:>12} {:>6}".format(*header)]
+    floor_cpu = {name: result["server_cpu_us_per_request"] for name, result in floor.items()}
+    header = (
+        "run",
+        "scorer req/s",
+        "records/s",
+        "p50 ms",
+        "p99 ms",
+        "floor req/s",
+        "ratio",
+        "cpu µs scorer/floor",
+    )
+    lines = ["{:<18} {:>13} {:>11} {:>7} {:>7} {:>12} {:>6}  {}".format(*header)]
     for result in report["scorer"]:
         base = floor[result["name"]]["requests_per_second"]
         rate = result["requests_per_second"]
         lines.append(
             f"{result['name']:<18} {rate:>13,.0f} {result['records_per_second']:>11,.0f} "
-            f"{result['p50_ms']:>7.2f} {result['p99_ms']:>7.2f} {base:>12,.0f} {rate / base:>6.2f}"
+            f"{result['p50_ms']:>7.2f} {result['p99_ms']:>7.2f} {base:>12,.0f} {rate / base:>6.2f} "
+            f"{result['server_cpu_us_per_request']:>6,.0f}/{floor_cpu[result['name']]:<6,.0f}"
         )
     ort = report["model_floor"]
     lines.append(

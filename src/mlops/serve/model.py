@@ -26,7 +26,7 @@ ONNX_TYPES = {"number": "tensor(float)", "string": "tensor(string)"}
 PROBABILITY_DECIMALS = 6  # float32 holds about 7 significant digits; more would be noise
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Prediction:
     labels: list[str]
     probabilities: list[list[float]]  # [n, n_classes] in ``classes`` order

@@ -26,9 +26,9 @@ FLUSH_BYTES = 1 << 20
 MAX_PENDING_BYTES = 256 << 20  # submitted but unwritten; beyond it requests wait, then get a 503
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ScoredBatch:
-    """What one request scored, as the event loop hands it over (the thread formats it)."""
+    """What one request scored: the records as received and what the model said."""
 
     received: float  # Unix time the request arrived
     request_id: str

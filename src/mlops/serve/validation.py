@@ -7,10 +7,12 @@ types at once, and only a column that fails it is walked value by value to name 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import itemgetter
 from typing import Any, Literal, TypedDict
 
 import numpy as np
@@ -221,16 +223,21 @@ def records_to_columns(
     """The ``{"records": [...]}`` body as one list of values per feature (and the records)."""
     if not isinstance(body, dict):
         raise InputError(f'expected a JSON object {{"records": [...]}}, got {json_type(body)}')
-    unknown_keys = sorted(set(body) - {"records"})
-    if unknown_keys:
-        raise InputError(f"unknown key(s) {unknown_keys}; the body holds only 'records'")
-    if "records" not in body:
+    if body.keys() != {"records"}:
+        unknown_keys = sorted(set(body) - {"records"})
+        if unknown_keys:
+            raise InputError(f"unknown key(s) {unknown_keys}; the body holds only 'records'")
         raise InputError("'records' is missing; expected a list of records")
     records = body["records"]
     if not isinstance(records, list):
         raise InputError(f"'records' must be a list of objects, got {json_type(records)}")
     check_batch_size(len(records), max_records, "'records'")
     names = schema.names
+    # C-speed path: every record is an object with as many keys as there are features, and each
+    # feature is there (a missing one raises KeyError), so the keys are exactly the features.
+    if set(map(type, records)) == {dict} and set(map(len, records)) == {len(names)}:
+        with contextlib.suppress(KeyError):
+            return {name: list(map(itemgetter(name), records)) for name in schema.order}, records
     issues: list[Issue] = []
     for index, record in enumerate(records):
         if type(record) is not dict:
@@ -295,7 +302,7 @@ def _invalid(issues: list[Issue]) -> InputError:
 def validate_columns(
     columns: Mapping[str, Sequence[Any]], size: int, schema: InputSchema
 ) -> ModelInput:
-    """Check every value against its feature and build the model's input arrays."""
+    """Check every value against its feature; the model-ready values, with warnings."""
     checked = {
         spec.name: (_number_column if spec.is_number else _string_column)(
             spec, columns[spec.name], schema
@@ -308,7 +315,9 @@ def validate_columns(
         raise _invalid(issues)
     batch = ModelInput({name: column.values for name, column in checked.items()}, size, schema)
     for spec in schema.fields:
-        _collect_warnings(batch, spec, checked[spec.name], columns[spec.name], schema)
+        column = checked[spec.name]
+        if column.out_of_range or column.unknown:
+            _collect_warnings(batch, spec, column, columns[spec.name], schema)
     return batch
 
 
@@ -348,6 +357,11 @@ def _number_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) 
 def _float32_bounds(values: Sequence[Any]) -> tuple[float, float] | None:
     """The smallest and largest value when every value is a JSON number float32 can hold (no
     null, NaN, infinity, boolean or string); None otherwise. C-speed checks of the whole column."""
+    if len(values) == 1:  # the commonest request; NaN and infinities fail the comparison
+        value = values[0]
+        if type(value) in NUMBER_TYPES and -FLOAT32_MAX <= value <= FLOAT32_MAX:
+            return value, value
+        return None
     if not set(map(type, values)) <= NUMBER_TYPES:
         return None
     try:
