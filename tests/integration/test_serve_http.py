@@ -232,19 +232,26 @@ def test_unknown_routes_and_methods_answer_json(client: httpx.Client) -> None:
 def v2_request(
     signature: dict[str, Any], records: list[dict[str, Any]], nested: bool = False
 ) -> dict[str, Any]:
-    """An inference request as the Open Inference Protocol REST specification writes one."""
+    """An inference request as the Open Inference Protocol REST specification writes one
+    (``parameters`` as KServe's Python client sends them for strings)."""
     inputs = []
     for feature in signature["features"]:
         values = [record[feature["name"]] for record in records]
-        inputs.append(
-            {
-                "name": feature["name"],
-                "shape": [len(values), 1],
-                "datatype": "FP32" if feature["type"] == "number" else "BYTES",
-                "data": [[value] for value in values] if nested else values,
-            }
-        )
-    return {"id": "42", "inputs": inputs, "outputs": [{"name": "label"}, {"name": "probabilities"}]}
+        tensor = {
+            "name": feature["name"],
+            "shape": [len(values), 1],
+            "datatype": "FP32" if feature["type"] == "number" else "BYTES",
+            "data": [[value] for value in values] if nested else values,
+        }
+        if feature["type"] == "string":
+            tensor["parameters"] = {"content_type": "str"}
+        inputs.append(tensor)
+    return {
+        "id": "42",
+        "parameters": {},
+        "inputs": inputs,
+        "outputs": [{"name": "label"}, {"name": "probabilities"}],
+    }
 
 
 def test_v2_model_metadata_describes_one_input_per_feature(
