@@ -1,8 +1,9 @@
 """The scorer's HTTP routes: REST ``/predict``, Open Inference Protocol V2, health, metadata,
 metrics.
 
-Plain Starlette routes on the hot path (raw request → orjson → typed numpy columns → one ORT call →
-orjson), with the OpenAPI document written from the signature (``mlops.serve.openapi``).
+Plain Starlette routes; the hot path goes raw body → orjson → checked columns → one ORT call
+shared with the requests that arrived together (``mlops.serve.batching``) → orjson. The OpenAPI
+document is written from the signature (``mlops.serve.openapi``).
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from mlops.serve.metrics import MetricsMiddleware, ScorerMetrics
 from mlops.serve.model import Prediction, Scorer
 from mlops.serve.openapi import openapi_document
 from mlops.serve.predlog import PredictionLogWriter, ScoredBatch
+from mlops.serve.responses import infer_body, model_metadata_body, predict_body
 from mlops.serve.settings import ServeSettings
 from mlops.serve.validation import (
-    NUMBER_V2_DATATYPE,
-    STRING_V2_DATATYPE,
     InputError,
     InputSchema,
     ModelInput,
+    check_inference_request,
     input_schema,
     records_to_columns,
     tensors_to_columns,
@@ -57,7 +58,6 @@ LOG_BACKPRESSURE_SECONDS = 5.0
 GC_YOUNG_THRESHOLD = 10_000  # allocations between collections of the youngest generation
 PREDICT_ROUTE = "/predict"
 INFER_ROUTE = "/v2/models/{model_name}/infer"
-V2_OUTPUTS = ("label", "probabilities")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -198,18 +198,10 @@ class Service:
         prediction = await self.score(batch)
         request_id = new_request_id()
         maps = prediction.probability_maps(self.scorer.classes)
-        predictions: list[dict[str, Any]] = [
-            {"label": label, "probabilities": probabilities}
-            for label, probabilities in zip(prediction.labels, maps, strict=True)
-        ]
-        for index, warnings in batch.warnings.items():
-            predictions[index]["warnings"] = warnings
         content = orjson.dumps(
-            {
-                "request_id": request_id,
-                "model_version": self.scorer.model_version,
-                "predictions": predictions,
-            }
+            predict_body(
+                request_id, self.scorer.model_version, prediction.labels, maps, batch.warnings
+            )
         )
         scored = ScoredBatch(
             received,
@@ -276,30 +268,10 @@ class Service:
     async def v2_model_metadata(self, request: Request) -> Response:
         self.require_token(request)
         self.check_model(request)
-        inputs = [
-            {
-                "name": spec.name,
-                "datatype": NUMBER_V2_DATATYPE if spec.is_number else STRING_V2_DATATYPE,
-                "shape": [-1, 1],
-            }
-            for spec in self.schema.fields
-        ]
-        outputs = [
-            {"name": "label", "datatype": STRING_V2_DATATYPE, "shape": [-1]},
-            {
-                "name": "probabilities",
-                "datatype": NUMBER_V2_DATATYPE,
-                "shape": [-1, len(self.scorer.classes)],
-            },
-        ]
         return json_response(
-            {
-                "name": self.scorer.model_name,
-                "versions": [self.scorer.model_version],
-                "platform": "onnx",
-                "inputs": inputs,
-                "outputs": outputs,
-            }
+            model_metadata_body(
+                self.scorer.model_name, self.scorer.model_version, self.schema, self.scorer.classes
+            )
         )
 
     async def v2_infer(self, request: Request) -> Response:
@@ -308,31 +280,18 @@ class Service:
         self.check_model(request)
         body = await self.read_json(request)
         request_id = new_request_id()
-        client_id, wanted = self.v2_envelope(body)
+        client_id, wanted = check_inference_request(body)
         columns, size = tensors_to_columns(body["inputs"], self.schema, self.settings.max_records)
         batch = validate_columns(columns, size, self.schema)
         prediction = await self.score(batch)
-        outputs = {
-            "label": {
-                "name": "label",
-                "datatype": STRING_V2_DATATYPE,
-                "shape": [size],
-                "data": prediction.labels,
-            },
-            "probabilities": {
-                "name": "probabilities",
-                "datatype": NUMBER_V2_DATATYPE,
-                "shape": [size, len(self.scorer.classes)],
-                "data": [p for row in prediction.probabilities for p in row],
-            },
-        }
         content = orjson.dumps(
-            {
-                "model_name": self.scorer.model_name,
-                "model_version": self.scorer.model_version,
-                "id": client_id if client_id is not None else request_id,
-                "outputs": [outputs[name] for name in wanted],
-            }
+            infer_body(
+                self.scorer.model_name,
+                self.scorer.model_version,
+                client_id if client_id is not None else request_id,
+                prediction,
+                wanted,
+            )
         )
         records = [
             {name: columns[name][index] for name in self.schema.order} for index in range(size)
@@ -350,31 +309,6 @@ class Service:
         return Response(
             content, media_type="application/json", headers={"x-request-id": request_id}
         )
-
-    def v2_envelope(self, body: Any) -> tuple[str | None, list[str]]:
-        """Check the request object around the inputs; return its id and the outputs wanted."""
-        if not isinstance(body, dict):
-            raise InputError("expected an inference request object with 'inputs'")
-        unknown = sorted(set(body) - {"id", "parameters", "inputs", "outputs"})
-        if unknown:
-            raise InputError(f"unknown key(s) {unknown} in the inference request")
-        if "inputs" not in body:
-            raise InputError("'inputs' is missing")
-        client_id = body.get("id")
-        if client_id is not None and not isinstance(client_id, str):
-            raise InputError("'id' must be a string")
-        if "parameters" in body and not isinstance(body["parameters"], dict):
-            raise InputError("'parameters' must be an object")
-        requested = body.get("outputs")
-        if requested is None:
-            return client_id, list(V2_OUTPUTS)
-        if not isinstance(requested, list) or not all(
-            isinstance(output, dict) and output.get("name") in V2_OUTPUTS for output in requested
-        ):
-            raise InputError(
-                f"'outputs' must be a list of {{'name': ...}} naming {list(V2_OUTPUTS)}"
-            )
-        return client_id, [output["name"] for output in requested]
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:

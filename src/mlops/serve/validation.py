@@ -44,6 +44,7 @@ NUMERIC_V2_DATATYPES = frozenset(
 )
 STRING_V2_DATATYPE = "BYTES"
 NUMBER_V2_DATATYPE = "FP32"
+V2_OUTPUTS = ("label", "probabilities")
 
 UnknownCategoryPolicy = Literal["score", "reject"]
 OutOfRangePolicy = Literal["flag", "reject", "ignore"]
@@ -469,6 +470,30 @@ def _strings_one_by_one(spec: FieldSpec, values: Sequence[Any], column: _Column)
             message = f"expected {spec.expected()}, got {json_type(value)}"
         column.issues.append({"index": index, "field": spec.name, "message": message})
     return strings
+
+
+def check_inference_request(body: object) -> tuple[str | None, list[str]]:
+    """The V2 inference request object around its inputs: its id and the outputs it asks for."""
+    if not isinstance(body, dict):
+        raise InputError("expected an inference request object with 'inputs'")
+    unknown = sorted(set(body) - {"id", "parameters", "inputs", "outputs"})
+    if unknown:
+        raise InputError(f"unknown key(s) {unknown} in the inference request")
+    if "inputs" not in body:
+        raise InputError("'inputs' is missing")
+    client_id = body.get("id")
+    if client_id is not None and not isinstance(client_id, str):
+        raise InputError("'id' must be a string")
+    if "parameters" in body and not isinstance(body["parameters"], dict):
+        raise InputError("'parameters' must be an object")
+    requested = body.get("outputs")
+    if requested is None:
+        return client_id, list(V2_OUTPUTS)
+    if not isinstance(requested, list) or not all(
+        isinstance(output, dict) and output.get("name") in V2_OUTPUTS for output in requested
+    ):
+        raise InputError(f"'outputs' must be a list of {{'name': ...}} naming {list(V2_OUTPUTS)}")
+    return client_id, [output["name"] for output in requested]
 
 
 def tensors_to_columns(

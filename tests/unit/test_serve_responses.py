@@ -1,0 +1,69 @@
+from mlops.artifacts import Signature
+from mlops.serve.model import Prediction
+from mlops.serve.responses import infer_body, model_metadata_body, predict_body
+from mlops.serve.validation import input_schema
+
+SIGNATURE: Signature = {
+    "model_name": "tiny",
+    "target": "kind",
+    "features": [
+        {
+            "name": "size",
+            "type": "number",
+            "nullable": True,
+            "categories": None,
+            "min": 1.0,
+            "max": 9.0,
+        },
+        {
+            "name": "colour",
+            "type": "string",
+            "nullable": True,
+            "categories": ["red"],
+            "min": None,
+            "max": None,
+        },
+    ],
+    "classes": ["a", "b"],
+}
+PREDICTION = Prediction(["a", "b"], [[0.75, 0.25], [0.1, 0.9]])
+
+
+def test_predict_body_keeps_record_order_and_adds_warnings_only_where_due() -> None:
+    maps = PREDICTION.probability_maps(["a", "b"])
+    warning = {"field": "size", "message": "12 is outside the training range [1.0, 9.0]"}
+    body = predict_body("r1", "v1", PREDICTION.labels, maps, {1: [warning]})
+    assert body == {
+        "request_id": "r1",
+        "model_version": "v1",
+        "predictions": [
+            {"label": "a", "probabilities": {"a": 0.75, "b": 0.25}},
+            {"label": "b", "probabilities": {"a": 0.1, "b": 0.9}, "warnings": [warning]},
+        ],
+    }
+
+
+def test_infer_body_flattens_probabilities_row_major_and_returns_the_outputs_asked_for() -> None:
+    body = infer_body("tiny", "v1", "42", PREDICTION, ["probabilities", "label"])
+    assert body["id"] == "42" and body["model_name"] == "tiny" and body["model_version"] == "v1"
+    probabilities, label = body["outputs"]
+    assert probabilities == {
+        "name": "probabilities",
+        "datatype": "FP32",
+        "shape": [2, 2],
+        "data": [0.75, 0.25, 0.1, 0.9],
+    }
+    assert label == {"name": "label", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}
+    assert [
+        o["name"] for o in infer_body("tiny", "v1", "42", PREDICTION, ["label"])["outputs"]
+    ] == ["label"]
+
+
+def test_model_metadata_has_one_input_per_feature() -> None:
+    body = model_metadata_body("tiny", "v1", input_schema(SIGNATURE), ["a", "b"])
+    assert body["inputs"] == [
+        {"name": "size", "datatype": "FP32", "shape": [-1, 1]},
+        {"name": "colour", "datatype": "BYTES", "shape": [-1, 1]},
+    ]
+    assert body["outputs"][1] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}
+    assert (body["name"], body["versions"], body["platform"]) == ("tiny", ["v1"], "onnx")
