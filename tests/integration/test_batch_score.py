@@ -14,6 +14,8 @@ import pyarrow.parquet as parquet
 import pytest
 
 from conftest import PROJECT_ROOT
+from mlops.serve.batch import main
+from mlops.stage import run
 from serve_fixtures import bundled_records, copy_package, onnx_reference, signature_of
 
 # Reports its own peak memory after scoring, so the test can compare a small file with a large one.
@@ -26,8 +28,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def score(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
+    """The command line, as ``make score`` runs it."""
     command = [sys.executable, "-m", "mlops.serve.batch", *map(str, arguments)]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def score_here(capsys: pytest.CaptureFixture[str], *arguments: str | Path) -> tuple[int, str]:
+    """The same ``main`` in this process (no interpreter start-up): exit code and stderr."""
+    code = run(main, [str(argument) for argument in arguments])
+    return code, capsys.readouterr().err
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -81,14 +90,25 @@ def test_a_csv_is_scored_and_every_invalid_row_is_set_aside_with_its_reason(
 
 
 def test_a_parquet_file_keeps_its_column_types(
-    packaged_model: Path, reproduced_project: Path, tmp_path: Path
+    packaged_model: Path,
+    reproduced_project: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     source = reproduced_project / "data" / "split" / "test.parquet"
     output = tmp_path / "scored.parquet"
-    result = score(
-        "--input", source, "--output", output, "--model-dir", packaged_model, "--chunk-rows", "16"
+    code, errors = score_here(
+        capsys,
+        "--input",
+        source,
+        "--output",
+        output,
+        "--model-dir",
+        packaged_model,
+        "--chunk-rows",
+        "16",
     )
-    assert result.returncode == 0, result.stderr
+    assert code == 0, errors
     original, scored = parquet.read_table(source), parquet.read_table(output)
     assert scored.num_rows == original.num_rows
     assert scored.schema.names[: len(original.schema)] == original.schema.names
@@ -108,32 +128,37 @@ def test_a_parquet_file_keeps_its_column_types(
     ],
 )
 def test_unusable_input_stops_with_one_line(
-    packaged_model: Path, tmp_path: Path, content: str | None, output_name: str, message: str
+    packaged_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: str | None,
+    output_name: str,
+    message: str,
 ) -> None:
     if content is None:  # a valid header
         content = ",".join(f["name"] for f in signature_of(packaged_model)["features"]) + "\n"
     test_input = tmp_path / "input.csv"
     test_input.write_text(content)
     output = tmp_path / output_name
-    result = score("--input", test_input, "--output", output, "--model-dir", packaged_model)
-    assert result.returncode == 1
-    assert message in result.stderr and "Traceback" not in result.stderr
+    code, errors = score_here(
+        capsys, "--input", test_input, "--output", output, "--model-dir", packaged_model
+    )
+    assert code == 1
+    assert errors.startswith("error: ") and message in errors and len(errors.splitlines()) == 1
     assert not output.exists()
 
 
-def test_a_tampered_model_scores_nothing(packaged_model: Path, tmp_path: Path) -> None:
+def test_a_tampered_model_scores_nothing(
+    packaged_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     package = copy_package(packaged_model, tmp_path / "package")
     with (package / "model.onnx").open("ab") as model:
         model.write(b"\0")
-    result = score(
-        "--input",
-        PROJECT_ROOT / "data" / "penguins.csv",
-        "--output",
-        tmp_path / "o.csv",
-        "--model-dir",
-        package,
+    source = PROJECT_ROOT / "data" / "penguins.csv"
+    code, errors = score_here(
+        capsys, "--input", source, "--output", tmp_path / "o.csv", "--model-dir", package
     )
-    assert result.returncode == 1 and "does not match the manifest" in result.stderr
+    assert code == 1 and "does not match the manifest" in errors
     assert not (tmp_path / "o.csv").exists()
 
 
