@@ -38,6 +38,12 @@ repro: $(SYNCED) ## run the DVC pipeline (only the stages whose inputs changed)
 schema: $(SYNCED) ## infer the validation schema from data.source and write it for review
 	python -m mlops.data.schema --params params.yaml
 
+.PHONY: data-synth
+data-synth: $(SYNCED) ## synthetic rows like data/penguins.csv to data.source: ROWS=N [OUT= DRIFT=col:k SEED=]
+	@[[ -n "$(ROWS)" ]] || { echo "usage: make data-synth ROWS=<n> [OUT=<file>] [DRIFT=<column>:<k>] [SEED=<n>] [FROM=<table>]"; exit 2; }
+	python -m mlops.data.synth --params params.yaml --fit "$(or $(FROM),data/penguins.csv)" \
+		--rows "$(ROWS)" --seed "$(or $(SEED),0)" $(if $(OUT),--out "$(OUT)") $(if $(DRIFT),--drift "$(DRIFT)")
+
 .PHONY: test
 test: $(SYNCED) ## run the whole test suite
 	pytest

@@ -1,0 +1,57 @@
+"""Progress lines for long stages: rows processed, elapsed time and rate, on the terminal.
+
+A stage creates one ``Progress`` per long step and calls ``advance`` as rows are done; a line is
+printed at most every ``interval`` seconds, and ``done`` prints the closing line. Nothing is
+printed for a step that finishes within the interval, so small runs stay quiet.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+INTERVAL_SECONDS = 5.0
+
+
+class Progress:
+    def __init__(
+        self,
+        label: str,
+        total: int | None = None,
+        interval: float = INTERVAL_SECONDS,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.label = label
+        self.total = total
+        self.rows = 0
+        self.interval = interval
+        self.stream = stream or sys.stdout
+        self.started = time.perf_counter()
+        self._last_print = self.started
+        self._printed = False
+
+    def advance(self, rows: int) -> None:
+        self.rows += rows
+        now = time.perf_counter()
+        if now - self._last_print >= self.interval:
+            self._print(now)
+
+    def done(self) -> None:
+        """The closing line, printed only if a progress line was (the step was long)."""
+        if self._printed:
+            self._print(time.perf_counter())
+
+    def _print(self, now: float) -> None:
+        self._last_print = now
+        self._printed = True
+        self.stream.write(describe_rate(self.label, self.rows, now - self.started, self.total))
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def describe_rate(label: str, rows: int, seconds: float, total: int | None = None) -> str:
+    """``label: 250,000 of 1,000,000 rows, 2.1 s, 119,048 rows/s``."""
+    done = f"{rows:,} of {total:,} rows" if total is not None else f"{rows:,} rows"
+    rate = rows / seconds if seconds > 0 else 0.0
+    return f"{label}: {done}, {seconds:.1f} s, {rate:,.0f} rows/s"
