@@ -1,17 +1,22 @@
 """Progress lines for long stages: rows processed, elapsed time and rate, on the terminal.
 
-A stage creates one ``Progress`` per long step and calls ``advance`` as rows are done; a line is
-printed at most every ``interval`` seconds, and ``done`` prints the closing line. Nothing is
-printed for a step that finishes within the interval, so small runs stay quiet.
+Two forms. A loop over chunks creates a ``Progress`` and calls ``advance`` as rows are done: a
+line is printed at most every ``interval`` seconds, and ``done`` prints the closing line. One long
+call (a fit, a validation) runs inside ``step``: a line when it starts, if it has many rows, and
+one with the elapsed time and rate when it ends, if it was announced or took long. Small runs stay
+quiet either way.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 INTERVAL_SECONDS = 5.0
+ANNOUNCE_ROWS = 100_000  # a step over at least this many rows says so when it starts
 
 
 class Progress:
@@ -55,3 +60,19 @@ def describe_rate(label: str, rows: int, seconds: float, total: int | None = Non
     done = f"{rows:,} of {total:,} rows" if total is not None else f"{rows:,} rows"
     rate = rows / seconds if seconds > 0 else 0.0
     return f"{label}: {done}, {seconds:.1f} s, {rate:,.0f} rows/s"
+
+
+@contextmanager
+def step(label: str, rows: int, stream: TextIO | None = None) -> Iterator[None]:
+    """Report one long step over ``rows`` rows (see the module's docstring)."""
+    output = stream or sys.stdout
+    announced = rows >= ANNOUNCE_ROWS
+    if announced:
+        output.write(f"{label}: {rows:,} rows ...\n")
+        output.flush()
+    started = time.perf_counter()
+    yield
+    seconds = time.perf_counter() - started
+    if announced or seconds >= INTERVAL_SECONDS:
+        output.write(describe_rate(label, rows, seconds) + "\n")
+        output.flush()

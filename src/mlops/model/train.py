@@ -3,6 +3,10 @@
 The search (grid, random or successive halving) runs on at most ``max_tuning_rows`` rows, a
 stratified sample, and prints one line per candidate as it completes. The winning
 hyper-parameters are then refitted on every training row and saved as a ``TrainedModel``.
+
+``n_jobs`` threads run the search's fits (the estimators' fitting code releases the GIL; worker
+processes would each import the training stack and copy the data, which costs more than a small
+search), and the refit of a model that can use several cores (a forest).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import joblib
 import pandas as pd
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (registers the halving search)
 from sklearn.metrics import get_scorer
@@ -40,6 +45,7 @@ from mlops.model.features import (
     save_model,
 )
 from mlops.params import DataParams, TrainParams, load_section
+from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json, write_text
 from mlops.tables import read_table
 
@@ -66,7 +72,8 @@ def train_model(
     started = time.perf_counter()
     search, tuning_rows = tune(spec, features, labels, params)
     pipeline = build_pipeline(params.model, spec, params.seed).set_params(**search.best_params_)
-    pipeline.fit(features, labels)
+    with step("train: refit on every training row", len(labels)):
+        refit(pipeline, features, labels, params.n_jobs)
     fit_seconds = time.perf_counter() - started
     summary = {
         "model": params.model,
@@ -111,8 +118,24 @@ def tune(
         f"n_jobs {params.n_jobs}",
         flush=True,
     )
-    search.fit(tuning_features, tuning_labels)
+    with joblib.parallel_config(backend="threading"):
+        search.fit(tuning_features, tuning_labels)
     return search, len(tuning_labels)
+
+
+def refit(pipeline: Pipeline, features: pd.DataFrame, labels: pd.Series, n_jobs: int) -> None:
+    """Fit ``pipeline``; a model with an ``n_jobs`` parameter uses ``n_jobs`` for this fit only,
+    so the saved model predicts in one thread, summing probabilities in the same order each run."""
+    estimator = pipeline.named_steps["model"]
+    if "n_jobs" not in estimator.get_params(deep=False):
+        pipeline.fit(features, labels)
+        return
+    saved = estimator.n_jobs
+    estimator.set_params(n_jobs=n_jobs)
+    try:
+        pipeline.fit(features, labels)
+    finally:
+        estimator.set_params(n_jobs=saved)
 
 
 def search_space(params: TrainParams, pipeline: Pipeline) -> dict[str, list[Any]]:
