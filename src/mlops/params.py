@@ -101,6 +101,7 @@ class TrainParams:
 class EvaluateParams:
     slice_column: str | None = None
     permutation_repeats: int = 5
+    max_importance_rows: int = 20000
     seed: int = 42
 
 

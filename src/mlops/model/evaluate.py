@@ -3,6 +3,11 @@
 Writes the headline metrics, metrics per slice of ``evaluate.slice_column``, the data of every
 DVC plot (confusion, ROC and precision-recall per class, calibration per class, permutation
 importance of the original feature columns), and the same plots as PNG images.
+
+Permutation importance scores the model ``permutation_repeats`` times per feature, so on a large
+validation set it runs on a seeded random sample of at most ``max_importance_rows`` rows: its
+error shrinks as one over the square root of the rows, and past a few ten thousand rows more rows
+cost time, not precision (its spread over the repeats is reported next to it).
 """
 
 from __future__ import annotations
@@ -11,12 +16,10 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
@@ -34,8 +37,13 @@ from sklearn.metrics import (
 from mlops.artifacts import MISSING_CATEGORY
 from mlops.model.features import TrainedModel, load_model, model_input, model_target
 from mlops.params import EvaluateParams, load_section
+from mlops.progress import step
 from mlops.stage import StageError, atomic_write_bytes, parser, run, write_json, write_text
 from mlops.tables import read_table
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 CALIBRATION_BINS = 10
 IMPORTANCE_SCORING = "f1_macro"
@@ -74,8 +82,9 @@ def evaluate_model(
     features = model_input(frame, model.spec, where)
     actual = model_target(frame, model.target, where)
     check_known_classes(actual, model.classes, where)
-    predicted = pd.Series(model.pipeline.predict(features), index=frame.index, dtype=object)
-    probabilities = np.asarray(model.pipeline.predict_proba(features))
+    with step("evaluate: predict", len(frame)):
+        predicted = pd.Series(model.pipeline.predict(features), index=frame.index, dtype=object)
+        probabilities = np.asarray(model.pipeline.predict_proba(features))
     return Evaluation(
         classes=model.classes,
         metrics=classification_metrics(actual, predicted, probabilities, model.classes),
@@ -233,14 +242,18 @@ def permutation_importances(
         raise StageError(
             f"evaluate.permutation_repeats: must be at least 1, got {params.permutation_repeats}"
         )
-    result = permutation_importance(
-        model.pipeline,
-        features,
-        actual,
-        scoring=IMPORTANCE_SCORING,
-        n_repeats=params.permutation_repeats,
-        random_state=params.seed,
-    )
+    rows = importance_rows(len(actual), params.max_importance_rows, params.seed)
+    with step(
+        f"evaluate: permutation importance ({len(rows):,} of {len(actual):,} rows)", len(rows)
+    ):
+        result = permutation_importance(
+            model.pipeline,
+            features.iloc[rows],
+            actual.iloc[rows],
+            scoring=IMPORTANCE_SCORING,
+            n_repeats=params.permutation_repeats,
+            random_state=params.seed,
+        )
     table = pd.DataFrame(
         {
             "feature": list(features.columns),
@@ -249,6 +262,16 @@ def permutation_importances(
         }
     )
     return table.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def importance_rows(total: int, max_rows: int, seed: int) -> np.ndarray:
+    """Positions of the rows permutation importance scores: all, or a seeded random sample of
+    ``max_rows`` in table order."""
+    if max_rows < 1:
+        raise StageError(f"evaluate.max_importance_rows: must be at least 1, got {max_rows}")
+    if total <= max_rows:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
 
 
 def render_plots(evaluation: Evaluation) -> dict[str, bytes]:
@@ -271,9 +294,15 @@ def render_plots(evaluation: Evaluation) -> dict[str, bytes]:
     return {PLOT_FILES[name]: _png(figure) for name, figure in figures.items()}
 
 
+def new_figure(height: float = 4.2) -> Figure:
+    from matplotlib.figure import Figure  # only when drawing: accept imports this module
+
+    return Figure(figsize=(4.8, height))
+
+
 def confusion_figure(confusion: pd.DataFrame, classes: Sequence[str]) -> Figure:
     counts = confusion_matrix(confusion["actual"], confusion["predicted"], labels=list(classes))
-    figure = Figure(figsize=(4.8, 4.2))
+    figure = new_figure()
     axes = figure.subplots()
     axes.imshow(counts, cmap="Blues")
     for (row, column), count in np.ndenumerate(counts):
@@ -287,7 +316,7 @@ def confusion_figure(confusion: pd.DataFrame, classes: Sequence[str]) -> Figure:
 
 
 def curves_figure(curves: pd.DataFrame, x: str, y: str, title: str, diagonal: bool) -> Figure:
-    figure = Figure(figsize=(4.8, 4.2))
+    figure = new_figure()
     axes = figure.subplots()
     for label, curve in curves.groupby("class", sort=False):
         axes.plot(curve[x], curve[y], marker="." if len(curve) < 20 else None, label=str(label))
@@ -303,7 +332,7 @@ def curves_figure(curves: pd.DataFrame, x: str, y: str, title: str, diagonal: bo
 
 def importance_figure(importance: pd.DataFrame) -> Figure:
     ordered = importance.iloc[::-1]
-    figure = Figure(figsize=(4.8, 0.6 + 0.35 * max(len(ordered), 3)))
+    figure = new_figure(height=0.6 + 0.35 * max(len(ordered), 3))
     axes = figure.subplots()
     axes.barh(ordered["feature"], ordered["importance"], xerr=ordered["std"], color="tab:blue")
     axes.axvline(0, color="grey", linewidth=0.8)
