@@ -63,16 +63,22 @@ def describe_rate(label: str, rows: int, seconds: float, total: int | None = Non
 
 
 @contextmanager
-def step(label: str, rows: int, stream: TextIO | None = None) -> Iterator[None]:
-    """Report one long step over ``rows`` rows (see the module's docstring)."""
+def step(
+    label: str, rows: int | None, *, announce: bool | None = None, stream: TextIO | None = None
+) -> Iterator[None]:
+    """Report one long step over ``rows`` rows, or over something else when ``rows`` is None
+    (see the module's docstring); ``announce`` overrides whether the start is reported."""
     output = stream or sys.stdout
-    announced = rows >= ANNOUNCE_ROWS
+    announced = announce if announce is not None else (rows or 0) >= ANNOUNCE_ROWS
     if announced:
-        output.write(f"{label}: {rows:,} rows ...\n")
+        output.write(f"{label}: {rows:,} rows ...\n" if rows is not None else f"{label} ...\n")
         output.flush()
     started = time.perf_counter()
     yield
     seconds = time.perf_counter() - started
     if announced or seconds >= INTERVAL_SECONDS:
-        output.write(describe_rate(label, rows, seconds) + "\n")
+        done = (
+            describe_rate(label, rows, seconds) if rows is not None else f"{label}: {seconds:.1f} s"
+        )
+        output.write(done + "\n")
         output.flush()

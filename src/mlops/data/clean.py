@@ -29,6 +29,7 @@ from pandera import dtypes
 from mlops.data.schema import allowed_categories, load_schema
 from mlops.params import CleanParams, DataParams, ImputeParams, OutlierParams, load_section
 from mlops.profile import column_kind
+from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json
 from mlops.tables import read_table, write_table
 
@@ -293,14 +294,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     data = load_section(args.params, "data", DataParams)
     params = load_section(args.params, "clean", CleanParams)
     schema = load_schema(args.schema)
-    cleaned, summary = clean_table(
-        read_table(args.input),
-        params,
-        target=data.target,
-        exclude_columns=data.exclude_columns,
-        categories=allowed_categories(schema),
-        numeric_columns=numeric_schema_columns(schema),
-    )
+    raw = read_table(args.input)
+    with step("clean", len(raw)):
+        cleaned, summary = clean_table(
+            raw,
+            params,
+            target=data.target,
+            exclude_columns=data.exclude_columns,
+            categories=allowed_categories(schema),
+            numeric_columns=numeric_schema_columns(schema),
+        )
     write_table(args.out, cleaned)
     write_json(args.summary, summary)
     print(describe(summary))

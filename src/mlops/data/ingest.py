@@ -24,6 +24,7 @@ import pandas as pd
 from fsspec.core import url_to_fs
 
 from mlops.params import DataParams, load_section
+from mlops.progress import step
 from mlops.stage import StageError, parser, run
 from mlops.tables import write_table
 
@@ -289,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = arguments.parse_args(argv)
     params = load_section(args.params, "data", DataParams)
     frame = drop_columns(read_source(params), params.drop_columns, params.source)
-    write_table(args.out, frame)
+    with step("ingest: write", len(frame)):
+        write_table(args.out, frame)
     print(f"ingest: {len(frame)} rows x {frame.shape[1]} columns from {params.source}")
 
 

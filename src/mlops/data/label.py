@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from mlops.params import DataParams, LabelParams, load_section
+from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json
 from mlops.tables import read_table, require_columns, write_table
 
@@ -249,9 +250,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if params.method == "annotations":
         path = annotations_path(params, args.annotations_dir)
         annotations = read_annotations(path, str(params.id_column), params.annotation_label)
-    labelled, unlabelled, summary = label_table(
-        read_table(args.input), params, target=target, annotations=annotations
-    )
+    frame = read_table(args.input)
+    with step(f"label ({params.method})", len(frame)):
+        labelled, unlabelled, summary = label_table(
+            frame, params, target=target, annotations=annotations
+        )
     write_table(args.out, labelled)
     write_table(args.unlabelled, unlabelled)
     write_json(args.summary, summary)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.params import DataParams, SplitParams, load_section
+from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json
 from mlops.tables import read_table, require_columns, write_table
 
@@ -214,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = arguments.parse_args(argv)
     target = load_section(args.params, "data", DataParams).target
     params = load_section(args.params, "split", SplitParams)
-    sets, summary = split_table(read_table(args.input), params, target=target)
+    frame = read_table(args.input)
+    with step("split", len(frame)):
+        sets, summary = split_table(frame, params, target=target)
     for name, rows in sets.items():
         write_table(args.out / f"{name}.parquet", rows)
     write_json(args.summary, summary)

@@ -28,6 +28,7 @@ from mlops.data.clean import normalise_strings
 from mlops.data.schema import allowed_categories, load_schema
 from mlops.params import CleanParams, DataParams, load_section
 from mlops.profile import column_kind, profile_markdown, profile_table
+from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json, write_text
 from mlops.tables import read_table
 
@@ -254,10 +255,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     clean = load_section(args.params, "clean", CleanParams)
     schema = load_schema(args.schema)
     frame = read_table(args.input)
-    profile = json_safe(profile_table(frame))
+    with step("validate: profile", len(frame)):
+        profile = json_safe(profile_table(frame))
     write_json(args.reports / "profile.json", profile)
     write_text(args.reports / "profile.md", profile_markdown(profile, f"Profile of {args.input}"))
-    report = validate_frame(frame, schema, columns_to_normalise(frame, data, clean))
+    with step("validate: schema checks", len(frame)):
+        report = validate_frame(frame, schema, columns_to_normalise(frame, data, clean))
     report_path = args.reports / "validation.json"
     write_json(report_path, report)
     if not report["passed"]:

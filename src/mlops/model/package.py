@@ -39,6 +39,7 @@ from mlops.params import (
     load_section,
 )
 from mlops.profile import profile_table
+from mlops.progress import ANNOUNCE_ROWS, step
 from mlops.stage import StageError, parser, read_json, run, write_json
 from mlops.tables import read_table
 
@@ -521,9 +522,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     model_hash = artifacts.sha256_of(options.model)
     version = model_version(created, lineage["data_hash"], lineage["params_hash"], model_hash)
     metadata = onnx_metadata(params.model_name, version, lineage, verdict["metrics"])
-    onnx_model = export_onnx(model, params, metadata)
-
-    parity = check_parity(model, onnx_model, test, params.parity_tolerance)
+    with step("package: ONNX conversion", None, announce=len(train) >= ANNOUNCE_ROWS):
+        onnx_model = export_onnx(model, params, metadata)
+    with step("package: parity on the test set", len(test)):
+        parity = check_parity(model, onnx_model, test, params.parity_tolerance)
     write_json(options.reports / "parity.json", parity)
     if not parity["passed"]:
         raise StageError(onnx_export.parity_failure(parity))
