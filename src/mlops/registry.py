@@ -34,6 +34,7 @@ from mlops.stage import StageError, read_json, run, write_json
 
 PRODUCTION_STAGE = "prod"
 FIRST_VERSION = "v1.0.0"
+CHAMPION_README = "README.md"
 VERSION_PATTERN = re.compile(r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 RECORDED_SHA256 = re.compile(r"model\.onnx sha256=([0-9a-f]{64})")
@@ -198,16 +199,35 @@ def git(repo: Path, *arguments: str) -> str:
 def fetch_package(repo: Path, package: str, commit: str, out: Path) -> str | None:
     """``dvc get`` the package at ``commit`` into ``out``; the reason on failure, else None.
 
-    DVC finds the files in the local cache (CI restores it) or the configured remote.
+    DVC finds the files in the local cache (CI restores it) or the configured remote. ``out`` keeps
+    its committed README (the acceptance stage depends on the directory); the rest is replaced.
     """
+    incoming = out.parent / f".{out.name}.incoming"
+    shutil.rmtree(incoming, ignore_errors=True)
     command = [sys.executable, "-m", "dvc", "get", ".", package, "--rev", commit]
-    command += ["--out", str(out), "--force"]
+    command += ["--out", str(incoming)]
     result = subprocess.run(command, cwd=repo, capture_output=True, text=True, check=False)
-    if result.returncode == 0:
-        return None
-    shutil.rmtree(out, ignore_errors=True)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    return lines[0] if lines else f"dvc get exited {result.returncode}"
+    clear_champion(out)
+    if result.returncode != 0:
+        shutil.rmtree(incoming, ignore_errors=True)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        return lines[0] if lines else f"dvc get exited {result.returncode}"
+    for item in incoming.iterdir():
+        item.replace(out / item.name)
+    incoming.rmdir()
+    return None
+
+
+def clear_champion(out: Path) -> None:
+    """Empty the champion directory but for its README."""
+    out.mkdir(parents=True, exist_ok=True)
+    for item in out.iterdir():
+        if item.name == CHAMPION_README:
+            continue
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
 
 
 # --- releases --------------------------------------------------------------------------------

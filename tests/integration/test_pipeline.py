@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import run
 
 pytestmark = pytest.mark.slow
@@ -159,3 +160,20 @@ def test_a_fork_adapts_to_new_data_with_params_and_make_schema_only(project_copy
         "vibration_mm_s",
         "shift",
     ]
+
+
+def test_a_new_champion_reruns_the_acceptance_test(
+    reproduced_project: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(reproduced_project, project, symlinks=True)
+    shutil.copytree(
+        project / "models" / "package", project / "models" / "champion", dirs_exist_ok=True
+    )
+
+    rerun = run(["dvc", "repro"], project)
+    # accept re-runs; its verdict now holds the champion check, so package records it too.
+    assert stages_run(rerun.stdout) == ["accept", "package"]
+    verdict = json.loads((project / "reports/accept/verdict.json").read_text())
+    champion_checks = [check for check in verdict["checks"] if check["name"] == "champion_macro_f1"]
+    assert len(champion_checks) == 1 and champion_checks[0]["passed"] is True

@@ -183,7 +183,8 @@ def test_champion_without_its_files_falls_back_to_first_run_acceptance(repo: Pat
     status = json.loads((repo / "reports" / "pr" / "champion.json").read_text())
     assert status["status"] == "unavailable"
     assert "not available" in result["stdout"]
-    assert not (repo / "models" / "champion").exists()
+    champion = repo / "models" / "champion"
+    assert {item.name for item in champion.iterdir()} <= {"README.md"}  # no half-fetched model
 
 
 def test_release_info_resolves_a_stage_tag_to_its_version(repo: Path) -> None:

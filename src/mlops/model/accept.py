@@ -121,8 +121,8 @@ def _champion_failed(candidate_f1: float, reason: str) -> Check:
 
 
 def has_champion(directory: Path) -> bool:
-    """A champion exists when its directory holds anything (CI may create it empty at first)."""
-    return directory.is_dir() and any(directory.iterdir())
+    """A champion exists when its directory holds a packaged model (not just its README)."""
+    return (directory / artifacts.MANIFEST_FILE).is_file()
 
 
 def acceptance(
