@@ -85,11 +85,13 @@ class ArtifactError(Exception):
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    return file_digest(path, "sha256")
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file (DVC names files by md5; the manifest holds sha256)."""
     with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, algorithm).hexdigest()
 
 
 def read_json_file(path: Path) -> Any:

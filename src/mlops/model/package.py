@@ -141,11 +141,7 @@ def params_hash(params_path: Path) -> str:
 
 def md5_of(path: Path) -> str:
     """The file's md5, which is how DVC identifies it in dvc.lock and the cache."""
-    digest = hashlib.md5()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return artifacts.file_digest(path, "md5")
 
 
 def git_commit(directory: Path) -> str:
