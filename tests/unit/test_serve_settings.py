@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.serve.settings import ServeSettings, SettingsError, describe, is_loopback, load_settings
+from mlops.network import is_loopback
+from mlops.serve.settings import ServeSettings, SettingsError, describe, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ with the sidecar, which keep the scorer's names: ``PREDICTION_LOG`` and ``MODEL_
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mlops.network import is_loopback
 from mlops.stage import StageError
 
 ENV_PREFIX = "MONITOR_"
@@ -156,21 +156,12 @@ def _check_api_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return
     raise ValueError(
         f"{env_name('github_api_url')}={url!r} must be an https:// URL "
         "(plain http is allowed only to 127.0.0.1/localhost, for tests)"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def settings_help() -> str:

@@ -6,7 +6,6 @@ monitoring sidecar reads too. docs/serving.md lists them all.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlops.network import is_loopback
 
 ENV_PREFIX = "SCORER_"
 MIN_TOKEN_LENGTH = 16
@@ -104,15 +105,6 @@ def load_settings() -> ServeSettings:
             value = os.environ.get(shown) if field != "api_token" else "<hidden>"
             problems.append(f"{shown}={value!r}: {detail['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def describe(settings: ServeSettings) -> str:
