@@ -61,6 +61,15 @@ def test_rotation_keeps_the_newest_files_up_to_the_backup_count(tmp_path: Path) 
     assert not (tmp_path / "p.jsonl.3").exists()
 
 
+def test_chunks_written_together_are_never_split_by_a_rotation(tmp_path: Path) -> None:
+    log = RotatingFile(tmp_path / "p.jsonl", max_bytes=10, backups=1)
+    log.write(b"aaaaaa\n")
+    log.write_all([b"bb\n", b"cc\n"], 6)
+    log.close()
+    assert (tmp_path / "p.jsonl.1").read_bytes() == b"aaaaaa\n"
+    assert (tmp_path / "p.jsonl").read_bytes() == b"bb\ncc\n"
+
+
 def test_appends_to_an_existing_log_and_counts_its_size(tmp_path: Path) -> None:
     (tmp_path / "p.jsonl").write_bytes(b"old line\n")
     log = RotatingFile(tmp_path / "p.jsonl", max_bytes=100, backups=1)
@@ -119,10 +128,10 @@ def test_a_failing_disk_makes_the_writer_unhealthy(
 ) -> None:
     writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1)
 
-    def full_disk(data: bytes | bytearray) -> None:
+    def full_disk(chunks: list[bytes], size: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer.file, "write", full_disk)
+    monkeypatch.setattr(writer.file, "write_all", full_disk)
     writer.submit(batch(1))
     writer.close()
     assert not writer.healthy

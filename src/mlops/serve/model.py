@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ class Prediction:
         return Prediction(self.labels[start:stop], self.probabilities[start:stop])
 
     def probability_maps(self, classes: list[str]) -> list[dict[str, float]]:
-        return [dict(zip(classes, row, strict=True)) for row in self.probabilities]
+        """``{class: p}`` per record (rows are as wide as ``classes``: the model was checked)."""
+        return list(map(dict, map(zip, repeat(classes), self.probabilities)))
 
 
 class Scorer:
@@ -60,7 +62,8 @@ class Scorer:
     def predict(self, feed: Mapping[str, npt.NDArray[Any]]) -> Prediction:
         labels, probabilities = self.session.run([LABEL_OUTPUT, PROBABILITIES_OUTPUT], dict(feed))
         rounded = np.round(np.asarray(probabilities, dtype=np.float64), PROBABILITY_DECIMALS)
-        return Prediction([str(label) for label in labels.tolist()], rounded.tolist())
+        names = labels.tolist() if labels.dtype == object else labels.astype(str).tolist()
+        return Prediction(names, rounded.tolist())
 
 
 def session_options(threads: int) -> ort.SessionOptions:
