@@ -6,6 +6,7 @@ import pytest
 
 from mlops.artifacts import MISSING_CATEGORY, Signature
 from mlops.serve.validation import (
+    VECTOR_MIN_VALUES,
     InputError,
     InputSchema,
     example_record,
@@ -56,6 +57,7 @@ SIGNATURE: Signature = {
     "classes": ["a", "b"],
 }
 VALID = {"size": 2.5, "count": 3, "colour": "red", "shape": "round"}
+LONG = VECTOR_MIN_VALUES + 5  # a batch whose number columns are checked as arrays
 
 
 def schema(unknown: Any = "score", out_of_range: Any = "flag") -> InputSchema:
@@ -109,12 +111,26 @@ def test_null_in_a_nullable_field_reaches_the_model_as_missing() -> None:
         ("shape", None, "is null, but the model was trained without missing values here"),
     ],
 )
-def test_each_bad_value_is_named_by_record_and_field(field: str, value: Any, message: str) -> None:
-    issues = issues_of([VALID, {**VALID, field: value}])
+@pytest.mark.parametrize("size", [2, LONG])
+def test_each_bad_value_is_named_by_record_and_field(
+    field: str, value: Any, message: str, size: int
+) -> None:
+    records = [VALID] * size
+    records[size - 1] = {**VALID, field: value}
+    issues = issues_of(records)
     assert len(issues) == 1
     index, named_field, text = issues[0]
-    assert (index, named_field) == (1, field)
+    assert (index, named_field) == (size - 1, field)
     assert message in text
+
+
+def test_a_long_number_column_reaches_the_model_as_float32_of_its_values() -> None:
+    sizes = [1.0 + index / 7 for index in range(LONG)]
+    batch = validate([{**VALID, "size": size, "count": index} for index, size in enumerate(sizes)])
+    assert batch.feed["size"].dtype == np.float32 and batch.feed["size"].shape == (LONG, 1)
+    assert batch.feed["size"][:, 0].tolist() == np.array(sizes, dtype=np.float32).tolist()
+    assert batch.feed["count"][:, 0].tolist() == list(range(LONG))
+    assert batch.warnings == {}
 
 
 def test_missing_and_extra_fields_are_reported_with_the_value_problems_of_the_same_request() -> (
@@ -147,8 +163,11 @@ def test_unknown_category_is_scored_with_a_warning_or_rejected_per_policy() -> N
     ]
 
 
-def test_out_of_range_numbers_are_flagged_rejected_or_ignored_per_policy() -> None:
-    records = [{**VALID, "size": 10.5}, {**VALID, "size": 10.0}, {**VALID, "size": None}]
+@pytest.mark.parametrize("others", [[{**VALID, "size": None}], [VALID] * LONG])
+def test_out_of_range_numbers_are_flagged_rejected_or_ignored_per_policy(
+    others: list[dict[str, Any]],
+) -> None:
+    records = [{**VALID, "size": 10.5}, {**VALID, "size": 10.0}, *others]
     flagged = validate(records)
     assert flagged.warnings == {
         0: [{"field": "size", "message": "10.5 is outside the training range [1.0, 10.0]"}]

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Literal, TypedDict
 
@@ -21,6 +22,7 @@ import numpy.typing as npt
 from mlops.artifacts import MISSING_CATEGORY, Signature
 
 MAX_REPORTED_ISSUES = 100
+VECTOR_MIN_VALUES = 32  # shorter number columns are checked in plain Python: numpy costs more
 MAX_LISTED_CATEGORIES = 20
 MAX_SHOWN_NAME = 100
 NUMBER_TYPES = frozenset({int, float})
@@ -48,6 +50,7 @@ V2_OUTPUTS = ("label", "probabilities")
 
 UnknownCategoryPolicy = Literal["score", "reject"]
 OutOfRangePolicy = Literal["flag", "reject", "ignore"]
+ColumnValues = list[Any] | npt.NDArray[np.float64]  # a long, valid number column is an array
 
 
 class Issue(TypedDict):
@@ -150,10 +153,11 @@ class ModelInput:
     """The validated batch: the model-ready values of each feature, plus per-record warnings.
 
     Values are kept as Python lists (a missing number is NaN, a missing category
-    ``MISSING_CATEGORY``) so that small requests can be merged before any array is built.
+    ``MISSING_CATEGORY``) so that small requests can be merged before any array is built; a long
+    number column that passed the vectorised checks is already a float64 array.
     """
 
-    columns: dict[str, list[Any]]
+    columns: dict[str, ColumnValues]
     size: int
     schema: InputSchema
     warnings: dict[int, list[FieldWarning]] = field(default_factory=dict)
@@ -166,22 +170,21 @@ class ModelInput:
 
 
 def model_feed(
-    schema: InputSchema, parts: Sequence[Mapping[str, list[Any]]]
+    schema: InputSchema, parts: Sequence[Mapping[str, ColumnValues]]
 ) -> dict[str, npt.NDArray[Any]]:
     """The model's inputs, one ``[n, 1]`` array per feature, from one or more validated batches."""
     feed = {}
     for spec in schema.fields:
-        values = (
-            parts[0][spec.name] if len(parts) == 1 else [v for p in parts for v in p[spec.name]]
-        )
+        columns = [part[spec.name] for part in parts]
+        values = columns[0] if len(columns) == 1 else list(chain.from_iterable(columns))
         dtype = np.float32 if spec.is_number else object
-        feed[spec.name] = np.array(values, dtype=dtype).reshape(-1, 1)
+        feed[spec.name] = np.asarray(values, dtype=dtype).reshape(-1, 1)
     return feed
 
 
 @dataclass
 class _Column:
-    values: list[Any]
+    values: ColumnValues
     issues: list[Issue] = field(default_factory=list)
     out_of_range: list[int] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
@@ -343,9 +346,10 @@ def _collect_warnings(
 
 
 def _number_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) -> _Column:
-    bounds = _float32_bounds(values)
-    if bounds is not None:
-        column = _Column(list(values))
+    checked = _float32_column(values)
+    if checked is not None:
+        column = _Column(checked[0])
+        bounds: tuple[float, float] | None = checked[1]
     else:
         column = _numbers_one_by_one(spec, values)
         present = [value for value in values if value is not None]
@@ -353,6 +357,26 @@ def _number_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) 
     if bounds is not None and schema.out_of_range != "ignore":
         _check_range(spec, values, bounds, column, schema)
     return column
+
+
+def _float32_column(
+    values: Sequence[Any],
+) -> tuple[ColumnValues, tuple[float, float]] | None:
+    """The model-ready values and their smallest and largest, when every value is a JSON number
+    float32 can hold; None otherwise. A long column is checked as one float64 array."""
+    if len(values) < VECTOR_MIN_VALUES:
+        bounds = _float32_bounds(values)
+        return None if bounds is None else (list(values), bounds)
+    if not set(map(type, values)) <= NUMBER_TYPES:  # no null, boolean or string
+        return None
+    try:
+        array = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        return None
+    lowest, highest = float(array.min()), float(array.max())  # a NaN makes both NaN
+    if lowest >= -FLOAT32_MAX and highest <= FLOAT32_MAX:  # False for NaN and infinities
+        return array, (lowest, highest)
+    return None
 
 
 def _float32_bounds(values: Sequence[Any]) -> tuple[float, float] | None:
