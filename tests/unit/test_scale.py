@@ -84,12 +84,14 @@ def table(rows: int = 60) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize("model_name", ["random_forest", "logistic_regression"])
-def test_the_refit_uses_n_jobs_for_the_fit_only(model_name: str) -> None:
+@pytest.mark.parametrize(
+    ("model_name", "n_jobs"), [("random_forest", 2), ("logistic_regression", None)]
+)
+def test_the_refit_uses_n_jobs_for_the_fit_only(model_name: str, n_jobs: int | None) -> None:
     frame = table()
     spec = feature_spec(frame, "species", [])
     pipeline = build_pipeline(model_name, spec, seed=0)
-    refit(pipeline, model_input(frame, spec), model_target(frame, "species"), n_jobs=2)
+    refit(pipeline, model_input(frame, spec), model_target(frame, "species"), n_jobs=n_jobs)
     estimator = pipeline.named_steps["model"]
     assert estimator.get_params().get("n_jobs") is None  # saved as built: one thread to predict
     assert pipeline.score(model_input(frame, spec), model_target(frame, "species")) > 0.9

@@ -50,6 +50,9 @@ from mlops.stage import StageError, parser, run, write_json, write_text
 from mlops.tables import read_table
 
 MODEL_STEP = "model__"
+# Families whose fit spreads over n_jobs cores; the others use one, or (histogram gradient
+# boosting) all of them through OpenMP whatever n_jobs says.
+PARALLEL_FIT = frozenset({"random_forest"})
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def train_model(
     search, tuning_rows = tune(spec, features, labels, params)
     pipeline = build_pipeline(params.model, spec, params.seed).set_params(**search.best_params_)
     with step("train: refit on every training row", len(labels)):
-        refit(pipeline, features, labels, params.n_jobs)
+        refit(pipeline, features, labels, params.n_jobs if params.model in PARALLEL_FIT else None)
     fit_seconds = time.perf_counter() - started
     summary = {
         "model": params.model,
@@ -123,11 +126,13 @@ def tune(
     return search, len(tuning_labels)
 
 
-def refit(pipeline: Pipeline, features: pd.DataFrame, labels: pd.Series, n_jobs: int) -> None:
-    """Fit ``pipeline``; a model with an ``n_jobs`` parameter uses ``n_jobs`` for this fit only,
-    so the saved model predicts in one thread, summing probabilities in the same order each run."""
+def refit(
+    pipeline: Pipeline, features: pd.DataFrame, labels: pd.Series, n_jobs: int | None
+) -> None:
+    """Fit ``pipeline``; with ``n_jobs`` its model uses that many cores for this fit only, so the
+    saved model predicts in one thread, summing probabilities in the same order every run."""
     estimator = pipeline.named_steps["model"]
-    if "n_jobs" not in estimator.get_params(deep=False):
+    if n_jobs is None:
         pipeline.fit(features, labels)
         return
     saved = estimator.n_jobs
