@@ -24,8 +24,17 @@ def quantile_edges(values: npt.NDArray[np.float64], bins: int = BIN_COUNT) -> li
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return []
-    cut_points = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])
-    return [float(edge) for edge in np.unique(cut_points)]
+    return distinct_edges(np.quantile(finite, edge_levels(bins)))
+
+
+def edge_levels(bins: int = BIN_COUNT) -> list[float]:
+    """The quantile levels of the interior edges: 0.1, 0.2, ..., 0.9 for ten bins."""
+    return [float(level) for level in np.linspace(0, 1, bins + 1)[1:-1]]
+
+
+def distinct_edges(cut_points: npt.ArrayLike) -> list[float]:
+    """The edges at ``cut_points`` (quantiles at ``edge_levels``), sorted, without duplicates."""
+    return [float(edge) for edge in np.unique(np.asarray(cut_points, dtype=np.float64))]
 
 
 def bin_shares(values: npt.NDArray[np.float64], edges: Sequence[float]) -> list[float]:

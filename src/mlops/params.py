@@ -57,6 +57,14 @@ class CleanParams:
 
 
 @dataclass(frozen=True)
+class SparkParams:
+    enabled: bool = False
+    master: str = "local[2]"
+    relative_error: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LabelParams:
     method: Literal["column", "annotations", "rules"] = "column"
     column: str | None = None
@@ -139,6 +147,11 @@ def load_section(path: Path, section: str, schema: type[T]) -> T:
     if section not in params:
         raise ParamsError(f"{path}: section '{section}' is missing")
     return from_mapping(schema, params[section], f"{path}: {section}")
+
+
+def load_optional_section(path: Path, section: str, schema: type[T]) -> T:
+    """``load_section`` for a section a project may leave out: then every key has its default."""
+    return from_mapping(schema, read_params(path).get(section), f"{path}: {section}")
 
 
 def from_mapping(schema: type[T], raw: object, where: str) -> T:

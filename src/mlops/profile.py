@@ -6,6 +6,7 @@ pipeline reported. The JSON shape (see ``profile_table``) is a contract with the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,18 +32,12 @@ def profile_column(column: pd.Series) -> dict[str, Any]:
     """Type, counts, and either numeric statistics with PSI bins or category shares."""
     missing = int(column.isna().sum())
     present = column.dropna()
-    stats: dict[str, Any] = {
-        "kind": column_kind(column),
-        "dtype": str(column.dtype),
-        "count": len(present),
-        "missing": missing,
-        "missing_rate": missing / len(column) if len(column) else 0.0,
-        "distinct": int(present.nunique()),
-    }
-    if stats["kind"] == "numeric":
+    kind = column_kind(column)
+    stats = column_counts(kind, str(column.dtype), len(column), missing, int(present.nunique()))
+    if kind == "numeric":
         stats.update(_numeric_statistics(present.to_numpy(dtype=np.float64)))
-    elif stats["kind"] == "categorical":
-        stats.update(_category_statistics(present.astype(str)))
+    elif kind == "categorical":
+        stats.update(category_statistics(category_counts(present.astype(str))))
     return stats
 
 
@@ -56,28 +51,77 @@ def column_kind(column: pd.Series) -> str:
     return "categorical"
 
 
-def _numeric_statistics(values: np.ndarray) -> dict[str, Any]:
-    if values.size == 0:
-        return {"min": None, "max": None, "mean": None, "std": None, "quantiles": {}, "bins": None}
-    edges = quantile_edges(values)
+def column_counts(kind: str, dtype: str, rows: int, missing: int, distinct: int) -> dict[str, Any]:
+    """The statistics every column has, whatever its kind."""
     return {
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "mean": float(values.mean()),
-        "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
-        "quantiles": {
-            str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)
-        },
-        "bins": {"edges": edges, "shares": bin_shares(values, edges)},
+        "kind": kind,
+        "dtype": dtype,
+        "count": rows - missing,
+        "missing": missing,
+        "missing_rate": missing / rows if rows else 0.0,
+        "distinct": distinct,
     }
 
 
-def _category_statistics(values: pd.Series) -> dict[str, Any]:
-    counts = values.value_counts()
-    shares = counts / counts.sum() if len(counts) else counts.astype(float)
+def _numeric_statistics(values: np.ndarray) -> dict[str, Any]:
+    if values.size == 0:
+        return numeric_statistics(None)
+    edges = quantile_edges(values)
+    return numeric_statistics(
+        NumericSummary(
+            minimum=float(values.min()),
+            maximum=float(values.max()),
+            mean=float(values.mean()),
+            std=float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            quantiles=[float(v) for v in np.quantile(values, QUANTILES)],
+            edges=edges,
+            shares=bin_shares(values, edges),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class NumericSummary:
+    """A numeric column's statistics, however computed (numpy here, Spark on the Spark path)."""
+
+    minimum: float
+    maximum: float
+    mean: float
+    std: float
+    quantiles: list[float]  # at QUANTILES
+    edges: list[float]  # interior bin edges (mlops.drift.quantile_edges)
+    shares: list[float]  # of the present values in each bin
+
+
+def numeric_statistics(summary: NumericSummary | None) -> dict[str, Any]:
+    """The profile's numeric fields; all empty for a column without values."""
+    if summary is None:
+        return {"min": None, "max": None, "mean": None, "std": None, "quantiles": {}, "bins": None}
+    return {
+        "min": summary.minimum,
+        "max": summary.maximum,
+        "mean": summary.mean,
+        "std": summary.std,
+        "quantiles": {str(q): v for q, v in zip(QUANTILES, summary.quantiles, strict=True)},
+        "bins": {"edges": summary.edges, "shares": summary.shares},
+    }
+
+
+def category_counts(values: pd.Series) -> pd.Series:
+    """How often each value occurs, most frequent first, equally frequent ones in name order."""
+    counts = values.value_counts().sort_index()
+    return counts.sort_values(ascending=False, kind="stable")
+
+
+def category_statistics(counts: pd.Series, present: int | None = None) -> dict[str, Any]:
+    """Top counts and shares from the counts of the categories, most frequent first: all of them,
+    or the most frequent ones when ``present`` (the number of present values) is given."""
+    total = int(counts.sum()) if present is None else present
+    shares = counts / total if total else counts.astype(float)
     kept = {str(k): float(v) for k, v in shares.iloc[:MAX_CATEGORIES].items()}
-    if len(shares) > MAX_CATEGORIES:
-        kept[OTHER_CATEGORY] = float(shares.iloc[MAX_CATEGORIES:].sum())
+    rest = total - int(counts.iloc[:MAX_CATEGORIES].sum())
+    if rest > 0:
+        kept[OTHER_CATEGORY] = rest / total
     return {
         "top": {str(k): int(v) for k, v in counts.iloc[:TOP_CATEGORIES].items()},
         "shares": kept,

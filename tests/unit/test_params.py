@@ -10,6 +10,7 @@ from mlops.params import (
     LabelParams,
     PackageParams,
     ParamsError,
+    SparkParams,
     SplitParams,
     TrainParams,
     load_section,
@@ -18,6 +19,7 @@ from mlops.params import (
 SECTIONS = {
     "data": DataParams,
     "clean": CleanParams,
+    "spark": SparkParams,
     "label": LabelParams,
     "split": SplitParams,
     "train": TrainParams,

@@ -16,7 +16,7 @@ Excluded columns (``data.exclude_columns``) are only type-coerced.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,15 @@ import pandera.pandas as pa
 from pandera import dtypes
 
 from mlops.data.schema import allowed_categories, load_schema
-from mlops.params import CleanParams, DataParams, ImputeParams, OutlierParams, load_section
+from mlops.params import (
+    CleanParams,
+    DataParams,
+    ImputeParams,
+    OutlierParams,
+    SparkParams,
+    load_optional_section,
+    load_section,
+)
 from mlops.profile import column_kind
 from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json
@@ -52,37 +60,65 @@ def clean_table(
     numeric_columns: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The cleaned table and a summary of what changed (row counts and per-column counts)."""
-    changes = {str(column): dict.fromkeys(CHANGES, 0) for column in frame.columns}
+    changes = new_changes(frame.columns)
     protected = {target, *exclude_columns}
-    cleaned, coerced = coerce_numeric(
-        frame, [c for c in numeric_columns if c in frame.columns and c != target]
-    )
-    _record(changes, "coerced", coerced)
-    if params.normalize_strings:
-        text_columns = [c for c in _features(cleaned, protected) if _kind(cleaned[c]) == "text"]
-        cleaned, normalised = normalise_strings(cleaned, text_columns, categories or {})
-        _record(changes, "normalised", normalised)
+    cleaned, row_changes = clean_rows(
+        frame, params, target=target, protected=protected, categories=categories,
+        numeric_columns=numeric_columns,
+    )  # fmt: skip
+    for change, counts in row_changes.items():
+        record_changes(changes, change, counts)
     rows_in = len(cleaned)
     if params.drop_duplicates:
         cleaned = cleaned.drop_duplicates()
     rows_unique = len(cleaned)
     numeric = [c for c in _features(cleaned, protected) if _kind(cleaned[c]) == "numeric"]
     cleaned, clipped, outlier_drops = treat_outliers(cleaned, numeric, params.outliers)
-    _record(changes, "clipped", clipped)
-    _record(changes, "dropped", outlier_drops)
+    record_changes(changes, "clipped", clipped)
+    record_changes(changes, "dropped", outlier_drops)
     rows_inlying = len(cleaned)
     cleaned, imputed, missing_drops = impute(cleaned, _features(cleaned, protected), params.impute)
-    _record(changes, "imputed", imputed)
-    _record(changes, "dropped", missing_drops)
-    summary = {
+    record_changes(changes, "imputed", imputed)
+    record_changes(changes, "dropped", missing_drops)
+    summary = clean_summary(changes, rows_in, rows_unique, rows_inlying, len(cleaned))
+    return cleaned.reset_index(drop=True), summary
+
+
+def clean_rows(
+    frame: pd.DataFrame,
+    params: CleanParams,
+    *,
+    target: str,
+    protected: set[str],
+    categories: Mapping[str, Sequence[str]] | None = None,
+    numeric_columns: Sequence[str] = (),
+) -> tuple[pd.DataFrame, dict[str, Counts]]:
+    """Steps 1 and 2, which look at one row at a time: coerce, then normalise strings."""
+    cleaned, coerced = coerce_numeric(
+        frame, [c for c in numeric_columns if c in frame.columns and c != target]
+    )
+    if not params.normalize_strings:
+        return cleaned, {"coerced": coerced}
+    text_columns = [c for c in _features(cleaned, protected) if _kind(cleaned[c]) == "text"]
+    cleaned, normalised = normalise_strings(cleaned, text_columns, categories or {})
+    return cleaned, {"coerced": coerced, "normalised": normalised}
+
+
+def new_changes(columns: Iterable[object]) -> dict[str, Counts]:
+    return {str(column): dict.fromkeys(CHANGES, 0) for column in columns}
+
+
+def clean_summary(
+    changes: dict[str, Counts], rows_in: int, rows_unique: int, rows_inlying: int, rows_out: int
+) -> dict[str, Any]:
+    return {
         "rows_in": rows_in,
-        "rows_out": len(cleaned),
+        "rows_out": rows_out,
         "duplicates_dropped": rows_in - rows_unique,
         "rows_dropped_outliers": rows_unique - rows_inlying,
-        "rows_dropped_missing": rows_inlying - len(cleaned),
+        "rows_dropped_missing": rows_inlying - rows_out,
         "columns": changes,
     }
-    return cleaned.reset_index(drop=True), summary
 
 
 def coerce_numeric(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, Counts]:
@@ -146,9 +182,18 @@ def outlier_bounds(values: pd.Series, method: str, threshold: float) -> tuple[fl
         return None
     if method == "iqr":
         first, third = present.quantile([0.25, 0.75])
-        spread = third - first
-        return first - threshold * spread, third + threshold * spread
-    mean, deviation = present.mean(), present.std()
+        return iqr_bounds(first, third, threshold)
+    return zscore_bounds(present.mean(), present.std(), threshold)
+
+
+def iqr_bounds(first: float, third: float, threshold: float) -> tuple[float, float]:
+    """``threshold`` interquartile ranges below the first quartile and above the third."""
+    spread = third - first
+    return first - threshold * spread, third + threshold * spread
+
+
+def zscore_bounds(mean: float, deviation: float, threshold: float) -> tuple[float, float] | None:
+    """``threshold`` standard deviations either side of the mean; None without any spread."""
     if not deviation > 0:
         return None
     return mean - threshold * deviation, mean + threshold * deviation
@@ -214,28 +259,47 @@ def imputation_strategies(
 
 def _fill(values: pd.Series, strategy: str, fill_value: str | float, column: str) -> pd.Series:
     present = values.dropna()
-    if present.empty and strategy != "constant":
-        raise StageError(
-            f"column '{column}' has no values to compute its {strategy} from; set "
-            f"clean.impute.columns.{column} to none, drop or constant, or drop the column at "
-            "ingest (data.drop_columns)"
-        )
-    value: Any
-    if strategy == "constant":
-        value = _constant_for(values, fill_value, column)
-    elif strategy == "mean":
-        value = float(present.astype(float).mean())
-    elif strategy == "median":
-        value = float(present.astype(float).median())
-    else:
-        value = present.mode().iloc[0]
+    statistic = _statistic(present, strategy) if len(present) else None
+    numeric = _kind(values) == "numeric"
+    value = imputation_value(strategy, statistic, len(present), fill_value, column, numeric)
     if pd.api.types.is_integer_dtype(values) and not float(value).is_integer():
         values = values.astype("float64")
     return values.fillna(value)
 
 
-def _constant_for(values: pd.Series, fill_value: str | float, column: str) -> str | float:
-    if _kind(values) != "numeric":
+def _statistic(present: pd.Series, strategy: str) -> Any:
+    if strategy == "mean":
+        return float(present.astype(float).mean())
+    if strategy == "median":
+        return float(present.astype(float).median())
+    if strategy == "most_frequent":
+        return present.mode().iloc[0]
+    return None
+
+
+def imputation_value(
+    strategy: str,
+    statistic: Any,
+    present: int,
+    fill_value: str | float,
+    column: str,
+    numeric: bool,
+) -> Any:
+    """What fills ``column``'s gaps: the ``statistic`` its strategy names (mean, median or most
+    frequent value of its ``present`` values), or the constant ``fill_value``."""
+    if strategy == "constant":
+        return _constant_for(numeric, fill_value, column)
+    if present == 0:
+        raise StageError(
+            f"column '{column}' has no values to compute its {strategy} from; set "
+            f"clean.impute.columns.{column} to none, drop or constant, or drop the column at "
+            "ingest (data.drop_columns)"
+        )
+    return statistic
+
+
+def _constant_for(numeric: bool, fill_value: str | float, column: str) -> str | float:
+    if not numeric:
         return str(fill_value)
     if isinstance(fill_value, str):
         raise StageError(
@@ -268,7 +332,7 @@ def _normalise(value: object, canonical: Mapping[str, str]) -> object:
     return canonical.get(text.casefold(), text)
 
 
-def _record(changes: dict[str, Counts], change: str, counts: Counts) -> None:
+def record_changes(changes: dict[str, Counts], change: str, counts: Counts) -> None:
     for column, count in counts.items():
         changes[column][change] += count
 
@@ -293,18 +357,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = arguments.parse_args(argv)
     data = load_section(args.params, "data", DataParams)
     params = load_section(args.params, "clean", CleanParams)
+    engine = load_optional_section(args.params, "spark", SparkParams)
     schema = load_schema(args.schema)
-    raw = read_table(args.input)
-    with step("clean", len(raw)):
-        cleaned, summary = clean_table(
-            raw,
-            params,
-            target=data.target,
-            exclude_columns=data.exclude_columns,
-            categories=allowed_categories(schema),
-            numeric_columns=numeric_schema_columns(schema),
-        )
-    write_table(args.out, cleaned)
+    settings: dict[str, Any] = {
+        "target": data.target,
+        "exclude_columns": data.exclude_columns,
+        "categories": allowed_categories(schema),
+        "numeric_columns": numeric_schema_columns(schema),
+    }
+    if engine.enabled:
+        from mlops.data import spark
+
+        with spark.session(engine) as session:
+            summary = spark.clean(
+                session, args.input, args.out, params, **settings,
+                relative_error=engine.relative_error,
+            )  # fmt: skip
+    else:
+        raw = read_table(args.input)
+        with step("clean", len(raw)):
+            cleaned, summary = clean_table(raw, params, **settings)
+        write_table(args.out, cleaned)
     write_json(args.summary, summary)
     print(describe(summary))
 

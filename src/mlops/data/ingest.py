@@ -23,7 +23,7 @@ import fsspec
 import pandas as pd
 from fsspec.core import url_to_fs
 
-from mlops.params import DataParams, load_section
+from mlops.params import DataParams, SparkParams, load_optional_section, load_section
 from mlops.progress import step
 from mlops.stage import StageError, parser, run
 from mlops.tables import write_table
@@ -65,12 +65,16 @@ def read_source(params: DataParams) -> pd.DataFrame:
 
 def drop_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> pd.DataFrame:
     """``frame`` without ``columns``; naming a column the source lacks is an error, not a no-op."""
-    unknown = [column for column in columns if column not in frame.columns]
+    check_drop_columns(list(frame.columns), columns, source)
+    return frame.drop(columns=list(columns))
+
+
+def check_drop_columns(available: Sequence[str], columns: Sequence[str], source: str) -> None:
+    unknown = [column for column in columns if column not in available]
     if unknown:
         raise StageError(
-            f"data.drop_columns: {unknown} not in {source}; its columns are {list(frame.columns)}"
+            f"data.drop_columns: {unknown} not in {source}; its columns are {list(available)}"
         )
-    return frame.drop(columns=list(columns))
 
 
 # --- files, directories, globs, URLs ---------------------------------------------------------
@@ -289,10 +293,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments.add_argument("--out", type=Path, required=True, help="raw table (Parquet)")
     args = arguments.parse_args(argv)
     params = load_section(args.params, "data", DataParams)
-    frame = drop_columns(read_source(params), params.drop_columns, params.source)
-    with step("ingest: write", len(frame)):
-        write_table(args.out, frame)
-    print(f"ingest: {len(frame)} rows x {frame.shape[1]} columns from {params.source}")
+    engine = load_optional_section(args.params, "spark", SparkParams)
+    if engine.enabled:
+        from mlops.data import spark
+
+        with spark.session(engine) as session:
+            rows, columns = spark.ingest(session, params, args.out)
+    else:
+        frame = drop_columns(read_source(params), params.drop_columns, params.source)
+        with step("ingest: write", len(frame)):
+            write_table(args.out, frame)
+        rows, columns = frame.shape
+    print(f"ingest: {rows} rows x {columns} columns from {params.source}")
 
 
 if __name__ == "__main__":

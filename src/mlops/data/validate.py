@@ -26,7 +26,7 @@ from pandera.errors import SchemaErrors
 
 from mlops.data.clean import normalise_strings
 from mlops.data.schema import allowed_categories, load_schema
-from mlops.params import CleanParams, DataParams, load_section
+from mlops.params import CleanParams, DataParams, SparkParams, load_optional_section, load_section
 from mlops.profile import column_kind, profile_markdown, profile_table
 from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json, write_text
@@ -36,6 +36,7 @@ EXAMPLES = 5  # failing values and row numbers kept per (column, check)
 MAX_CHECK_NAME = 80
 
 TABLE_CHECKS = ("column_in_dataframe", "column_in_schema")
+COLUMN_CHECK_ORDER = ("dtype", "coerce_dtype", "not_nullable", "field_uniqueness")
 HINTS = {
     "column_in_dataframe": "required column is missing",
     "column_in_schema": "column is not in the schema (strict): add it to the schema, or drop it "
@@ -63,6 +64,15 @@ def validate_frame(
     unparseable values are reported as a type failure and the range checks still run on the rest.
     The ``normalise`` columns are checked as the clean stage will leave them (case, whitespace).
     """
+    cases, normalised = failure_cases(frame, schema, normalise)
+    return validation_report(cases, schema, len(frame), normalised)
+
+
+def failure_cases(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema, normalise: Sequence[str] = ()
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Every failing value as a row (column, check, failure_case, index: the row's label in
+    ``frame``, None for a check on the whole column), and the values normalised per column."""
     normalised: dict[str, int] = {}
     if normalise:
         frame, normalised = normalise_strings(frame, normalise, allowed_categories(schema))
@@ -72,18 +82,47 @@ def validate_frame(
         cases = pd.DataFrame(columns=["column", "check", "failure_case", "index"])
     except SchemaErrors as errors:
         cases = _normalise(errors.failure_cases)
-    cases = pd.concat([type_failures, _without_rows_already_reported(cases, type_failures)])
-    failures = [_summarise(column, check, group) for (column, check), group in _groups(cases)]
+    return pd.concat(
+        [type_failures, _without_rows_already_reported(cases, type_failures)]
+    ), normalised
+
+
+def validation_report(
+    cases: pd.DataFrame,
+    schema: pa.DataFrameSchema,
+    rows: int,
+    normalised: dict[str, int],
+    counts: dict[tuple[str, str], int] | None = None,
+) -> dict[str, Any]:
+    """The report of ``failure_cases``; ``counts`` overrides the count of failing rows of a
+    (column, check) whose cases were reduced to the examples (the Spark path does that)."""
+    failures = [
+        _summarise(column, check, group, (counts or {}).get((column, check)))
+        for (column, check), group in _groups(cases)
+    ]
     order = {str(name): position for position, name in enumerate(schema.columns)}
     failures.sort(
-        key=lambda failure: (failure["check"] not in TABLE_CHECKS, order.get(failure["column"], -1))
+        key=lambda failure: (
+            failure["check"] not in TABLE_CHECKS,
+            order.get(failure["column"], -1),
+            _check_rank(schema, failure["column"], failure["check"]),
+        )
     )
     return {
         "passed": not failures,
-        "rows": len(frame),
+        "rows": rows,
         "failures": failures,
         "normalised": {column: count for column, count in normalised.items() if count},
     }
+
+
+def _check_rank(schema: pa.DataFrameSchema, column: str, check: str) -> int:
+    """A column's checks in the order pandera runs them: type, nulls, uniqueness, declared."""
+    kind = check.split("(")[0]
+    if kind in COLUMN_CHECK_ORDER:
+        return COLUMN_CHECK_ORDER.index(kind)
+    declared = [str(c) for c in schema.columns[column].checks] if column in schema.columns else []
+    return len(COLUMN_CHECK_ORDER) + (declared.index(check) if check in declared else len(declared))
 
 
 def columns_to_normalise(frame: pd.DataFrame, data: DataParams, clean: CleanParams) -> list[str]:
@@ -165,9 +204,11 @@ def _groups(cases: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
     ]
 
 
-def _summarise(column: str, check: str, group: pd.DataFrame) -> dict[str, Any]:
+def _summarise(
+    column: str, check: str, group: pd.DataFrame, count: int | None = None
+) -> dict[str, Any]:
     rows = [int(index) for index in group["index"] if _is_row(index)]
-    values = [_plain(value) for value in group["failure_case"] if value is not None]
+    values = [plain_value(value) for value in group["failure_case"] if value is not None]
     examples: list[Any] = []
     for value in values:
         if value not in examples:
@@ -175,7 +216,7 @@ def _summarise(column: str, check: str, group: pd.DataFrame) -> dict[str, Any]:
     return {
         "column": column,
         "check": check,
-        "count": len(rows) if rows else max(len(group), 1),
+        "count": count if count is not None else len(rows) if rows else max(len(group), 1),
         "failure_cases": examples[:EXAMPLES],
         "rows": rows[:EXAMPLES],
         "hint": HINTS.get(check.split("(")[0], "values failing this check"),
@@ -186,7 +227,7 @@ def _is_row(index: object) -> bool:
     return index is not None and not (isinstance(index, float) and math.isnan(index))
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A JSON-friendly stand-in for a failing value: None for missing, Python scalars."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -253,14 +294,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = arguments.parse_args(argv)
     data = load_section(args.params, "data", DataParams)
     clean = load_section(args.params, "clean", CleanParams)
+    engine = load_optional_section(args.params, "spark", SparkParams)
     schema = load_schema(args.schema)
-    frame = read_table(args.input)
-    with step("validate: profile", len(frame)):
-        profile = json_safe(profile_table(frame))
+    if engine.enabled:
+        from mlops.data import spark
+
+        with spark.session(engine) as session:
+            profile, report = spark.validate(
+                session, args.input, schema, data, clean, engine.relative_error
+            )
+        profile = json_safe(profile)
+    else:
+        frame = read_table(args.input)
+        with step("validate: profile", len(frame)):
+            profile = json_safe(profile_table(frame))
+        with step("validate: schema checks", len(frame)):
+            report = validate_frame(frame, schema, columns_to_normalise(frame, data, clean))
     write_json(args.reports / "profile.json", profile)
     write_text(args.reports / "profile.md", profile_markdown(profile, f"Profile of {args.input}"))
-    with step("validate: schema checks", len(frame)):
-        report = validate_frame(frame, schema, columns_to_normalise(frame, data, clean))
     report_path = args.reports / "validation.json"
     write_json(report_path, report)
     if not report["passed"]:
