@@ -16,7 +16,7 @@ Excluded columns (``data.exclude_columns``) are only type-coerced.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,7 @@ def coerce_numeric(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.Data
         values = frame[column]
         if _kind(values) == "numeric":
             continue
-        numbers = pd.to_numeric(values.map(_strip, na_action="ignore"), errors="coerce")
+        numbers = pd.to_numeric(map_text(values, _strip), errors="coerce")
         coerced[column] = int((values.notna() & numbers.isna()).sum())
         result[column] = numbers
     return result, coerced
@@ -144,10 +144,19 @@ def normalise_strings(
     for column in columns:
         canonical = {str(value).casefold(): str(value) for value in categories.get(column, [])}
         values = frame[column]
-        cleaned = values.map(partial(_normalise, canonical=canonical), na_action="ignore")
+        cleaned = map_text(values, partial(_normalise, canonical=canonical))
         normalised[column] = int((values.notna() & (cleaned != values)).sum())
         result[column] = cleaned
     return result, normalised
+
+
+def map_text(values: pd.Series, function: Callable[[Any], Any]) -> pd.Series:
+    """``function`` applied to the present values; once per distinct value when they are all
+    text (a category column repeats a few values millions of times)."""
+    if pd.api.types.infer_dtype(values, skipna=True) != "string":
+        return values.map(function, na_action="ignore")
+    distinct = values.dropna().unique()
+    return values.map(dict(zip(distinct, map(function, distinct), strict=True)))
 
 
 def treat_outliers(
