@@ -44,6 +44,10 @@ data-synth: $(SYNCED) ## synthetic rows like data/penguins.csv to data.source: R
 	python -m mlops.data.synth --params params.yaml --fit "$(or $(FROM),data/penguins.csv)" \
 		--rows "$(ROWS)" --seed "$(or $(SEED),0)" $(if $(OUT),--out "$(OUT)") $(if $(DRIFT),--drift "$(DRIFT)")
 
+.PHONY: bench
+bench: $(SYNCED) ## benchmarks of the pipeline (10 k-1 M rows) and the scorer into BENCHMARKS.md (QUICK=1: smoke)
+	python benchmarks/run.py $(if $(QUICK),--quick)
+
 .PHONY: test
 test: $(SYNCED) ## run the whole test suite
 	pytest

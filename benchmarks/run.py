@@ -1,0 +1,357 @@
+"""``make bench``: the pipeline and the scorer measured, written to BENCHMARKS.md and results.json.
+
+    python benchmarks/run.py                 # the full run: about 15 minutes on two cores
+    python benchmarks/run.py --quick         # a smoke run in about a minute (numbers not kept)
+
+Parts, each in a throw-away copy of the project (never in this workspace):
+
+1. the default pipeline on the bundled data, from an empty DVC cache (``dvc repro --force``),
+   then a no-op ``dvc repro`` (benchmarks/pipeline.py);
+2. the pipeline on 10 k, 100 k and 1 M synthetic rows (``mlops.data.synth``), stage by stage;
+3. the scorer on the model the first part packaged: benchmarks/serve.py (wrk against the scorer,
+   against a constant-JSON endpoint on the same server stack, and onnxruntime in-process).
+
+The machine's load average is recorded before and after each part: the machine may be shared, and
+the numbers mean most next to it. ``--quick`` runs part 1 on 2,000 synthetic rows with a cut-down
+search (2 candidates, 2 folds), skips part 2 and runs the scorer benchmark in its quick mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import (  # a sibling script, not a package
+    PROJECT_ROOT,
+    benchmark_project,
+    copy_project,
+    run_benchmarks,
+    stage_table,
+)
+
+SIZES = (10_000, 100_000, 1_000_000)
+QUICK_ROWS = 2_000
+QUICK_SEARCH = {"n_iter": 2, "cv_folds": 2}
+TARGETS = {
+    "default_pipeline_seconds": 30.0,
+    "noop_repro_seconds": 1.0,
+    "million_rows_seconds": 300.0,
+    "million_rows_peak_mib": 4096.0,
+    "growth_100k_to_1m": 10.0,  # linear: ten times the rows, at most ten times the time
+}
+TARGET_NAMES = {
+    "default_pipeline_seconds": "default pipeline, empty cache (s)",
+    "noop_repro_seconds": "no-op `dvc repro` (s)",
+    "million_rows_seconds": "1 M rows, empty cache (s)",
+    "million_rows_peak_mib": "1 M rows, peak memory of a stage (MiB)",
+    "growth_100k_to_1m": "time at 1 M rows / time at 100 k rows",
+}
+MEASURED = "Measured by `make bench` ({mode}) on {date}; commit {commit}."
+
+
+def load() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def machine() -> dict[str, Any]:
+    memory_kib = _proc_field("/proc/meminfo", "MemTotal", "0").split()[0]
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _proc_field("/proc/cpuinfo", "model name", platform.processor()),
+        "memory_gib": round(int(memory_kib) / (1 << 20), 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _proc_field(path: str, name: str, default: str) -> str:
+    """The value of the first ``name: value`` line of a /proc file."""
+    for line in Path(path).read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return default
+
+
+def git_commit() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    return result.stdout.strip() or "unknown"
+
+
+# --- the parts -----------------------------------------------------------------------------------
+
+
+def default_pipeline(scratch: Path, quick: bool) -> tuple[dict[str, Any], Path]:
+    """Part 1 in ``scratch``; returns its result and the packaged model it wrote."""
+    root = copy_project(scratch / "default")
+    if quick:
+        shrink_search(root)
+    before = load()
+    result = benchmark_project(root, QUICK_ROWS if quick else None)
+    result["load"] = {"before": before, "after": load()}
+    print(stage_table([result]), flush=True)
+    return result, root / "models" / "package"
+
+
+def shrink_search(root: Path) -> None:
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["train"].update(QUICK_SEARCH)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def sizes(rows: Sequence[int]) -> list[dict[str, Any]]:
+    results = []
+    for count in rows:
+        before = load()
+        [result] = run_benchmarks([count])
+        result["load"] = {"before": before, "after": load()}
+        results.append(result)
+    return results
+
+
+def scorer(model_dir: Path, scratch: Path, quick: bool) -> dict[str, Any]:
+    """Part 3: benchmarks/serve.py on ``model_dir``; its report, or why it could not run."""
+    output = scratch / "serve.json"
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "serve.py")]
+    command += ["--model-dir", str(model_dir), "--output", str(output)]
+    command += ["--quick"] if quick else []
+    before = load()
+    result = subprocess.run(command, cwd=PROJECT_ROOT, text=True, capture_output=True)
+    print(result.stdout, end="", flush=True)
+    if not output.is_file():
+        return {"skipped": (result.stderr.strip() or "no report").splitlines()[-1]}
+    report: dict[str, Any] = json.loads(output.read_text())
+    report["load"] = {"before": before, "after": load()}
+    report["exit_code"] = result.returncode
+    return report
+
+
+# --- the verdicts and the report -----------------------------------------------------------------
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every target with the value measured and whether it was met."""
+    default = results["default_pipeline"]
+    found = {
+        "default_pipeline_seconds": default["repro"]["seconds"],
+        "noop_repro_seconds": default["noop_seconds"],
+    }
+    by_rows = {result["rows"]: result for result in results.get("sizes", [])}
+    if 1_000_000 in by_rows:
+        found["million_rows_seconds"] = by_rows[1_000_000]["repro"]["seconds"]
+        found["million_rows_peak_mib"] = max(
+            stage["peak_rss_mib"] for stage in by_rows[1_000_000]["repro"]["stages"]
+        )
+        if 100_000 in by_rows:
+            found["growth_100k_to_1m"] = round(
+                by_rows[1_000_000]["repro"]["seconds"] / by_rows[100_000]["repro"]["seconds"], 2
+            )
+    return {
+        name: {"value": value, "target": TARGETS[name], "met": value <= TARGETS[name]}
+        for name, value in found.items()
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    sections = [
+        "# Benchmarks",
+        MEASURED.format(
+            mode="quick smoke run, not for quoting" if results["quick"] else "full run",
+            date=results["date"],
+            commit=results["commit"],
+        ),
+        _machine(results),
+        _targets(results["targets"]),
+        "## The default pipeline, from an empty DVC cache",
+        _pipeline_note(results["default_pipeline"]),
+        stage_table([results["default_pipeline"]]),
+    ]
+    if results.get("sizes"):
+        sections += ["## The pipeline at 10 k, 100 k and 1 M rows", _sizes_note(results["sizes"])]
+        sections.append(stage_table(results["sizes"]))
+    sections += ["## The scorer", _scorer(results["scorer"]), _reproduce()]
+    return "\n\n".join(sections) + "\n"
+
+
+def _machine(results: dict[str, Any]) -> str:
+    info = results["machine"]
+    loads = [("default pipeline", results["default_pipeline"]["load"])]
+    loads += [(f"{r['rows']:,} rows", r["load"]) for r in results.get("sizes", [])]
+    if "load" in results["scorer"]:
+        loads.append(("scorer", results["scorer"]["load"]))
+    spans = "; ".join(f"{name} {load['before'][0]} → {load['after'][0]}" for name, load in loads)
+    return (
+        f"Machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB, "
+        f"Python {info['python']}, {info['platform']}. The machine is shared: its 1-minute load "
+        f"average before → after each part was: {spans}. A load above the number of CPUs means "
+        "other processes took a share of them, so wall times are upper bounds."
+    )
+
+
+def _targets(targets: dict[str, dict[str, Any]]) -> str:
+    lines = ["## Targets", "", "| target | measured | goal | |", "|---|---:|---:|---|"]
+    for name, verdict in targets.items():
+        mark = "met" if verdict["met"] else "**missed**"
+        value, goal = f"{verdict['value']:,.2f}", f"{verdict['target']:,.0f}"
+        lines.append(f"| {TARGET_NAMES[name]} | {value} | {goal} | {mark} |")
+    return "\n".join(lines)
+
+
+def _pipeline_note(result: dict[str, Any]) -> str:
+    stages = result["repro"]["stages"]
+    slowest = max(stages, key=lambda stage: stage["seconds"])
+    return (
+        f"Source: {result['source']}. `dvc repro --force` ran every stage in "
+        f"{result['repro']['seconds']:.1f} s (peak {result['repro']['peak_rss_mib']:.0f} MiB for "
+        f"the whole process tree); the slowest stage was {slowest['stage']} "
+        f"({slowest['seconds']:.1f} s). A no-op `dvc repro` then took {result['noop_seconds']:.2f} "
+        f"s, of which {result['dvc_version_seconds']:.2f} s is DVC starting (`dvc --version`). "
+        "Per stage: wall seconds and peak resident memory (MiB) of the stage's processes."
+    )
+
+
+def _sizes_note(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "Synthetic rows (`make data-synth`, seed 0) as `data.source`; every stage from an empty "
+        "cache. Per stage: wall seconds and peak MiB."
+    ]
+    for result in results:
+        lines.append(
+            f"- {result['rows']:,} rows: {result['repro']['seconds']:.1f} s in all, peak "
+            f"{max(s['peak_rss_mib'] for s in result['repro']['stages']):.0f} MiB in one stage "
+            f"({result['repro']['peak_rss_mib']:.0f} MiB with DVC), no-op repro "
+            f"{result['noop_seconds']:.2f} s; writing the rows took "
+            f"{result['synth_seconds']:.1f} s."
+        )
+    return "\n".join(lines)
+
+
+def _scorer(report: dict[str, Any]) -> str:
+    if "skipped" in report:
+        return f"Not measured: {report['skipped']}."
+    floor = {result["name"]: result for result in report["http_floor"]}
+    model = report["model_floor"]
+    lines = [
+        f"benchmarks/serve.py, {report['settings']['seconds_per_run']} s per wrk run, against the "
+        "scorer with validation, prediction log and metrics on. HTTP floor: a constant-JSON "
+        "endpoint on the same server stack reading the same bodies. Model floor: onnxruntime "
+        "in-process, one thread.",
+        "",
+        "| run | scorer req/s | records/s | p50 ms | p99 ms | HTTP floor req/s | vs HTTP floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for result in report["scorer"]:
+        base = floor[result["name"]]["requests_per_second"]
+        lines.append(
+            f"| {result['name']} | {result['requests_per_second']:,.0f} "
+            f"| {result['records_per_second']:,.0f} | {result['p50_ms']:.2f} "
+            f"| {result['p99_ms']:.2f} | {base:,.0f} | {result['requests_per_second'] / base:.2f} |"
+        )
+    lines += [
+        "",
+        f"Model floor: {model['single_record_median_ms']:.3f} ms per single record, "
+        f"{model['batch_records_per_second']:,.0f} records/s in {model['batch_records']:,}-record "
+        "batches. Ratios: "
+        + ", ".join(
+            f"{name.replace('_', ' ')} {value:.2f}" for name, value in report["ratios"].items()
+        )
+        + ".",
+        "",
+        "| scorer target | measured | goal | |",
+        "|---|---:|---:|---|",
+    ]
+    for name, goal in report["targets"].items():
+        mark = "met" if goal["met"] else "**missed**"
+        lines.append(
+            f"| {name.replace('_', ' ')} | {goal['value']:,.2f} | {goal['target']:,} | {mark} |"
+        )
+    return "\n".join(lines)
+
+
+def _reproduce() -> str:
+    return "\n".join(
+        [
+            "## Reproduce",
+            "",
+            "```",
+            "make bench            # all of the above: this file and benchmarks/results.json",
+            "make bench QUICK=1    # a smoke run of every part, in a temporary directory",
+            "python benchmarks/pipeline.py --bundled --rows 1000000 --output /tmp/pipeline.json",
+            "python benchmarks/serve.py --output /tmp/serve.json   # the scorer, after make repro",
+            "make data-synth ROWS=1000000 OUT=data/synthetic.parquet   # then point data.source",
+            "```",
+        ]
+    )
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run of every part")
+    parser.add_argument("--output", type=Path, help="markdown report (default: BENCHMARKS.md)")
+    parser.add_argument("--json", type=Path, help="results (default: benchmarks/results.json)")
+    parser.add_argument("--no-serve", action="store_true", help="skip the scorer (no wrk here)")
+    arguments = parser.parse_args(argv)
+    quick_dir = Path(tempfile.gettempdir()) / "mlops-bench-quick"
+    if arguments.output is None:
+        arguments.output = (
+            quick_dir / "BENCHMARKS.md" if arguments.quick else PROJECT_ROOT / "BENCHMARKS.md"
+        )
+    if arguments.json is None:
+        arguments.json = (
+            quick_dir / "results.json"
+            if arguments.quick
+            else PROJECT_ROOT / "benchmarks" / "results.json"
+        )
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "quick": arguments.quick,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(),
+        "machine": machine(),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as directory:
+        scratch = Path(directory)
+        results["default_pipeline"], model_dir = default_pipeline(scratch, arguments.quick)
+        if not arguments.quick:
+            results["sizes"] = sizes(SIZES)
+        if arguments.no_serve:
+            results["scorer"] = {"skipped": "--no-serve"}
+        else:
+            results["scorer"] = scorer(model_dir, scratch, arguments.quick)
+    results["targets"] = verdicts(results)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    for path, text in (
+        (arguments.json, json.dumps(results, indent=2) + "\n"),
+        (arguments.output, markdown(results)),
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(f"bench: {results['seconds']:.0f} s; wrote {arguments.output} and {arguments.json}")
+    return 0 if results["scorer"].get("exit_code", 0) == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""``make bench QUICK=1``: every part of the benchmark runs and writes its report (a smoke test)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT_ROOT, run
+
+pytestmark = pytest.mark.slow
+STAGES = ["ingest", "validate", "clean", "label", "split", "train", "evaluate", "accept", "package"]
+
+
+def test_the_quick_benchmark_measures_every_stage_and_the_scorer(tmp_path: Path) -> None:
+    report, results = tmp_path / "BENCHMARKS.md", tmp_path / "results.json"
+    workspace_report = PROJECT_ROOT / "BENCHMARKS.md"
+    committed = workspace_report.read_bytes() if workspace_report.exists() else None
+    command = [sys.executable, "benchmarks/run.py", "--quick"]
+    command += ["--output", str(report), "--json", str(results)]
+    serve = shutil.which("wrk") is not None
+    completed = run([*command, *([] if serve else ["--no-serve"])], PROJECT_ROOT, timeout=900)
+    assert "bench:" in completed.stdout
+
+    measured = json.loads(results.read_text())
+    pipeline = measured["default_pipeline"]
+    assert [stage["stage"] for stage in pipeline["repro"]["stages"]] == STAGES
+    for stage in pipeline["repro"]["stages"]:
+        assert stage["seconds"] > 0.1 and stage["peak_rss_mib"] > 50, stage
+    assert 0 < pipeline["noop_seconds"] < pipeline["repro"]["seconds"]
+    assert set(measured["targets"]) == {"default_pipeline_seconds", "noop_repro_seconds"}
+    text = report.read_text()
+    assert "| train |" in text and "## The scorer" in text and "load average" in text
+    if serve:
+        assert measured["scorer"]["errors"] == 0
+        names = [result["name"] for result in measured["scorer"]["scorer"]]
+        assert {"single c1", "single c16"} <= set(names)
+        assert "| single c16 |" in text
+    assert (workspace_report.read_bytes() if workspace_report.exists() else None) == committed
