@@ -290,6 +290,9 @@ def test_one_shifted_feature_drifts_alone_and_retraining_is_requested_once(
     bad = httpx.post(f"{sidecar.url}/feedback", json={"label": "Adelie"}, timeout=5)
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "request_id"
 
+    # /metrics publishes the state of the last poll: the feedback shows after the next one
+    matched = ("monitor_feedback_total", (("result", "matched"),))
+    wait_until(lambda: sidecar.metrics().get(matched) == 5, 20, "the feedback in /metrics", sidecar)
     metrics = sidecar.metrics()
     assert records_read(sidecar) == 600
     assert metrics[("monitor_corrupt_lines_total", (("log", "predictions"),))] == 1
