@@ -208,7 +208,7 @@ def _summarise(
     column: str, check: str, group: pd.DataFrame, count: int | None = None
 ) -> dict[str, Any]:
     rows = [int(index) for index in group["index"] if _is_row(index)]
-    values = [plain_value(value) for value in group["failure_case"] if value is not None]
+    values = [_plain(value) for value in group["failure_case"] if value is not None]
     examples: list[Any] = []
     for value in values:
         if value not in examples:
@@ -227,7 +227,7 @@ def _is_row(index: object) -> bool:
     return index is not None and not (isinstance(index, float) and math.isnan(index))
 
 
-def plain_value(value: Any) -> Any:
+def _plain(value: Any) -> Any:
     """A JSON-friendly stand-in for a failing value: None for missing, Python scalars."""
     if isinstance(value, np.generic):
         value = value.item()
