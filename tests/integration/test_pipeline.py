@@ -177,3 +177,27 @@ def test_a_new_champion_reruns_the_acceptance_test(
     verdict = json.loads((project / "reports/accept/verdict.json").read_text())
     champion_checks = [check for check in verdict["checks"] if check["name"] == "champion_macro_f1"]
     assert len(champion_checks) == 1 and champion_checks[0]["passed"] is True
+
+
+def test_an_experiment_with_another_model_family_is_listed_by_exp_show(
+    reproduced_project: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(reproduced_project, project, symlinks=True)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "reproduced"], project)
+
+    run(["dvc", "exp", "run", "-n", "linear", "-S", "train.model=logistic_regression"], project)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    experiments = {
+        experiment["name"]: experiment
+        for baseline in shown
+        for experiment in (baseline.get("experiments") or [])
+    }
+    assert "linear" in experiments, shown
+    (revision,) = experiments["linear"]["revs"]
+    data = revision["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["model"] == "logistic_regression"
+    assert data["metrics"]["reports/train/best_params.json"]["data"]["model"] == (
+        "logistic_regression"
+    )
