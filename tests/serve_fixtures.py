@@ -11,9 +11,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from conftest import PROJECT_ROOT
 from mlops.artifacts import MISSING_CATEGORY
 
 STARTUP_SECONDS = 90  # generous: the test machine is shared
+# What a client sees of a scorer that has shut down (or is shutting down) between two requests.
+SHUTDOWN_ERRORS = {"ConnectError", "RemoteProtocolError", "ReadError"}
 
 
 def free_port() -> int:
@@ -160,3 +163,60 @@ def onnx_reference(package: Path, signature: dict[str, Any], records: list[dict[
         feed[feature["name"]] = column.reshape(-1, 1)
     labels, probabilities = session.run(["label", "probabilities"], feed)
     return labels.tolist(), probabilities
+
+
+@dataclass
+class Answered:
+    request_id: str
+    records: int
+    at: float  # time.monotonic() when the answer arrived
+
+
+@dataclass
+class BackgroundTraffic:
+    """Threads posting ``/predict`` batches back to back until the scorer goes away.
+
+    Each thread stops at its first transport error (the scorer shut down) or after ``seconds``.
+    ``answered`` holds every 2xx answer; ``failures`` the error names (or non-2xx bodies).
+    """
+
+    url: str
+    batches: list[list[dict[str, Any]]]
+    seconds: float = 30
+    answered: list[Answered] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    started: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._send, args=(b,)) for b in self.batches]
+        for thread in self._threads:
+            thread.start()
+        assert self.started.wait(30), f"no answer from {self.url}: {self.failures}"
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(self.seconds + 10)
+
+    def records(self) -> int:
+        return sum(answer.records for answer in self.answered)
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        deadline = time.monotonic() + self.seconds
+        body = json.dumps({"records": batch})
+        headers = {"content-type": "application/json"}
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while time.monotonic() < deadline:
+                try:
+                    response = client.post("/predict", content=body, headers=headers)
+                except httpx.TransportError as error:
+                    self.failures.append(type(error).__name__)
+                    return
+                self.started.set()
+                if response.status_code != 200:
+                    self.failures.append(response.text)
+                    return
+                answer = Answered(response.headers["x-request-id"], len(batch), time.monotonic())
+                with self._lock:
+                    self.answered.append(answer)

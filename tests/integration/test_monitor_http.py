@@ -7,16 +7,8 @@ pipeline's own ``profile_table``; a local HTTP server stands in for the GitHub A
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +16,21 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from mlops import artifacts
 from mlops.profile import profile_table
+from monitor_fixtures import (
+    GITHUB_TOKEN,
+    FakeGitHub,
+    Sidecar,
+    assert_one_retrain_dispatch,
+    fake_github,
+    sidecar_for,
+    wait_until,
+)
 
 TARGET = "species"
 EXCLUDED = ["year"]
-TOKEN = "ghp_integration_test_token"
 MODEL_VERSION = "penguins-test-1"
 
 
@@ -100,138 +99,18 @@ def log_lines(rows: pd.DataFrame, prefix: str) -> bytes:
     return b"".join(out)
 
 
-@dataclass
-class FakeGitHub:
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    url: str = ""
-
-
 @pytest.fixture
 def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            fake.requests.append({"path": self.path, "headers": self.headers, "body": body})
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield fake
-    server.shutdown()
-    server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Sidecar:
-    environment: dict[str, str]
-    workdir: Path
-    url: str
-    process: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        output = (self.workdir / "sidecar.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlops.monitor"],
-            env=self.environment,
-            cwd=self.workdir,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self.ready, 60, "the sidecar to become ready", self)
-
-    def ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"the sidecar exited {self.process.returncode}:\n{self.output()}")
-        try:
-            return httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM, as Kubernetes sends it: the sidecar shuts down cleanly, saving its state."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise AssertionError("the sidecar ignored SIGTERM") from None
-        # uvicorn re-raises the signal once shut down, so the exit status is the signal's.
-        assert code in (0, -signal.SIGTERM), self.output()
-        assert self.output().count("Application shutdown complete.") == self.starts
-
-    def output(self) -> str:
-        return (self.workdir / "sidecar.log").read_text(errors="replace")
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=5)
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = self.get("/metrics").text
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-        }
-
-
-def wait_until(
-    condition: Callable[[], bool], seconds: float, what: str, sidecar: Sidecar | None = None
-) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    log = f"\nsidecar output:\n{sidecar.output()}" if sidecar else ""
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}{log}")
+    with fake_github() as fake:
+        yield fake
 
 
 @pytest.fixture
 def sidecar(tmp_path: Path, github: FakeGitHub) -> Iterator[Sidecar]:
-    port = free_port()
-    environment = {
-        "PATH": os.environ["PATH"],
-        "PREDICTION_LOG": str(tmp_path / "logs" / "predictions.jsonl"),
-        "MODEL_DIR": str(tmp_path / "package"),
-        "MONITOR_PORT": str(port),
-        "MONITOR_STATE_FILE": str(tmp_path / "logs" / "monitor_state.json"),
-        "MONITOR_FEEDBACK_LOG": str(tmp_path / "logs" / "feedback.jsonl"),
-        "MONITOR_POLL_INTERVAL_SECONDS": "0.1",
-        "MONITOR_WINDOW_SIZE": "300",
-        "MONITOR_MIN_WINDOW_SIZE": "200",
-        "MONITOR_ALERT_HOLD_SECONDS": "1",
-        "MONITOR_GITHUB_REPOSITORY": "owner/template",
-        "MONITOR_GITHUB_TOKEN": TOKEN,
-        "MONITOR_GITHUB_API_URL": github.url,
-    }
-    running = Sidecar(environment, tmp_path, f"http://127.0.0.1:{port}")
+    logs = tmp_path / "logs"
+    running = sidecar_for(logs, tmp_path / "package", logs / "predictions.jsonl", github)
     yield running
-    if running.process is not None and running.process.poll() is None:
-        running.process.kill()
-        running.process.wait(timeout=10)
-
-
-def records_read(sidecar: Sidecar) -> float:
-    return sidecar.metrics()[("monitor_records_read_total", (("log", "predictions"),))]
+    running.kill()
 
 
 def append(path: Path, data: bytes) -> None:
@@ -263,25 +142,15 @@ def test_one_shifted_feature_drifts_alone_and_retraining_is_requested_once(
     shifted = data.sample(300, replace=True, random_state=generator)
     shifted["body_mass_g"] += 1500
     append(log, log_lines(shifted, "shifted"))
-    wait_until(lambda: records_read(sidecar) == 600, 20, "600 records", sidecar)
+    wait_until(lambda: sidecar.records_read() == 600, 20, "600 records", sidecar)
     drift = sidecar.get("/drift").json()
     drifted = {name for name, feature in drift["features"].items() if feature["drifted"]}
     assert drifted == {"body_mass_g"}, drift
     assert drift["features"]["body_mass_g"]["score"] > 0.2
     wait_until(lambda: len(github.requests) >= 1, 20, "the retrain dispatch", sidecar)
     time.sleep(1.0)  # ten more polls with the alert still holding: the cool-down allows no more
-    assert len(github.requests) == 1
-
-    (request,) = github.requests
-    assert request["path"] == "/repos/owner/template/dispatches"
-    assert request["headers"]["Authorization"] == f"Bearer {TOKEN}"
-    assert request["headers"]["Accept"] == "application/vnd.github+json"
-    assert request["headers"]["X-GitHub-Api-Version"] == "2022-11-28"
-    body = json.loads(request["body"])
-    assert body["event_type"] == "retrain"
-    assert body["client_payload"]["model_version"] == MODEL_VERSION
-    assert list(body["client_payload"]["drifted_features"]) == ["body_mass_g"]
-    assert TOKEN not in sidecar.output()
+    assert_one_retrain_dispatch(github, MODEL_VERSION, "body_mass_g")
+    assert GITHUB_TOKEN not in sidecar.output()
 
     # 3. ground truth for a few shifted predictions, over HTTP
     feedback = [{"request_id": "shifted-0", "index": n, "label": "Adelie"} for n in range(5)]
@@ -294,7 +163,7 @@ def test_one_shifted_feature_drifts_alone_and_retraining_is_requested_once(
     matched = ("monitor_feedback_total", (("result", "matched"),))
     wait_until(lambda: sidecar.metrics().get(matched) == 5, 20, "the feedback in /metrics", sidecar)
     metrics = sidecar.metrics()
-    assert records_read(sidecar) == 600
+    assert sidecar.records_read() == 600
     assert metrics[("monitor_corrupt_lines_total", (("log", "predictions"),))] == 1
     assert metrics[("monitor_window_records", ())] == 300
     assert metrics[("monitor_drift_alert", ())] == 1
@@ -312,9 +181,9 @@ def test_one_shifted_feature_drifts_alone_and_retraining_is_requested_once(
     sidecar.stop()
     append(log, log_lines(shifted.head(20), "after-restart"))
     sidecar.start()
-    wait_until(lambda: records_read(sidecar) == 620, 20, "the records written meanwhile", sidecar)
+    wait_until(lambda: sidecar.records_read() == 620, 20, "the records written meanwhile", sidecar)
     time.sleep(1.0)
-    assert records_read(sidecar) == 620
+    assert sidecar.records_read() == 620
     assert len(github.requests) == 1
     metrics = sidecar.metrics()
     assert metrics[("monitor_corrupt_lines_total", (("log", "predictions"),))] == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,8 @@ import pytest
 
 from mlops.artifacts import PredictionRecord
 from serve_fixtures import (
+    SHUTDOWN_ERRORS,
+    BackgroundTraffic,
     Scorer,
     bundled_records,
     copy_package,
@@ -489,49 +490,21 @@ def test_sigterm_lets_in_flight_requests_finish_and_logs_every_answered_record(
     packaged_model: Path, tmp_path: Path, records: list[dict[str, Any]]
 ) -> None:
     with running_scorer(packaged_model, tmp_path / "scorer") as scorer:
-        answered: list[tuple[str, int, float]] = []
-        failures: list[str] = []
-        started = threading.Event()
-        lock = threading.Lock()
-
-        def keep_sending(worker: int) -> None:
-            batch = (records * 3)[worker * 40 : worker * 40 + 300]
-            deadline = time.monotonic() + 30
-            with httpx.Client(base_url=scorer.url, timeout=30) as client:
-                while time.monotonic() < deadline:
-                    try:
-                        response = post_json(client, "/predict", {"records": batch})
-                    except httpx.TransportError as error:
-                        failures.append(type(error).__name__)
-                        return
-                    started.set()
-                    if response.status_code != 200:
-                        failures.append(response.text)
-                        return
-                    with lock:
-                        answered.append(
-                            (response.headers["x-request-id"], len(batch), time.monotonic())
-                        )
-
-        workers = [threading.Thread(target=keep_sending, args=(n,)) for n in range(6)]
-        for worker in workers:
-            worker.start()
-        assert started.wait(30)
+        batches = [(records * 3)[worker * 40 : worker * 40 + 300] for worker in range(6)]
+        traffic = BackgroundTraffic(scorer.url, batches)
+        traffic.start()
         time.sleep(0.5)
         terminated_at = time.monotonic()
         exit_code = scorer.stop()
-        for worker in workers:
-            worker.join(40)
+        traffic.join()
     # uvicorn re-raises the signal once its graceful shutdown is complete: the status says SIGTERM
     assert exit_code == -signal.SIGTERM, scorer.output()
     assert "Application shutdown complete" in scorer.output()
-    assert all(name in ("ConnectError", "RemoteProtocolError", "ReadError") for name in failures), (
-        failures
-    )
+    assert set(traffic.failures) <= SHUTDOWN_ERRORS, traffic.failures
     lines = [json.loads(line) for line in scorer.log_lines()]
-    assert any(answered_at > terminated_at for _, _, answered_at in answered), "none in flight"
-    assert len(lines) == sum(size for _, size, _ in answered)
-    assert {line["request_id"] for line in lines} == {request_id for request_id, _, _ in answered}
+    assert any(answer.at > terminated_at for answer in traffic.answered), "none in flight"
+    assert len(lines) == traffic.records()
+    assert {line["request_id"] for line in lines} == {a.request_id for a in traffic.answered}
 
 
 @pytest.mark.parametrize("changed", ["model.onnx", "signature.json"])

@@ -1,0 +1,177 @@
+"""The real sidecar process on a free 127.0.0.1 port, and a local stand-in for the GitHub API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from serve_fixtures import free_port
+
+GITHUB_TOKEN = "ghp_integration_test_token"
+
+
+@dataclass
+class FakeGitHub:
+    """Records every POST it receives and answers 204, as the dispatches endpoint does."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+
+@contextlib.contextmanager
+def fake_github() -> Iterator[FakeGitHub]:
+    fake = FakeGitHub()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            fake.requests.append({"path": self.path, "headers": self.headers, "body": body})
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Sidecar:
+    environment: dict[str, str]
+    workdir: Path
+    url: str
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        with (self.workdir / "sidecar.log").open("ab") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mlops.monitor"],
+                env=self.environment,
+                cwd=self.workdir,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(self.ready, 60, "the sidecar to become ready", self)
+
+    def ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"the sidecar exited {self.process.returncode}:\n{self.output()}")
+        try:
+            return httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM, as Kubernetes sends it: the sidecar shuts down cleanly, saving its state."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError("the sidecar ignored SIGTERM") from None
+        # uvicorn re-raises the signal once shut down, so the exit status is the signal's.
+        assert code in (0, -signal.SIGTERM), self.output()
+        assert self.output().count("Application shutdown complete.") == self.starts
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def output(self) -> str:
+        return (self.workdir / "sidecar.log").read_text(errors="replace")
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", timeout=5)
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = self.get("/metrics").text
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def records_read(self) -> float:
+        return self.metrics()[("monitor_records_read_total", (("log", "predictions"),))]
+
+    def corrupt_lines(self) -> float:
+        return self.metrics()[("monitor_corrupt_lines_total", (("log", "predictions"),))]
+
+
+def sidecar_for(
+    workdir: Path, model_dir: Path, prediction_log: Path, github: FakeGitHub, **settings: str
+) -> Sidecar:
+    """A sidecar (not yet started) reading ``prediction_log``, dispatching to ``github``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    environment = {
+        "PATH": os.environ["PATH"],
+        "PREDICTION_LOG": str(prediction_log),
+        "MODEL_DIR": str(model_dir),
+        "MONITOR_PORT": str(port),
+        "MONITOR_STATE_FILE": str(workdir / "monitor_state.json"),
+        "MONITOR_FEEDBACK_LOG": str(workdir / "feedback.jsonl"),
+        "MONITOR_POLL_INTERVAL_SECONDS": "0.1",
+        "MONITOR_WINDOW_SIZE": "300",
+        "MONITOR_MIN_WINDOW_SIZE": "200",
+        "MONITOR_ALERT_HOLD_SECONDS": "1",
+        "MONITOR_GITHUB_REPOSITORY": "owner/template",
+        "MONITOR_GITHUB_TOKEN": GITHUB_TOKEN,
+        "MONITOR_GITHUB_API_URL": github.url,
+        **settings,
+    }
+    return Sidecar(environment, workdir, f"http://127.0.0.1:{port}")
+
+
+def wait_until(
+    condition: Callable[[], bool], seconds: float, what: str, sidecar: Sidecar | None = None
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    log = f"\nsidecar output:\n{sidecar.output()}" if sidecar else ""
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}{log}")
+
+
+def assert_one_retrain_dispatch(github: FakeGitHub, model_version: str, feature: str) -> None:
+    """Exactly one request, to the dispatches endpoint, authenticated, naming ``feature``."""
+    assert len(github.requests) == 1, github.requests
+    (request,) = github.requests
+    assert request["path"] == "/repos/owner/template/dispatches"
+    assert request["headers"]["Authorization"] == f"Bearer {GITHUB_TOKEN}"
+    assert request["headers"]["Accept"] == "application/vnd.github+json"
+    assert request["headers"]["X-GitHub-Api-Version"] == "2022-11-28"
+    body = json.loads(request["body"])
+    assert body["event_type"] == "retrain"
+    assert body["client_payload"]["model_version"] == model_version
+    assert list(body["client_payload"]["drifted_features"]) == [feature]
