@@ -14,6 +14,9 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 SYNCED := $(VENV)/.synced
 export PATH := $(BIN):$(PATH)
 export UV_LINK_MODE := copy
+# Compile every installed module once, at install: without .pyc files (PYTHONDONTWRITEBYTECODE, a
+# read-only venv) each `dvc` call would recompile DVC's ~900 modules, 3 s instead of 1 s.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: help
 help: ## list the targets

@@ -225,16 +225,20 @@ def _pipeline_note(result: dict[str, Any]) -> str:
     slowest = max(stages, key=lambda stage: stage["seconds"])
     runs = ", ".join(f"{seconds:.1f}" for seconds in result["runs_seconds"])
     noops = ", ".join(f"{seconds:.2f}" for seconds in result["noop_runs"])
+    floors = ", ".join(f"{seconds:.2f}" for seconds in result["dvc_floor_runs"])
     return (
         f"Source: {result['source']}. `dvc repro --force` ran every stage in "
         f"{result['repro']['seconds']:.1f} s (the median of runs taking {runs} s; peak "
         f"{result['repro']['peak_rss_mib']:.0f} MiB for the whole process tree); the slowest "
         f"stage was {slowest['stage']} ({slowest['seconds']:.1f} s). A no-op `dvc repro` then "
-        f"took {result['noop_seconds']:.2f} s (the median of {noops}), of which "
-        f"{result['dvc_version_seconds']:.2f} s is DVC starting (`dvc --version`); the rest is DVC "
-        "importing its modules, parsing dvc.yaml, dvc.lock and params.yaml (once per stage) and "
-        "checking the hashes it keeps, without running anything. Per stage: wall seconds and peak "
-        "resident memory (MiB) of the stage's processes."
+        f"took {result['noop_seconds']:.2f} s (the median of {noops}); in the same run, the "
+        f"no-op `dvc repro` of a one-stage DVC project took {result['dvc_floor_seconds']:.2f} s "
+        f"(the median of {floors}): that is DVC starting and importing its modules, the floor of "
+        "the command on this machine. The rest "
+        f"({result['noop_seconds'] - result['dvc_floor_seconds']:.2f} s) is DVC parsing dvc.yaml, "
+        "dvc.lock and params.yaml (once per stage) and checking the hashes it keeps for nine "
+        "stages, without running anything. Per stage: wall seconds and peak resident memory (MiB) "
+        "of the stage's processes."
     )
 
 

@@ -31,6 +31,8 @@ def test_the_quick_benchmark_measures_every_stage_and_the_scorer(tmp_path: Path)
     for stage in pipeline["repro"]["stages"]:
         assert stage["seconds"] > 0.1 and stage["peak_rss_mib"] > 50, stage
     assert 0 < pipeline["noop_seconds"] < pipeline["repro"]["seconds"]
+    assert 0 < pipeline["dvc_floor_seconds"] < pipeline["repro"]["seconds"]
+    assert "one-stage DVC project" in report.read_text()
     assert set(measured["targets"]) == {"default_pipeline_seconds", "noop_repro_seconds"}
     text = report.read_text()
     assert "| train |" in text and "## The scorer" in text and "load average" in text
