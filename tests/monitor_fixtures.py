@@ -26,8 +26,11 @@ GITHUB_TOKEN = "ghp_integration_test_token"
 
 @dataclass
 class FakeGitHub:
-    """Records every POST it receives and answers 204, as the dispatches endpoint does."""
+    """Records every POST it receives; answers ``status`` (204, as the dispatches endpoint does)
+    with an optional ``Location`` header."""
 
+    status: int = 204
+    location: str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
 
@@ -39,8 +42,12 @@ def fake_github() -> Iterator[FakeGitHub]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            fake.requests.append({"path": self.path, "headers": self.headers, "body": body})
-            self.send_response(204)
+            fake.requests.append(
+                {"method": "POST", "path": self.path, "headers": self.headers, "body": body}
+            )
+            self.send_response(fake.status)
+            if fake.location:
+                self.send_header("Location", fake.location)
             self.send_header("Content-Length", "0")
             self.end_headers()
 

@@ -1,9 +1,6 @@
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -13,46 +10,15 @@ from mlops.monitor.detect import DriftReport, FeatureDrift, PredictionDrift
 from mlops.monitor.feedback import PerformanceReport
 from mlops.monitor.reference import Reference
 from mlops.monitor.retrain import GitHubDispatcher, RetrainTrigger, retrain_payload
+from monitor_fixtures import FakeGitHub, fake_github
 
 TOKEN = "ghp_test_token_0123456789"
 
 
-@dataclass
-class FakeGitHub:
-    """A real HTTP server on 127.0.0.1 recording every request it receives."""
-
-    status: int = 204
-    location: str | None = None
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    url: str = ""
-
-
 @pytest.fixture
 def github() -> Iterator[FakeGitHub]:
-    fake = FakeGitHub()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            fake.requests.append(
-                {"method": "POST", "path": self.path, "headers": self.headers, "body": body}
-            )
-            self.send_response(fake.status)
-            if fake.location:
-                self.send_header("Location", fake.location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+    with fake_github() as fake:
+        yield fake
 
 
 def payload() -> dict[str, Any]:

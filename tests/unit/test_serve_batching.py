@@ -3,34 +3,12 @@ from typing import Any
 
 import numpy as np
 
-from mlops.artifacts import Signature
 from mlops.serve.batching import MicroBatcher
 from mlops.serve.model import Prediction
 from mlops.serve.validation import input_schema, records_to_columns, validate_columns
+from signatures import number, signature, string
 
-SIGNATURE: Signature = {
-    "model_name": "tiny",
-    "target": "kind",
-    "features": [
-        {
-            "name": "size",
-            "type": "number",
-            "nullable": True,
-            "categories": None,
-            "min": None,
-            "max": None,
-        },
-        {
-            "name": "colour",
-            "type": "string",
-            "nullable": True,
-            "categories": ["red"],
-            "min": None,
-            "max": None,
-        },
-    ],
-    "classes": ["small", "big"],
-}
+SIGNATURE = signature(number("size"), string("colour", ["red"]), classes=("small", "big"))
 SCHEMA = input_schema(SIGNATURE)
 
 

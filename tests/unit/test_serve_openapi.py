@@ -5,37 +5,17 @@ import jsonschema
 import pytest
 from starlette.routing import Route
 
-from mlops.artifacts import Signature
 from mlops.serve.app import create_app
 from mlops.serve.model import load_scorer
 from mlops.serve.openapi import openapi_document
 from mlops.serve.predlog import PredictionLogWriter
 from mlops.serve.settings import ServeSettings
 from mlops.serve.validation import example_record, input_schema
+from signatures import number, signature, string
 
-SIGNATURE: Signature = {
-    "model_name": "tiny",
-    "target": "kind",
-    "features": [
-        {
-            "name": "size",
-            "type": "number",
-            "nullable": True,
-            "categories": None,
-            "min": 1.0,
-            "max": 10.0,
-        },
-        {
-            "name": "colour",
-            "type": "string",
-            "nullable": False,
-            "categories": ["blue", "red"],
-            "min": None,
-            "max": None,
-        },
-    ],
-    "classes": ["a", "b"],
-}
+SIGNATURE = signature(
+    number("size", low=1.0, high=10.0), string("colour", ["blue", "red"], nullable=False)
+)
 
 
 def document(unknown: Any = "score", auth: bool = False) -> dict[str, Any]:

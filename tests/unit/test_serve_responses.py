@@ -1,31 +1,9 @@
-from mlops.artifacts import Signature
 from mlops.serve.model import Prediction
 from mlops.serve.responses import infer_body, model_metadata_body, predict_body
 from mlops.serve.validation import input_schema
+from signatures import number, signature, string
 
-SIGNATURE: Signature = {
-    "model_name": "tiny",
-    "target": "kind",
-    "features": [
-        {
-            "name": "size",
-            "type": "number",
-            "nullable": True,
-            "categories": None,
-            "min": 1.0,
-            "max": 9.0,
-        },
-        {
-            "name": "colour",
-            "type": "string",
-            "nullable": True,
-            "categories": ["red"],
-            "min": None,
-            "max": None,
-        },
-    ],
-    "classes": ["a", "b"],
-}
+SIGNATURE = signature(number("size", low=1.0, high=9.0), string("colour", ["red"]))
 PREDICTION = Prediction(["a", "b"], [[0.75, 0.25], [0.1, 0.9]])
 
 

@@ -16,46 +16,14 @@ from mlops.serve.validation import (
     validate_columns,
     warm_up_records,
 )
+from signatures import number, signature, string
 
-SIGNATURE: Signature = {
-    "model_name": "tiny",
-    "target": "kind",
-    "features": [
-        {
-            "name": "size",
-            "type": "number",
-            "nullable": True,
-            "categories": None,
-            "min": 1.0,
-            "max": 10.0,
-        },
-        {
-            "name": "count",
-            "type": "number",
-            "nullable": False,
-            "categories": None,
-            "min": None,
-            "max": None,
-        },
-        {
-            "name": "colour",
-            "type": "string",
-            "nullable": True,
-            "categories": ["blue", "red"],
-            "min": None,
-            "max": None,
-        },
-        {
-            "name": "shape",
-            "type": "string",
-            "nullable": False,
-            "categories": ["round"],
-            "min": None,
-            "max": None,
-        },
-    ],
-    "classes": ["a", "b"],
-}
+SIGNATURE = signature(
+    number("size", low=1.0, high=10.0),
+    number("count", nullable=False),
+    string("colour", ["blue", "red"]),
+    string("shape", ["round"], nullable=False),
+)
 VALID = {"size": 2.5, "count": 3, "colour": "red", "shape": "round"}
 LONG = VECTOR_MIN_VALUES + 5  # a batch whose number columns are checked as arrays
 
