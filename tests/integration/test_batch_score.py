@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow
 import pyarrow.parquet as parquet
 import pytest
 
@@ -145,6 +146,39 @@ def test_unusable_input_stops_with_one_line(
     )
     assert code == 1
     assert errors.startswith("error: ") and message in errors and len(errors.splitlines()) == 1
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("direction", ["input", "output"])
+def test_parquet_without_pyarrow_says_what_to_install(
+    packaged_model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    direction: str,
+) -> None:
+    """The image installs the serve extra only: no pyarrow there, so Parquet must say so."""
+    records = bundled_records(signature_of(packaged_model), limit=3)
+    csv_input = tmp_path / "input.csv"
+    with csv_input.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    parquet_input = tmp_path / "input.parquet"
+    parquet.write_table(pyarrow.Table.from_pylist(records), parquet_input)
+    source, output = (
+        (parquet_input, tmp_path / "out.csv")
+        if direction == "input"
+        else (csv_input, tmp_path / "out.parquet")
+    )
+    for module in ("pyarrow", "pyarrow.parquet"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    code, errors = score_here(
+        capsys, "--input", source, "--output", output, "--model-dir", packaged_model
+    )
+    assert code == 1
+    assert errors.startswith("error: ") and len(errors.splitlines()) == 1, errors
+    assert "Parquet needs pyarrow" in errors and "pipeline extra" in errors
     assert not output.exists()
 
 

@@ -140,9 +140,22 @@ def read_csv(path: Path, schema: InputSchema, chunk_rows: int) -> Source:
     return Source(header, chunks())
 
 
-def read_parquet(path: Path, schema: InputSchema, chunk_rows: int) -> Source:
-    import pyarrow.parquet as parquet  # only for Parquet: pyarrow is not in the serve extra
+def pyarrow_modules(path: Path) -> tuple[Any, Any]:
+    """``pyarrow`` and ``pyarrow.parquet``, imported only for a Parquet file: pyarrow is not in
+    the serve extra (nor in the image), so without it the error says what to do."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise StageError(
+            f"{path}: Parquet needs pyarrow, which this environment lacks "
+            "(install the project's pipeline extra, or use .csv / .jsonl)"
+        ) from None
+    return pyarrow, pyarrow.parquet
 
+
+def read_parquet(path: Path, schema: InputSchema, chunk_rows: int) -> Source:
+    _, parquet = pyarrow_modules(path)
     try:
         source = parquet.ParquetFile(path)
     except Exception as error:  # pyarrow raises several types for an unreadable file
@@ -246,9 +259,7 @@ class ParquetWriter:
     """Writes each chunk as a row group, with column types fixed up front so every chunk agrees."""
 
     def __init__(self, path: Path, schema: Any) -> None:
-        import pyarrow as arrow  # only for Parquet: pyarrow is not in the serve extra
-        import pyarrow.parquet as parquet
-
+        arrow, parquet = pyarrow_modules(path)
         self.schema = schema
         self.table_from = arrow.Table.from_pylist
         self.writer = parquet.ParquetWriter(path, schema)
@@ -260,10 +271,10 @@ class ParquetWriter:
         self.writer.close()
 
 
-def parquet_schema(source: Source, schema: InputSchema, classes: list[str]) -> Any:
+def parquet_schema(source: Source, schema: InputSchema, classes: list[str], path: Path) -> Any:
     """The input's own column types (for a CSV input: features per the signature, the rest text),
     then the prediction, one probability per class and the warnings."""
-    import pyarrow as arrow  # only for Parquet: pyarrow is not in the serve extra
+    arrow, _ = pyarrow_modules(path)
 
     if source.arrow_schema is not None:
         fields = list(source.arrow_schema)
@@ -286,7 +297,7 @@ def open_writer(path: Path, source: Source, schema: InputSchema, classes: list[s
     if suffix == ".jsonl":
         return JsonLinesWriter(path)
     if suffix == ".parquet":
-        return ParquetWriter(path, parquet_schema(source, schema, classes))
+        return ParquetWriter(path, parquet_schema(source, schema, classes, path))
     raise StageError(f"{path}: unknown output format '{suffix}'; use .csv, .jsonl or .parquet")
 
 
