@@ -259,7 +259,7 @@ def benchmark_project(root: Path, rows: int | None) -> dict[str, Any]:
     full = measure(["dvc", "repro", "--force"], root, log)
     if full.returncode != 0:
         raise RuntimeError(f"dvc repro failed in {root}; see {log}:\n{_tail(log)}")
-    floor = _one_stage_project(root.parent / f"{root.name}-dvc-floor", log)
+    floor = _one_stage_project(root.parent / f"{root.name}-dvc-floor")
     noop, floor_runs = [], []
     for _ in range(NOOP_RUNS):
         noop.append(measure(["dvc", "repro"], root, log).seconds)
@@ -274,7 +274,7 @@ def benchmark_project(root: Path, rows: int | None) -> dict[str, Any]:
     return result
 
 
-def _one_stage_project(root: Path, log: Path) -> Path:
+def _one_stage_project(root: Path) -> Path:
     """A git + DVC repository with one tiny stage, reproduced once: DVC's no-op floor."""
     root.mkdir(parents=True)
     (root / "params.yaml").write_text("value: 1\n")

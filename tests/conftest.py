@@ -6,9 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from monitor_fixtures import FakeGitHub
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -81,3 +86,12 @@ def packaged_model(reproduced_project: Path) -> Path:
 @pytest.fixture
 def penguins_csv() -> Path:
     return PROJECT_ROOT / "data" / "penguins.csv"
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    """A local stand-in for the GitHub API (imported here only by the tests that use it)."""
+    from monitor_fixtures import fake_github
+
+    with fake_github() as fake:
+        yield fake

@@ -24,7 +24,6 @@ from monitor_fixtures import (
     FakeGitHub,
     Sidecar,
     assert_one_retrain_dispatch,
-    fake_github,
     sidecar_for,
     wait_until,
 )
@@ -97,12 +96,6 @@ def log_lines(rows: pd.DataFrame, prefix: str) -> bytes:
         }
         out.append(json.dumps(record).encode() + b"\n")
     return b"".join(out)
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with fake_github() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from monitor_fixtures import (
     FakeGitHub,
     Sidecar,
     assert_one_retrain_dispatch,
-    fake_github,
     sidecar_for,
     wait_until,
 )
@@ -41,12 +40,6 @@ BATCH = 10
 @pytest.fixture(scope="module")
 def records(packaged_model: Path) -> list[dict[str, Any]]:
     return bundled_records(signature_of(packaged_model))
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with fake_github() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,15 +9,9 @@ from mlops.monitor.detect import DriftReport, FeatureDrift, PredictionDrift
 from mlops.monitor.feedback import PerformanceReport
 from mlops.monitor.reference import Reference
 from mlops.monitor.retrain import GitHubDispatcher, RetrainTrigger, retrain_payload
-from monitor_fixtures import FakeGitHub, fake_github
+from monitor_fixtures import FakeGitHub
 
 TOKEN = "ghp_test_token_0123456789"
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with fake_github() as fake:
-        yield fake
 
 
 def payload() -> dict[str, Any]:
