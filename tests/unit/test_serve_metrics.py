@@ -54,3 +54,26 @@ def test_batches_model_info_and_log_backlog_are_exported() -> None:
     assert 'scorer_unknown_categories_total{feature="colour"} 1.0' in text
     assert 'scorer_model_info{git_commit="abc123",model_name="tiny",model_version="v1"} 1.0' in text
     assert "scorer_prediction_log_pending_records 42.0" in text
+
+
+def test_latency_buckets_are_cumulative_and_a_bound_counts_in_its_own_bucket() -> None:
+    metrics = ScorerMetrics("tiny", "v1", "abc123")
+    for seconds in (0.0004, 0.001, 0.001, 0.3, 7.0):
+        metrics.observe_request("/predict", "POST", 200, seconds)
+    text = exposition(metrics)
+
+    def bucket(bound: str) -> str:
+        return f'scorer_request_duration_seconds_bucket{{le="{bound}",route="/predict"}}'
+
+    assert f"{bucket('0.0005')} 1.0" in text
+    assert f"{bucket('0.001')} 3.0" in text  # le means "at most": 0.001 is in the 0.001 bucket
+    assert f"{bucket('0.25')} 3.0" in text
+    assert f"{bucket('0.5')} 4.0" in text
+    assert f"{bucket('5.0')} 4.0" in text
+    assert f"{bucket('+Inf')} 5.0" in text
+    assert 'scorer_request_duration_seconds_count{route="/predict"} 5.0' in text
+    total = next(
+        line for line in text.splitlines() if line.startswith("scorer_request_duration_seconds_sum")
+    )
+    assert abs(float(total.rsplit(" ", 1)[1]) - 7.3024) < 1e-9
+    assert 'scorer_requests_total{method="POST",route="/predict",status="200"} 5.0' in text

@@ -155,23 +155,28 @@ class Service:
             chunks.append(chunk)
         return parse_json(b"".join(chunks))
 
-    async def score(self, batch: ModelInput) -> Prediction:
+    def score(self, batch: ModelInput) -> Awaitable[Prediction]:
         """Small batches join others in one ORT call on the event loop; large ones run in a worker
         thread (ORT releases the GIL), so the loop keeps serving meanwhile."""
-        if self.not_ready_reason() is not None:
-            raise ClientError(503, f"not ready: {self.not_ready_reason()}")
+        reason = self.not_ready_reason()
+        if reason is not None:
+            raise ClientError(503, f"not ready: {reason}")
         if batch.size <= INLINE_MAX_RECORDS:
-            return await self.batcher.predict(batch)
-        return await asyncio.to_thread(self.scorer.predict, batch.feed)
+            return self.batcher.predict(batch)
+        return asyncio.to_thread(self.scorer.predict, batch.feed)
 
     async def record(self, route: str, batch: ModelInput, scored: ScoredBatch) -> None:
         """Queue the scored records for the prediction log; wait (bounded) if the writer lags."""
+        if not self.log.submit(scored):
+            await self.wait_for_log(scored)
+        self.metrics.observe_batch(route, batch.size, batch.out_of_range, batch.unknown_categories)
+
+    async def wait_for_log(self, scored: ScoredBatch) -> None:
         deadline = time.perf_counter() + LOG_BACKPRESSURE_SECONDS
         while not self.log.submit(scored):
             if not self.log.healthy or time.perf_counter() > deadline:
                 raise ClientError(503, "the prediction log is not keeping up; retry later")
             await asyncio.sleep(0.005)
-        self.metrics.observe_batch(route, batch.size, batch.out_of_range, batch.unknown_categories)
 
     def check_model(self, request: Request) -> None:
         name = request.path_params["model_name"]

@@ -1,95 +1,142 @@
-"""Prometheus metrics (in a registry of its own) and the middleware counting requests."""
+"""Prometheus metrics (in a registry of its own) and the middleware counting requests.
+
+Requests are counted in plain dictionaries and turned into metric families only when Prometheus
+scrapes: every update and every scrape runs on the event loop's thread, so no update needs the
+lock (and the per-call bookkeeping) of ``prometheus_client``'s own metric objects.
+"""
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Callable
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 UNMATCHED_ROUTE = "unmatched"
 
 
+@dataclass
+class Histogram:
+    """One histogram series: a count per bucket (the last is +Inf) and the sum of what was seen."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, value)] += 1  # bucket "le" holds <= le
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
+        running, buckets = 0, []
+        for bound, count in zip(bounds, self.counts, strict=True):
+            running += count
+            buckets.append((bound, float(running)))
+        return buckets
+
+
 class ScorerMetrics:
     def __init__(self, model_name: str, model_version: str, git_commit: str) -> None:
+        self.model = (model_name, model_version, git_commit)
+        self.requests: Counter[tuple[str, str, int]] = Counter()  # (route, method, status)
+        self.latency: dict[str, Histogram] = {}  # by route
+        self.records: Counter[str] = Counter()  # by route
+        self.out_of_range: Counter[str] = Counter()  # by feature
+        self.unknown_categories: Counter[str] = Counter()  # by feature
+        self.log_pending: Callable[[], float] = lambda: 0.0
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "scorer_requests",
-            "HTTP requests by route template, method and status code",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "scorer_request_duration_seconds",
-            "Time from request start to the end of the response, by route template",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.records = Counter(
-            "scorer_records_scored", "Records scored, by route", ["route"], registry=self.registry
-        )
-        self.out_of_range = Counter(
-            "scorer_out_of_range_values",
-            "Scored values outside the training range, by feature",
-            ["feature"],
-            registry=self.registry,
-        )
-        self.unknown_categories = Counter(
-            "scorer_unknown_categories",
-            "Scored categories not seen in training, by feature",
-            ["feature"],
-            registry=self.registry,
-        )
-        self.model_info = Gauge(
-            "scorer_model_info",
-            "The model being served (always 1)",
-            ["model_name", "model_version", "git_commit"],
-            registry=self.registry,
-        )
-        self.model_info.labels(model_name, model_version, git_commit).set(1)
-        self.log_pending = Gauge(
-            "scorer_prediction_log_pending_records",
-            "Scored records not yet written to the prediction log",
-            registry=self.registry,
-        )
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._latency_children: dict[str, Any] = {}
-        self._records_children: dict[str, Any] = {}
+        self.registry.register(self)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.requests.labels(route, method, str(status))
-        counter.inc()
-        histogram = self._latency_children.get(route)
+        self.requests[route, method, status] += 1
+        histogram = self.latency.get(route)
         if histogram is None:
-            histogram = self._latency_children[route] = self.latency.labels(route)
+            histogram = self.latency[route] = Histogram()
         histogram.observe(seconds)
 
     def observe_batch(
         self, route: str, size: int, out_of_range: dict[str, int], unknown: dict[str, int]
     ) -> None:
-        counter = self._records_children.get(route)
-        if counter is None:
-            counter = self._records_children[route] = self.records.labels(route)
-        counter.inc(size)
-        for feature, count in out_of_range.items():
-            self.out_of_range.labels(feature).inc(count)
-        for feature, count in unknown.items():
-            self.unknown_categories.labels(feature).inc(count)
+        self.records[route] += size
+        if out_of_range:
+            self.out_of_range.update(out_of_range)
+        if unknown:
+            self.unknown_categories.update(unknown)
 
     def track_log_backlog(self, pending: Callable[[], float]) -> None:
-        self.log_pending.set_function(pending)
+        self.log_pending = pending
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families, as the registry asks for them on every scrape."""
+        requests = CounterMetricFamily(
+            "scorer_requests",
+            "HTTP requests by route template, method and status code",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), count in sorted(self.requests.items()):
+            requests.add_metric([route, method, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "scorer_request_duration_seconds",
+            "Time from request start to the end of the response, by route template",
+            labels=["route"],
+        )
+        for route, histogram in sorted(self.latency.items()):
+            latency.add_metric([route], histogram.cumulative(), histogram.total)
+        yield latency
+        yield counter_family(
+            "scorer_records_scored", "Records scored, by route", "route", self.records
+        )
+        yield counter_family(
+            "scorer_out_of_range_values",
+            "Scored values outside the training range, by feature",
+            "feature",
+            self.out_of_range,
+        )
+        yield counter_family(
+            "scorer_unknown_categories",
+            "Scored categories not seen in training, by feature",
+            "feature",
+            self.unknown_categories,
+        )
+        info = GaugeMetricFamily(
+            "scorer_model_info",
+            "The model being served (always 1)",
+            labels=["model_name", "model_version", "git_commit"],
+        )
+        info.add_metric(list(self.model), 1)
+        yield info
+        yield GaugeMetricFamily(
+            "scorer_prediction_log_pending_records",
+            "Scored records not yet written to the prediction log",
+            value=self.log_pending(),
+        )
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+
+def counter_family(
+    name: str, documentation: str, label: str, counts: Counter[str]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
 
 
 class MetricsMiddleware:

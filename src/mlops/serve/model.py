@@ -50,18 +50,12 @@ class Scorer:
         self.signature = signature
         self.manifest = manifest
         self.classes = list(signature["classes"])
-
-    @property
-    def model_name(self) -> str:
-        return self.manifest["model_name"]
-
-    @property
-    def model_version(self) -> str:
-        return self.manifest["model_version"]
+        self.model_name: str = manifest["model_name"]
+        self.model_version: str = manifest["model_version"]
 
     def predict(self, feed: Mapping[str, npt.NDArray[Any]]) -> Prediction:
         labels, probabilities = self.session.run([LABEL_OUTPUT, PROBABILITIES_OUTPUT], dict(feed))
-        rounded = np.round(np.asarray(probabilities, dtype=np.float64), PROBABILITY_DECIMALS)
+        rounded = probabilities.astype(np.float64).round(PROBABILITY_DECIMALS)
         names = labels.tolist() if labels.dtype == object else labels.astype(str).tolist()
         return Prediction(names, rounded.tolist())
 

@@ -141,6 +141,7 @@ class PredictionLogWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
+        self._stopped = False  # set by the thread as it ends (cheaper to read than is_alive)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -151,7 +152,7 @@ class PredictionLogWriter:
 
     @property
     def healthy(self) -> bool:
-        return self.failed is None and self._thread.is_alive()
+        return self.failed is None and not self._stopped
 
     def submit(self, batch: ScoredBatch) -> bool:
         """Queue the batch's lines; False (nothing queued) when the backlog is full."""
@@ -193,6 +194,7 @@ class PredictionLogWriter:
             self.failed = f"{type(error).__name__}: {error}"
             logger.error("prediction log %s: writing failed (%s)", self.file.path, self.failed)
         finally:
+            self._stopped = True
             try:
                 self.file.close()
             except OSError as error:
