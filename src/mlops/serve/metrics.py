@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -25,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BUCKET_LABELS = (*map(floatToGoString, LATENCY_BUCKETS), "+Inf")  # the "le" of each bucket
 UNMATCHED_ROUTE = "unmatched"
 
 
@@ -40,12 +42,7 @@ class Histogram:
         self.total += value
 
     def cumulative(self) -> list[tuple[str, float]]:
-        bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
-        running, buckets = 0, []
-        for bound, count in zip(bounds, self.counts, strict=True):
-            running += count
-            buckets.append((bound, float(running)))
-        return buckets
+        return list(zip(BUCKET_LABELS, map(float, accumulate(self.counts)), strict=True))
 
 
 class ScorerMetrics:
