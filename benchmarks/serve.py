@@ -7,9 +7,11 @@ Three things are measured on the same machine in the same run:
 
 - the scorer (``python -m mlops.serve``, default settings: validation, prediction log and metrics
   all on) with wrk: single-record ``/predict`` at concurrency 1 and 16, V2 ``infer`` at 16, and
-  1,000-record batches;
+  1,000-record batches; then single records at 16 and the batches again with
+  ``SCORER_WORKERS=2`` (one worker process per core here);
 - the HTTP floor: a constant-JSON endpoint on the same server stack (Starlette on the scorer's
-  uvicorn configuration) that reads the same request bodies and answers without any work;
+  uvicorn configuration, with as many worker processes) that reads the same request bodies and
+  answers without any work;
 - the model floor: onnxruntime in-process on the same inputs, with the scorer's session options.
 
 Prints a table and writes every number, the ratios and the targets as JSON.
@@ -42,6 +44,7 @@ TARGET_P99_MS = 10.0  # scorer p99 latency at concurrency 16
 TARGET_BATCH_RECORDS_PER_SECOND = 250_000
 BATCH_RECORDS = 1000
 BATCH_CONCURRENCY = 4
+WORKERS = 2  # the second configuration measured: a worker process per core of this machine
 STARTUP_SECONDS = 60
 LUA_POST = """
 wrk.method = "POST"
@@ -75,20 +78,34 @@ class Run:
     body: Path
     connections: int
     records: int
+    workers: int = 1
 
 
 # --- the HTTP floor ------------------------------------------------------------------------------
 
 
-def serve_floor(port: int) -> None:
-    """A constant-JSON endpoint on the scorer's server stack: reads the body, does nothing else."""
+def serve_floor(port: int, workers: int) -> None:
+    """The floor app on the scorer's uvicorn configuration, in one process or ``workers``."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from mlops.serve.server import uvicorn_config
+
+    # Worker processes import the app's factory by name: this file, as the module ``serve``.
+    app = floor_app() if workers == 1 else f"{Path(__file__).stem}:floor_app"
+    config = uvicorn_config(app, "127.0.0.1", port, 5, log_level="warning", workers=workers)
+    if workers == 1:
+        uvicorn.Server(config).run()
+    else:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def floor_app() -> Any:
+    """A constant-JSON endpoint on the scorer's server stack: reads the body, does nothing else."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
-
-    from mlops.serve.server import uvicorn_config
 
     answer = b'{"request_id":"0","model_version":"floor","predictions":[]}'
 
@@ -99,15 +116,13 @@ def serve_floor(port: int) -> None:
     async def ready(request: Request) -> Response:
         return Response(b'{"status":"ready"}', media_type="application/json")
 
-    app = Starlette(
+    return Starlette(
         routes=[
             Route("/predict", constant, methods=["POST"]),
             Route("/v2/models/{name}/infer", constant, methods=["POST"]),
             Route("/health/ready", ready),
         ]
     )
-    config = uvicorn_config(app, "127.0.0.1", port, shutdown_timeout=5, log_level="warning")
-    uvicorn.Server(config).run()
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -141,12 +156,19 @@ class Server:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``; 0 elsewhere)."""
+    """User + system CPU time of a process and its descendants (live ones: the worker processes)
+    so far (Linux ``/proc``; 0 elsewhere)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(map(cpu_seconds, children))
 
 
 @contextmanager
@@ -301,12 +323,20 @@ def plan_runs(signature: dict[str, Any], batch_records: int, scratch: Path) -> l
     for name, body in bodies.items():
         paths[name].write_text(json.dumps(body))
     infer = f"/v2/models/{signature['model_name']}/infer"
+    batch = batch_name(batch_records)
     return [
         Run("single c1", "/predict", paths["single"], 1, 1),
         Run("single c16", "/predict", paths["single"], 16, 1),
         Run("v2 single c16", infer, paths["v2_single"], 16, 1),
+        Run(batch, "/predict", paths["batch"], BATCH_CONCURRENCY, batch_records),
+        Run(with_workers("single c16"), "/predict", paths["single"], 16, 1, WORKERS),
         Run(
-            batch_name(batch_records), "/predict", paths["batch"], BATCH_CONCURRENCY, batch_records
+            with_workers(batch),
+            "/predict",
+            paths["batch"],
+            BATCH_CONCURRENCY,
+            batch_records,
+            WORKERS,
         ),
     ]
 
@@ -315,29 +345,37 @@ def batch_name(batch_records: int) -> str:
     return f"batch {batch_records} c{BATCH_CONCURRENCY}"
 
 
+def with_workers(name: str) -> str:
+    return f"{name}, {WORKERS} workers"
+
+
 def benchmark(model_dir: Path, seconds: int, batch_records: int, scratch: Path) -> dict[str, Any]:
     signature = json.loads((model_dir / "signature.json").read_text())
     runs = plan_runs(signature, batch_records, scratch)
     env = {key: value for key, value in os.environ.items() if not key.startswith("SCORER_")}
-    floor_port, scorer_port = free_port(), free_port()
-    floor = [sys.executable, str(Path(__file__).resolve()), "floor", "--port", str(floor_port)]
-    scorer = [sys.executable, "-m", "mlops.serve"]
-    scorer_env = {
-        **env,
-        "MODEL_DIR": str(model_dir.resolve()),
-        "PREDICTION_LOG": str(scratch / "predictions.jsonl"),
-        "SCORER_PORT": str(scorer_port),
-        "SCORER_LOG_MAX_BYTES": str(64 << 20),
-        "SCORER_LOG_BACKUPS": "1",
-    }
     floor_results, scorer_results = [], []
-    with (
-        server(floor, env, floor_port, scratch / "floor.out") as floor_server,
-        server(scorer, scorer_env, scorer_port, scratch / "scorer.out") as scorer_server,
-    ):
-        for run in runs:  # back to back, so both see the same machine load
-            floor_results.append(run_wrk(floor_server, run, seconds, scratch))
-            scorer_results.append(run_wrk(scorer_server, run, seconds, scratch))
+    for workers in sorted({run.workers for run in runs}):
+        floor_port, scorer_port = free_port(), free_port()
+        floor = [sys.executable, str(Path(__file__).resolve()), "floor", "--port", str(floor_port)]
+        floor.append(f"--workers={workers}")
+        scorer = [sys.executable, "-m", "mlops.serve"]
+        scorer_env = {
+            **env,
+            "MODEL_DIR": str(model_dir.resolve()),
+            "PREDICTION_LOG": str(scratch / "predictions.jsonl"),
+            "SCORER_PORT": str(scorer_port),
+            "SCORER_LOG_MAX_BYTES": str(64 << 20),
+            "SCORER_LOG_BACKUPS": "1",
+            "SCORER_WORKERS": str(workers),
+        }
+        with (
+            server(floor, env, floor_port, scratch / f"floor-{workers}.out") as floor_server,
+            server(scorer, scorer_env, scorer_port, scratch / f"scorer-{workers}.out") as scored,
+        ):
+            for run in runs:  # back to back, so both see the same machine load
+                if run.workers == workers:
+                    floor_results.append(run_wrk(floor_server, run, seconds, scratch))
+                    scorer_results.append(run_wrk(scored, run, seconds, scratch))
     records = synthetic_records(signature, batch_records)
     ort = model_floor(model_dir, records, threads=1, seconds=min(seconds, 5))
     return summarize(scorer_results, floor_results, ort, batch_records)
@@ -353,8 +391,25 @@ def summarize(
     scorer = {result.name: result for result in scorer_results}
     batch = batch_name(batch_records)
     ratio_c16 = scorer["single c16"].requests_per_second / floor["single c16"].requests_per_second
-    p99_c16 = scorer["single c16"].p99_ms
     batch_rate = scorer[batch].records_per_second
+    targets = {}
+    for suffix, c16, batches in (
+        ("", "single c16", batch),
+        (f"_{WORKERS}_workers", with_workers("single c16"), with_workers(batch)),
+    ):
+        if c16 in scorer:
+            rate = scorer[c16].requests_per_second
+            targets |= {
+                f"single_c16_vs_http_floor{suffix}": target(
+                    rate / floor[c16].requests_per_second, TARGET_FLOOR_RATIO, at_least=True
+                ),
+                f"single_c16_p99_ms{suffix}": target(
+                    scorer[c16].p99_ms, TARGET_P99_MS, at_least=False
+                ),
+                f"batch_records_per_second{suffix}": target(
+                    scorer[batches].records_per_second, TARGET_BATCH_RECORDS_PER_SECOND, True
+                ),
+            }
     return {
         "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
         "scorer": [asdict(result) for result in scorer_results],
@@ -369,11 +424,7 @@ def summarize(
             / ort["single_record_median_ms"],
             "batch_vs_model_floor": batch_rate / ort["batch_records_per_second"],
         },
-        "targets": {
-            "single_c16_vs_http_floor": target(ratio_c16, TARGET_FLOOR_RATIO, at_least=True),
-            "single_c16_p99_ms": target(p99_c16, TARGET_P99_MS, at_least=False),
-            "batch_records_per_second": target(batch_rate, TARGET_BATCH_RECORDS_PER_SECOND, True),
-        },
+        "targets": targets,
         "errors": sum(result.errors for result in [*scorer_results, *floor_results]),
     }
 
@@ -395,12 +446,12 @@ def table(report: dict[str, Any]) -> str:
         "ratio",
         "cpu µs scorer/floor",
     )
-    lines = ["{:<18} {:>13} {:>11} {:>7} {:>7} {:>12} {:>6}  {}".format(*header)]
+    lines = ["{:<29} {:>13} {:>11} {:>7} {:>7} {:>12} {:>6}  {}".format(*header)]
     for result in report["scorer"]:
         base = floor[result["name"]]["requests_per_second"]
         rate = result["requests_per_second"]
         lines.append(
-            f"{result['name']:<18} {rate:>13,.0f} {result['records_per_second']:>11,.0f} "
+            f"{result['name']:<29} {rate:>13,.0f} {result['records_per_second']:>11,.0f} "
             f"{result['p50_ms']:>7.2f} {result['p99_ms']:>7.2f} {base:>12,.0f} {rate / base:>6.2f} "
             f"{result['server_cpu_us_per_request']:>6,.0f}/{floor_cpu[result['name']]:<6,.0f}"
         )
@@ -424,6 +475,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "mode", nargs="?", choices=["run", "floor"], default="run", help=argparse.SUPPRESS
     )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help="where to write the JSON report")
     parser.add_argument("--model-dir", type=Path, default=Path("models/package"))
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -437,7 +489,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     if arguments.mode == "floor":
-        serve_floor(arguments.port)
+        serve_floor(arguments.port, arguments.workers)
         return 0
     if shutil.which("wrk") is None:
         print("error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)

@@ -194,16 +194,22 @@ def test_scorer_and_sidecar_run_from_the_image_read_only(
     sidecar_command = ["python", "-m", "mlops.monitor"]
     sidecar_env = {"MONITOR_POLL_INTERVAL_SECONDS": "0.2"}
     names = f"mlops-test-scorer-{os.getpid()}", f"mlops-test-sidecar-{os.getpid()}"
-    with running(engine, image, names[0], scorer_command, log_dir, {}) as scorer:
+    # Two worker processes: what they share (the log's lock file, the metrics directory) must
+    # live in the log volume, the one writable place of the read-only container.
+    scorer_env = {"SCORER_WORKERS": "2"}
+    with running(engine, image, names[0], scorer_command, log_dir, scorer_env) as scorer:
         response = httpx.post(f"{scorer.url}/predict", json={"records": records}, timeout=30)
         assert response.status_code == 200, response.text
         predictions = response.json()["predictions"]
         assert len(predictions) == len(records)
         assert {prediction["label"] for prediction in predictions} <= set(signature["classes"])
 
-        metrics = httpx.get(f"{scorer.url}/metrics", timeout=10).text
-        assert 'scorer_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics
-        assert f'scorer_records_scored_total{{route="/predict"}} {len(records)}.0' in metrics
+        def metrics() -> str:
+            return httpx.get(f"{scorer.url}/metrics", timeout=10).text
+
+        scored = f'scorer_records_scored_total{{route="/predict"}} {len(records)}.0'
+        wait_for(lambda: scored in metrics(), 10, "the workers to share their counts")
+        assert 'scorer_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics()
 
         healthcheck = container_health(engine, scorer.name)
         assert healthcheck == "healthy"

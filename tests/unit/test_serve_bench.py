@@ -58,6 +58,8 @@ def test_summary_compares_with_both_floors_and_judges_the_targets(bench: ModuleT
         result(bench, "single c16", 4000, 9.0),
         result(bench, "v2 single c16", 3000, 9.0),
         result(bench, batch, 300, 50.0, records=1000),
+        result(bench, bench.with_workers("single c16"), 6000, 12.0),
+        result(bench, bench.with_workers(batch), 240, 50.0, records=1000),
     ]
     floor = [result(bench, r.name, 8000, 2.0, r.records_per_request) for r in scorer]
     ort = {
@@ -73,5 +75,11 @@ def test_summary_compares_with_both_floors_and_judges_the_targets(bench: ModuleT
         "single_c16_vs_http_floor": True,
         "single_c16_p99_ms": True,
         "batch_records_per_second": True,
+        "single_c16_vs_http_floor_2_workers": True,
+        "single_c16_p99_ms_2_workers": False,
+        "batch_records_per_second_2_workers": False,
     }
-    assert "target batch_records_per_second: 300,000.00 vs 250,000 -> met" in bench.table(report)
+    assert report["targets"]["single_c16_vs_http_floor_2_workers"]["value"] == 0.75
+    table = bench.table(report)
+    assert "target batch_records_per_second: 300,000.00 vs 250,000 -> met" in table
+    assert "target batch_records_per_second_2_workers: 240,000.00 vs 250,000 -> MISSED" in table

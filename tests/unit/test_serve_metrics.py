@@ -1,4 +1,6 @@
 import asyncio
+from collections import Counter
+from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
@@ -7,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from mlops.serve.metrics import MetricsMiddleware, ScorerMetrics
+from mlops.serve.metrics import Counts, Histogram, MetricsMiddleware, ScorerMetrics
 
 
 def exposition(metrics: ScorerMetrics) -> str:
@@ -77,3 +79,45 @@ def test_latency_buckets_are_cumulative_and_a_bound_counts_in_its_own_bucket() -
     )
     assert abs(float(total.rsplit(" ", 1)[1]) - 7.3024) < 1e-9
     assert 'scorer_requests_total{method="POST",route="/predict",status="200"} 5.0' in text
+
+
+def test_workers_counts_add_up_in_a_scrape_of_any_of_them(tmp_path: Path) -> None:
+    first, second = (ScorerMetrics("tiny", "v1", "abc123", shared=tmp_path) for _ in range(2))
+    first.observe_request("/predict", "POST", 200, 0.002)
+    first.observe_batch("/predict", 3, {"size": 1}, {})
+    second.observe_request("/predict", "POST", 200, 0.3)
+    second.observe_request("/predict", "POST", 422, 0.001)
+    second.observe_batch("/predict", 5, {"size": 2}, {"colour": 1})
+    second.track_log_backlog(lambda: 4)
+    assert 'status="200"} 1.0' in exposition(first)  # nothing published yet
+    second.publish()
+    text = exposition(first)
+    assert 'scorer_requests_total{method="POST",route="/predict",status="200"} 2.0' in text
+    assert 'scorer_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
+    assert 'scorer_request_duration_seconds_count{route="/predict"} 3.0' in text
+    assert 'scorer_request_duration_seconds_bucket{le="0.0025",route="/predict"} 2.0' in text
+    assert 'scorer_records_scored_total{route="/predict"} 8.0' in text
+    assert 'scorer_out_of_range_values_total{feature="size"} 3.0' in text
+    assert 'scorer_unknown_categories_total{feature="colour"} 1.0' in text
+    assert "scorer_prediction_log_pending_records 4.0" in text
+    assert text.count("scorer_model_info{") == 1
+    first.observe_request("/predict", "POST", 200, 0.002)  # its own counts are always current
+    assert 'status="200"} 3.0' in exposition(first)
+
+
+def test_a_stopped_workers_counts_stay_but_not_its_log_backlog(tmp_path: Path) -> None:
+    stopped = Counts(records=Counter({"/predict": 7}), log_pending=5)
+    (tmp_path / "worker-999999999-0a0b0c0d.json").write_bytes(stopped.to_json())
+    (tmp_path / "worker-1-garbled.json").write_bytes(b"{not json")  # skipped, with a warning
+    text = exposition(ScorerMetrics("tiny", "v1", "abc123", shared=tmp_path))
+    assert 'scorer_records_scored_total{route="/predict"} 7.0' in text
+    assert "scorer_prediction_log_pending_records 0.0" in text
+
+
+def test_counts_survive_their_json_form() -> None:
+    counts = Counts(log_pending=2)
+    counts.requests["/v2/models/{model_name}/infer", "POST", 400] += 3
+    counts.latency["/predict"] = Histogram()
+    counts.latency["/predict"].observe(0.02)
+    counts.unknown_categories["island"] += 1
+    assert Counts.from_json(counts.to_json()) == counts

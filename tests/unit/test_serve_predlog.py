@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -79,6 +81,71 @@ def test_appends_to_an_existing_log_and_counts_its_size(tmp_path: Path) -> None:
     assert (tmp_path / "p.jsonl").read_bytes() == b"old line\nnew line\n"
 
 
+def test_a_rotation_made_by_another_writer_is_followed(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    first, second = RotatingFile(path, 24, 5), RotatingFile(path, 24, 5)
+    first.write(b"first 1\n")
+    second.write(b"second writer 12\n")  # 8 + 17 bytes > 24: the second writer rotates
+    first.write(b"f2\n")  # lands in the new file, not in the rotated one it still holds
+    first.close()
+    second.close()
+    assert (tmp_path / "p.jsonl.1").read_bytes() == b"first 1\n"
+    assert path.read_bytes() == b"second writer 12\nf2\n"
+
+
+def test_a_deleted_log_is_created_again(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    log = RotatingFile(path, 1 << 20, 1)
+    log.write(b"before\n")
+    path.unlink()
+    log.write(b"after\n")
+    log.close()
+    assert path.read_bytes() == b"after\n"
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from mlops.serve.predlog import RotatingFile
+path, tag, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+log = RotatingFile(path, max_bytes=16384, backups=1000)
+while not go.exists():
+    time.sleep(0.001)
+for number in range(3000):
+    lines = [f"{tag} {number} {part} ".encode() + b"x" * 40 + b"\\n" for part in "abc"]
+    log.write_all(lines, sum(map(len, lines)))
+log.close()
+"""
+
+
+def test_processes_append_to_one_log_whole_and_share_its_rotation(tmp_path: Path) -> None:
+    path, go = tmp_path / "p.jsonl", tmp_path / "go"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag, str(go)]) for tag in "PQ"
+    ]
+    time.sleep(0.5)  # both started: they write at the same time
+    go.touch()
+    assert [writer.wait(60) for writer in writers] == [0, 0]
+    rotated = [file for file in tmp_path.glob("p.jsonl.*") if file.suffix[1:].isdigit()]
+    contents = [file.read_bytes() for file in (path, *rotated)]
+    assert all(len(content) <= 16384 for content in contents)
+    # One rotation at a time: every rotated file was full (the next write did not fit in it).
+    assert all(len(content) > 16384 - 200 for content in contents[1:])
+    lines = [line for content in contents for line in content.decode().splitlines()]
+    expected = {
+        f"{tag} {n} {part} " + "x" * 40 for tag in "PQ" for n in range(3000) for part in "abc"
+    }
+    assert len(lines) == len(expected) and set(lines) == expected  # each whole, each once
+    for content in contents:  # the three lines of one write stay together, in one file
+        words = [line.split()[:3] for line in content.decode().splitlines()]
+        for index in range(0, len(words), 3):
+            assert [word[2] for word in words[index : index + 3]] == ["a", "b", "c"]
+            assert len({tuple(word[:2]) for word in words[index : index + 3]}) == 1
+    assert any(b"P " in content and b"Q " in content for content in contents), (
+        "the writers never overlapped"
+    )
+
+
 def test_close_writes_every_submitted_record(tmp_path: Path) -> None:
     writer = PredictionLogWriter(tmp_path / "logs" / "p.jsonl", 1 << 20, 2)
     for number in range(200):
@@ -108,13 +175,13 @@ def test_submit_refuses_when_the_backlog_is_full(
     one_batch = len(log_lines(batch(2)))
     writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1, max_pending_bytes=2 * one_batch)
     gate = threading.Event()
-    original = writer.file.write
+    original = writer.file.write_all
 
-    def stuck_disk(data: bytes | bytearray) -> None:
+    def stuck_disk(chunks: list[bytearray], size: int) -> None:
         gate.wait(10)
-        original(data)
+        original(chunks, size)
 
-    monkeypatch.setattr(writer.file, "write", stuck_disk)
+    monkeypatch.setattr(writer.file, "write_all", stuck_disk)
     assert writer.submit(batch(2)) and writer.submit(batch(2))
     assert not writer.submit(batch(2))
     assert writer.pending == 4

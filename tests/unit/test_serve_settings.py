@@ -54,6 +54,7 @@ def test_every_setting_comes_from_its_environment_variable(monkeypatch: pytest.M
         ("SCORER_LOG_BACKUPS", "0", "SCORER_LOG_BACKUPS='0'"),
         ("SCORER_HOST", "local host", "SCORER_HOST='local host'"),
         ("SCORER_ORT_THREADS", "0", "SCORER_ORT_THREADS='0'"),
+        ("SCORER_WORKERS", "0", "SCORER_WORKERS='0'"),
     ],
 )
 def test_unsafe_values_are_refused_naming_the_variable(

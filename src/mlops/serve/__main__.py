@@ -11,13 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import uvicorn
-
-from mlops.artifacts import ArtifactError
-from mlops.serve.app import create_app
-from mlops.serve.model import load_scorer
-from mlops.serve.predlog import PredictionLogWriter
-from mlops.serve.server import configure_logging, uvicorn_config
+from mlops.serve.process import serve, serve_workers
+from mlops.serve.server import configure_logging
 from mlops.serve.settings import SettingsError, describe, load_settings, warn_if_exposed
 from mlops.stage import StageError, run
 
@@ -36,38 +31,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(settings.log_level)
     logger.info("settings: %s", describe(settings))
     warn_if_exposed(settings)
-    try:
-        scorer = load_scorer(settings.model_dir, settings.ort_threads)
-    except ArtifactError as error:
-        raise StageError(f"refusing to serve: {error}") from None
-    logger.info("verified %s against its manifest", settings.model_dir)
-    try:
-        log = PredictionLogWriter(
-            settings.prediction_log, settings.log_max_bytes, settings.log_backups
-        )
-    except OSError as error:
-        raise StageError(
-            f"PREDICTION_LOG={settings.prediction_log}: cannot open it ({error})"
-        ) from None
-    try:
-        app = create_app(settings, scorer, log)
-        server = uvicorn.Server(
-            uvicorn_config(
-                app,
-                settings.host,
-                settings.port,
-                settings.shutdown_timeout,
-                settings.access_log,
-                settings.log_level,
-            )
-        )
-        server.run()
-    except ArtifactError as error:
-        raise StageError(f"refusing to serve: {error}") from None
-    finally:
-        log.close(settings.shutdown_timeout)
-    if not server.started:
-        raise StageError(f"could not start listening on {settings.host}:{settings.port}")
+    if settings.workers == 1:
+        serve(settings)
+    else:
+        serve_workers(settings)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from mlops.artifacts import ArtifactError
 from mlops.serve.batching import MicroBatcher
-from mlops.serve.metrics import MetricsMiddleware, ScorerMetrics
+from mlops.serve.metrics import PUBLISH_SECONDS, MetricsMiddleware, ScorerMetrics
 from mlops.serve.model import Prediction, Scorer
 from mlops.serve.openapi import openapi_document
 from mlops.serve.predlog import PredictionLogWriter, ScoredBatch
@@ -324,6 +324,7 @@ class Service:
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_YOUNG_THRESHOLD)
+        publisher = asyncio.create_task(self.publish_metrics()) if self.metrics.shared else None
         self.ready = True
         logger.info(
             "ready: model %s version %s, %d feature(s)",
@@ -339,6 +340,16 @@ class Service:
                 "shutting down: writing %d queued prediction log record(s)", self.log.pending
             )
             self.log.close(self.settings.shutdown_timeout)
+            if publisher is not None:
+                publisher.cancel()
+                self.metrics.publish()  # the final counts, with the log written out
+
+    async def publish_metrics(self) -> None:
+        """Share this worker's counts with the other workers, every ``PUBLISH_SECONDS`` (a small
+        file written on the loop: microseconds once a second)."""
+        while True:
+            await asyncio.sleep(PUBLISH_SECONDS)
+            self.metrics.publish()
 
 
 def server_version() -> str:
@@ -432,7 +443,10 @@ def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter
     schema = input_schema(scorer.signature, settings.unknown_category, settings.out_of_range)
     warm_up(scorer, schema)
     metrics = ScorerMetrics(
-        scorer.model_name, scorer.model_version, scorer.manifest["lineage"]["git_commit"]
+        scorer.model_name,
+        scorer.model_version,
+        scorer.manifest["lineage"]["git_commit"],
+        shared=settings.shared_metrics_dir if settings.workers > 1 else None,
     )
     metrics.track_log_backlog(lambda: log.pending)
     token = settings.api_token

@@ -3,17 +3,27 @@
 Requests are counted in plain dictionaries and turned into metric families only when Prometheus
 scrapes: every update and every scrape runs on the event loop's thread, so no update needs the
 lock (and the per-call bookkeeping) of ``prometheus_client``'s own metric objects.
+
+With several worker processes (``SCORER_WORKERS``) a scrape reaches one of them, so each worker
+also publishes its counts to a file in a directory they share, every ``PUBLISH_SECONDS`` and as
+it stops; the scraped worker adds the others' files to its own counts. Counts of a worker that
+has stopped stay in the sum (counters never go down); its log backlog does not.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
+from pathlib import Path
+from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
@@ -28,6 +38,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BUCKET_LABELS = (*map(floatToGoString, LATENCY_BUCKETS), "+Inf")  # the "le" of each bucket
 UNMATCHED_ROUTE = "unmatched"
+PUBLISH_SECONDS = 1.0  # how stale another worker's counts may be in a scrape
+
+logger = logging.getLogger("mlops.serve")
 
 
 @dataclass
@@ -44,9 +57,107 @@ class Histogram:
     def cumulative(self) -> list[tuple[str, float]]:
         return list(zip(BUCKET_LABELS, map(float, accumulate(self.counts)), strict=True))
 
+    def add(self, other: Histogram) -> None:
+        self.counts = [
+            mine + theirs for mine, theirs in zip(self.counts, other.counts, strict=True)
+        ]
+        self.total += other.total
+
+
+@dataclass
+class Counts:
+    """Everything one worker process has counted, in a form that adds up and travels as JSON."""
+
+    requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    latency: dict[str, Histogram] = field(default_factory=dict)
+    records: Counter[str] = field(default_factory=Counter)
+    out_of_range: Counter[str] = field(default_factory=Counter)
+    unknown_categories: Counter[str] = field(default_factory=Counter)
+    log_pending: float = 0.0
+
+    def add(self, other: Counts) -> None:
+        self.requests.update(other.requests)
+        for route, histogram in other.latency.items():
+            self.latency.setdefault(route, Histogram()).add(histogram)
+        self.records.update(other.records)
+        self.out_of_range.update(other.out_of_range)
+        self.unknown_categories.update(other.unknown_categories)
+        self.log_pending += other.log_pending
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "requests": [[*key, count] for key, count in self.requests.items()],
+                "latency": {
+                    route: [histogram.counts, histogram.total]
+                    for route, histogram in self.latency.items()
+                },
+                "records": self.records,
+                "out_of_range": self.out_of_range,
+                "unknown_categories": self.unknown_categories,
+                "log_pending": self.log_pending,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Counts:
+        raw: dict[str, Any] = orjson.loads(data)
+        return cls(
+            Counter(
+                {(route, method, status): count for route, method, status, count in raw["requests"]}
+            ),
+            {route: Histogram(counts, total) for route, (counts, total) in raw["latency"].items()},
+            Counter(raw["records"]),
+            Counter(raw["out_of_range"]),
+            Counter(raw["unknown_categories"]),
+            raw["log_pending"],
+        )
+
+
+class SharedCounts:
+    """The worker processes' counts, one file each in a directory they share."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        # The pid says whether the worker still runs; the random part keeps a later process that
+        # gets the same pid from overwriting a stopped worker's counts.
+        self.own = directory / f"worker-{os.getpid()}-{os.urandom(4).hex()}.json"
+
+    def publish(self, counts: Counts) -> None:
+        """Replace this worker's file atomically: a reader sees the old counts or the new."""
+        partial = self.own.with_suffix(".partial")
+        partial.write_bytes(counts.to_json())
+        partial.replace(self.own)
+
+    def others(self) -> Iterator[Counts]:
+        """The other workers' last published counts; a stopped worker's backlog is not counted."""
+        for path in sorted(self.directory.glob("worker-*.json")):
+            if path == self.own:
+                continue
+            try:
+                counts = Counts.from_json(path.read_bytes())
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                logger.warning("metrics of another worker unreadable (%s): %s", path.name, error)
+                continue
+            if not process_exists(int(path.stem.split("-")[1])):
+                counts.log_pending = 0.0
+            yield counts
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
 
 class ScorerMetrics:
-    def __init__(self, model_name: str, model_version: str, git_commit: str) -> None:
+    def __init__(
+        self, model_name: str, model_version: str, git_commit: str, shared: Path | None = None
+    ) -> None:
         self.model = (model_name, model_version, git_commit)
         self.requests: Counter[tuple[str, str, int]] = Counter()  # (route, method, status)
         self.latency: dict[str, Histogram] = {}  # by route
@@ -54,6 +165,7 @@ class ScorerMetrics:
         self.out_of_range: Counter[str] = Counter()  # by feature
         self.unknown_categories: Counter[str] = Counter()  # by feature
         self.log_pending: Callable[[], float] = lambda: 0.0
+        self.shared = SharedCounts(shared) if shared is not None else None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(self)
 
@@ -76,14 +188,41 @@ class ScorerMetrics:
     def track_log_backlog(self, pending: Callable[[], float]) -> None:
         self.log_pending = pending
 
+    def counts(self) -> Counts:
+        """This process's counts (shared with it, not copied)."""
+        return Counts(
+            self.requests,
+            self.latency,
+            self.records,
+            self.out_of_range,
+            self.unknown_categories,
+            self.log_pending(),
+        )
+
+    def totals(self) -> Counts:
+        """This process's counts plus, with several workers, the others' last published ones."""
+        if self.shared is None:
+            return self.counts()
+        totals = Counts()
+        totals.add(self.counts())
+        for counts in self.shared.others():
+            totals.add(counts)
+        return totals
+
+    def publish(self) -> None:
+        """Share this worker's counts with the others (nothing to do in a single process)."""
+        if self.shared is not None:
+            self.shared.publish(self.counts())
+
     def collect(self) -> Iterator[Metric]:
         """The metric families, as the registry asks for them on every scrape."""
+        counts = self.totals()
         requests = CounterMetricFamily(
             "scorer_requests",
             "HTTP requests by route template, method and status code",
             labels=["route", "method", "status"],
         )
-        for (route, method, status), count in sorted(self.requests.items()):
+        for (route, method, status), count in sorted(counts.requests.items()):
             requests.add_metric([route, method, str(status)], count)
         yield requests
         latency = HistogramMetricFamily(
@@ -91,23 +230,23 @@ class ScorerMetrics:
             "Time from request start to the end of the response, by route template",
             labels=["route"],
         )
-        for route, histogram in sorted(self.latency.items()):
+        for route, histogram in sorted(counts.latency.items()):
             latency.add_metric([route], histogram.cumulative(), histogram.total)
         yield latency
         yield counter_family(
-            "scorer_records_scored", "Records scored, by route", "route", self.records
+            "scorer_records_scored", "Records scored, by route", "route", counts.records
         )
         yield counter_family(
             "scorer_out_of_range_values",
             "Scored values outside the training range, by feature",
             "feature",
-            self.out_of_range,
+            counts.out_of_range,
         )
         yield counter_family(
             "scorer_unknown_categories",
             "Scored categories not seen in training, by feature",
             "feature",
-            self.unknown_categories,
+            counts.unknown_categories,
         )
         info = GaugeMetricFamily(
             "scorer_model_info",
@@ -119,7 +258,7 @@ class ScorerMetrics:
         yield GaugeMetricFamily(
             "scorer_prediction_log_pending_records",
             "Scored records not yet written to the prediction log",
-            value=self.log_pending(),
+            value=counts.log_pending,
         )
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:

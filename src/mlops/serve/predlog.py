@@ -3,13 +3,16 @@
 Request handlers format their lines into one buffer per request and queue it; a writer thread
 appends what is queued in large writes and rotates the file by size (``<log>.1`` is the newest
 old file). ``close`` writes out what is queued, so every record answered with a 2xx is on disk
-once shutdown completes.
+once shutdown completes. Worker processes share one log: each write is locked and follows the
+others' rotations (``RotatingFile``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -81,15 +84,24 @@ def log_lines(batch: ScoredBatch) -> bytearray:
 
 
 class RotatingFile:
-    """Append-only file that moves itself to ``.1`` (older ones to ``.2``) before outgrowing max."""
+    """Append-only file that moves itself to ``.1`` (older ones to ``.2``) before outgrowing max.
+
+    Several processes may append to the same path (the scorer's workers): every write holds an
+    exclusive lock on ``<path>.lock``, first follows a rotation another process made (or a log
+    someone deleted), then appends its chunks whole, so lines never interleave or split."""
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = path.with_name(path.name + ".lock").open("ab")
         self._file = path.open("ab")
-        self.size = self._file.tell()
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file this process appends to."""
+        return os.fstat(self._file.fileno()).st_size
 
     def write(self, data: bytes | bytearray) -> None:
         self.write_all([data], len(data))
@@ -98,11 +110,27 @@ class RotatingFile:
         """Append ``chunks`` (``size`` bytes in all) as one piece: a rotation never splits them.
         One write call: every system call releases the GIL, and getting it back from a busy event
         loop costs more than joining the chunks."""
-        if self.size and self.size + size > self.max_bytes:
-            self.rotate()
-        self._file.write(b"".join(chunks))
-        self._file.flush()
-        self.size += size
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            self._follow()
+            current = self.size
+            if current and current + size > self.max_bytes:
+                self.rotate()
+            self._file.write(b"".join(chunks))
+            self._file.flush()
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+
+    def _follow(self) -> None:
+        """Reopen the path if the file behind it is no longer the one this process holds."""
+        try:
+            on_disk = self.path.stat()
+        except FileNotFoundError:
+            on_disk = None
+        held = os.fstat(self._file.fileno())
+        if on_disk is None or (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
+            self._file.close()
+            self._file = self.path.open("ab")
 
     def rotate(self) -> None:
         self._file.close()
@@ -112,7 +140,6 @@ class RotatingFile:
                 older.replace(self.backup(number + 1))
         self.path.replace(self.backup(1))
         self._file = self.path.open("ab")
-        self.size = 0
 
     def backup(self, number: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{number}")
@@ -120,6 +147,7 @@ class RotatingFile:
     def close(self) -> None:
         self._file.flush()
         self._file.close()
+        self._lock.close()
 
 
 class PredictionLogWriter:

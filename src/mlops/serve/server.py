@@ -7,7 +7,7 @@ import logging
 import uvicorn
 from starlette.types import ASGIApp
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging(level: str) -> None:
@@ -15,16 +15,20 @@ def configure_logging(level: str) -> None:
 
 
 def uvicorn_config(
-    app: ASGIApp,
+    app: ASGIApp | str,
     host: str,
     port: int,
     shutdown_timeout: int,
     access_log: bool = False,
     log_level: str = "info",
+    workers: int = 1,
 ) -> uvicorn.Config:
-    """uvloop + httptools, one process, graceful shutdown that lets in-flight requests finish."""
+    """uvloop + httptools, graceful shutdown that lets in-flight requests finish. ``app`` is the
+    app itself, or for worker processes the import path of a function that makes it."""
     return uvicorn.Config(
         app,
+        factory=isinstance(app, str),
+        workers=workers,
         host=host,
         port=port,
         loop="uvloop",

@@ -49,9 +49,17 @@ class ServeSettings(BaseSettings):
     log_backups: int = Field(default=5, ge=1, le=1000)
     api_token: SecretStr | None = None
     ort_threads: int = Field(default=1, ge=1, le=64)
+    workers: int = Field(default=1, ge=1, le=64)
     shutdown_timeout: int = Field(default=30, ge=1, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
+
+    @property
+    def shared_metrics_dir(self) -> Path:
+        """Where worker processes publish their metric counts: beside the prediction log, the one
+        directory the scorer may write to (the container's root file system is read-only)."""
+        log = self.prediction_log
+        return log.with_name(f".{log.name}.workers")
 
     @field_validator("host")
     @classmethod

@@ -1,0 +1,123 @@
+"""How the scorer runs: one process, or a parent supervising ``SCORER_WORKERS`` worker processes.
+
+One process serves on one core: its event loop holds Python's GIL for the JSON, validation and
+log lines of every request. Several workers share the listening socket (the parent binds it and
+uvicorn's supervisor starts, health-checks and restarts them); each verifies and loads the model
+itself. They append to one prediction log (``RotatingFile`` locks around each write) and publish
+their metric counts for each other (``mlops.serve.metrics``). SIGTERM to the parent reaches every
+worker, and each finishes its requests and writes out its log before the parent exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
+from mlops.artifacts import ArtifactError, verify
+from mlops.serve.app import create_app
+from mlops.serve.model import load_scorer
+from mlops.serve.predlog import PredictionLogWriter, RotatingFile
+from mlops.serve.server import configure_logging, uvicorn_config
+from mlops.serve.settings import ServeSettings, load_settings
+from mlops.stage import StageError
+
+logger = logging.getLogger("mlops.serve")
+
+WORKER_APP = "mlops.serve.process:worker_app"
+
+
+def build(settings: ServeSettings) -> tuple[Starlette, PredictionLogWriter]:
+    """Verify and load the model, open the prediction log, warm up: what one process serves.
+    StageError names the cause (the model, the log's path)."""
+    try:
+        scorer = load_scorer(settings.model_dir, settings.ort_threads)
+    except ArtifactError as error:
+        raise StageError(f"refusing to serve: {error}") from None
+    logger.info("verified %s against its manifest", settings.model_dir)
+    try:
+        log = PredictionLogWriter(
+            settings.prediction_log, settings.log_max_bytes, settings.log_backups
+        )
+    except OSError as error:
+        raise StageError(
+            f"PREDICTION_LOG={settings.prediction_log}: cannot open it ({error})"
+        ) from None
+    try:
+        return create_app(settings, scorer, log), log
+    except ArtifactError as error:
+        log.close(settings.shutdown_timeout)
+        raise StageError(f"refusing to serve: {error}") from None
+
+
+def listening(settings: ServeSettings) -> tuple[str, int, int, bool, str]:
+    """The server's share of the settings, as ``uvicorn_config`` takes them."""
+    return (
+        settings.host,
+        settings.port,
+        settings.shutdown_timeout,
+        settings.access_log,
+        settings.log_level,
+    )
+
+
+def serve(settings: ServeSettings) -> None:
+    """Serve in this process until SIGTERM or SIGINT."""
+    app, log = build(settings)
+    server = uvicorn.Server(uvicorn_config(app, *listening(settings)))
+    try:
+        server.run()
+    finally:
+        log.close(settings.shutdown_timeout)
+    if not server.started:
+        raise StageError(f"could not start listening on {settings.host}:{settings.port}")
+
+
+def worker_app() -> Starlette:
+    """uvicorn's app factory in each worker process (settings come from the inherited
+    environment, already checked by the parent)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    try:
+        app, _ = build(settings)  # the app's shutdown closes the log
+    except StageError as error:
+        logger.error("worker %d: %s", os.getpid(), error)
+        sys.exit(STARTUP_FAILURE)  # the supervisor stops instead of restarting it in a loop
+    return app
+
+
+def serve_workers(settings: ServeSettings) -> None:
+    """Check what can be checked once, bind the socket, then supervise the workers until SIGTERM
+    or SIGINT. A worker that fails to start stops them all (StageError)."""
+    try:
+        verify(settings.model_dir)
+    except ArtifactError as error:
+        raise StageError(f"refusing to serve: {error}") from None
+    try:
+        RotatingFile(settings.prediction_log, settings.log_max_bytes, settings.log_backups).close()
+    except OSError as error:
+        raise StageError(
+            f"PREDICTION_LOG={settings.prediction_log}: cannot open it ({error})"
+        ) from None
+    shared = settings.shared_metrics_dir
+    shutil.rmtree(shared, ignore_errors=True)  # counts of an earlier run must not add up
+    shared.mkdir(parents=True)
+    config = uvicorn_config(WORKER_APP, *listening(settings), settings.workers)
+    try:
+        sock = config.bind_socket()
+    except SystemExit:  # uvicorn logged why (address in use, not allowed)
+        raise StageError(f"could not start listening on {settings.host}:{settings.port}") from None
+    supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+        shutil.rmtree(shared, ignore_errors=True)
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise StageError("a worker could not start (its error is logged above)")
