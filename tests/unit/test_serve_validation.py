@@ -3,6 +3,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlops.artifacts import MISSING_CATEGORY, Signature
 from mlops.serve.validation import (
@@ -11,9 +13,11 @@ from mlops.serve.validation import (
     InputSchema,
     example_record,
     input_schema,
+    plain_record,
     records_to_columns,
     tensors_to_columns,
     validate_columns,
+    validate_records,
     warm_up_records,
 )
 from signatures import number, signature, string
@@ -278,3 +282,95 @@ def test_example_and_warm_up_records_validate() -> None:
     batch = validate(records)
     assert batch.size == 3 and batch.unknown_categories == {"colour": 1, "shape": 1}
     assert len(warm_up_records(schema(unknown="reject"))) == 2
+
+
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 1.0, 10.0, 10.5, 3.4e38, 3.5e38, -1e39]),
+    st.sampled_from(["blue", "red", "round", "green", "", MISSING_CATEGORY]),
+    st.lists(st.integers(), max_size=1),
+)
+RECORDS = st.one_of(
+    st.dictionaries(st.sampled_from(list(VALID)), VALUES, max_size=2).map(
+        lambda changed: {**VALID, **changed}  # a valid record with one or two values changed
+    ),
+    st.dictionaries(st.sampled_from([*VALID, "extra"]), VALUES),
+    st.none(),
+)
+
+
+def same_values(left: list[Any], right: list[Any]) -> bool:
+    return all(
+        (isinstance(a, float) and math.isnan(a) and isinstance(b, float) and math.isnan(b))
+        or (a == b and type(a) is type(b))
+        for a, b in zip(left, right, strict=True)
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    RECORDS,
+    st.sampled_from(["score", "reject"]),
+    st.sampled_from(["flag", "reject", "ignore"]),
+)
+def test_the_one_record_fast_path_agrees_with_the_general_path(
+    record: Any, unknown: Any, out_of_range: Any
+) -> None:
+    """Whatever the fast path accepts, the general path accepts the same way, without a warning;
+    everything else is left to the general path (which then names the problems)."""
+    checked = schema(unknown, out_of_range)
+    body = {"records": [record]}
+    plain = plain_record(body, checked)
+    if plain is None:
+        return
+    general = validate([record], checked)
+    batch, records = plain
+    assert records == [record]
+    assert batch.size == 1 and batch.columns.keys() == general.columns.keys()
+    for name, values in batch.columns.items():
+        assert same_values(list(values), list(general.columns[name])), name
+    assert general.warnings == {} and general.out_of_range == {}
+    assert general.unknown_categories == {}
+
+
+@pytest.mark.parametrize(
+    "record",
+    [VALID, {**VALID, "size": None, "colour": None}, {**VALID, "count": 10**6, "size": 1}],
+)
+def test_plain_records_take_the_fast_path_and_validate_records_returns_it(
+    record: dict[str, Any],
+) -> None:
+    checked = schema()
+    assert plain_record({"records": [record]}, checked) is not None
+    batch, records = validate_records({"records": [record]}, checked, 10)
+    assert records == [record] and batch.size == 1
+    flagged, _ = validate_records({"records": [{**record, "size": 11.0}]}, checked, 10)
+    assert flagged.out_of_range == {"size": 1}  # not plain: the general path flags it
+
+
+@pytest.mark.parametrize(
+    ("changed", "out_of_range"),
+    [
+        ({"size": 0.5}, "flag"),  # below the training range: flagged
+        ({"size": 10.5}, "reject"),  # above it: rejected
+        ({"count": 3.5e38}, "ignore"),  # beyond float32 even when the range is ignored
+        ({"count": True}, "flag"),
+        ({"count": math.nan}, "flag"),
+        ({"count": None}, "flag"),  # not nullable
+        ({"colour": "green"}, "flag"),  # unseen category: scored with a warning
+        ({"colour": MISSING_CATEGORY}, "flag"),
+        ({"shape": None}, "flag"),
+        ({"extra": 1}, "flag"),
+    ],
+)
+def test_records_needing_a_warning_or_an_error_are_left_to_the_general_path(
+    changed: dict[str, Any], out_of_range: Any
+) -> None:
+    record = {**VALID, **changed}
+    assert plain_record({"records": [record]}, schema("score", out_of_range)) is None
+    missing = {name: value for name, value in VALID.items() if name != "shape"}
+    assert plain_record({"records": [missing]}, schema()) is None
+    assert plain_record({"records": [VALID, VALID]}, schema()) is None

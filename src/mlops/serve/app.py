@@ -14,6 +14,7 @@ import gc
 import hashlib
 import hmac
 import importlib.metadata
+import itertools
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ from mlops.serve.validation import (
     records_to_columns,
     tensors_to_columns,
     validate_columns,
+    validate_records,
     warm_up_records,
 )
 
@@ -69,15 +71,38 @@ class ClientError(Exception):
         self.headers = headers or {}
 
 
-def new_request_id() -> str:
-    """128 random bits in hex, like a UUID4 without its formatting cost."""
-    return os.urandom(16).hex()
+class RequestIds:
+    """Request ids of 32 hex digits: 64 random bits drawn once per process, then a counter.
+    Unique across workers and restarts, and cheaper than 128 random bits per request (a system
+    call each). A forked child draws its own prefix."""
+
+    def __init__(self) -> None:
+        self.restart()
+        os.register_at_fork(after_in_child=self.restart)
+
+    def restart(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.numbers = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.numbers):016x}"
+
+
+new_request_id = RequestIds()
 
 
 def json_response(
     payload: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(orjson.dumps(payload), status, headers, media_type="application/json")
+
+
+def json_bytes_response(content: bytes, request_id: str) -> Response:
+    """A scoring answer: its JSON and the request id header (appended to the headers Starlette
+    makes, rather than passed as a mapping it would encode anew)."""
+    response = Response(content, media_type="application/json")
+    response.raw_headers.append((b"x-request-id", request_id.encode()))
+    return response
 
 
 def parse_json(body: bytes) -> Any:
@@ -198,8 +223,7 @@ class Service:
         started, received = time.perf_counter(), time.time()
         self.require_token(request)
         body = await self.read_json(request)
-        columns, records = records_to_columns(body, self.schema, self.settings.max_records)
-        batch = validate_columns(columns, len(records), self.schema)
+        batch, records = validate_records(body, self.schema, self.settings.max_records)
         prediction = await self.score(batch)
         request_id = new_request_id()
         maps = prediction.probability_maps(self.scorer.classes)
@@ -218,9 +242,7 @@ class Service:
             time.perf_counter() - started,
         )
         await self.record(PREDICT_ROUTE, batch, scored)
-        return Response(
-            content, media_type="application/json", headers={"x-request-id": request_id}
-        )
+        return json_bytes_response(content, request_id)
 
     async def metadata(self, request: Request) -> Response:
         self.require_token(request)
@@ -311,9 +333,7 @@ class Service:
             time.perf_counter() - started,
         )
         await self.record(INFER_ROUTE, batch, scored)
-        return Response(
-            content, media_type="application/json", headers={"x-request-id": request_id}
-        )
+        return json_bytes_response(content, request_id)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:

@@ -68,7 +68,7 @@ def log_lines(batch: ScoredBatch) -> bytearray:
         "features": {},
         "prediction": "",
         "probabilities": {},
-        "latency_seconds": round(batch.latency_seconds, 6),
+        "latency_seconds": round(batch.latency_seconds * 1e6) / 1e6,  # round(x, 6) is slower
     }
     dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     lines = bytearray()
