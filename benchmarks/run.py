@@ -294,8 +294,9 @@ def _scorer(report: dict[str, Any]) -> str:
     model = report["model_floor"]
     lines = [
         f"benchmarks/serve.py, {report['settings']['seconds_per_run']} s per wrk run, against the "
-        "scorer with validation, prediction log and metrics on. HTTP floor: a constant-JSON "
-        "endpoint on the same server stack reading the same bodies. Model floor: onnxruntime "
+        "scorer with validation, prediction log and metrics on; the rows marked 2 workers ran "
+        "with SCORER_WORKERS=2. HTTP floor: a constant-JSON endpoint on the same server stack "
+        "(with as many worker processes) reading the same bodies. Model floor: onnxruntime "
         "in-process, one thread.",
         "",
         "| run | scorer req/s | records/s | p50 ms | p99 ms | HTTP floor req/s | vs HTTP floor |",

@@ -3,6 +3,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -121,3 +122,14 @@ def test_counts_survive_their_json_form() -> None:
     counts.latency["/predict"].observe(0.02)
     counts.unknown_categories["island"] += 1
     assert Counts.from_json(counts.to_json()) == counts
+
+
+def test_a_failed_publication_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "file").write_text("")
+    metrics = ScorerMetrics("tiny", "v1", "abc123", shared=tmp_path / "file")  # not a directory
+    metrics.observe_request("/predict", "POST", 200, 0.002)
+    metrics.publish()
+    assert "could not share this worker's metrics" in caplog.text
+    assert 'status="200"} 1.0' in exposition(metrics)

@@ -210,9 +210,14 @@ class ScorerMetrics:
         return totals
 
     def publish(self) -> None:
-        """Share this worker's counts with the others (nothing to do in a single process)."""
-        if self.shared is not None:
+        """Share this worker's counts with the others (nothing to do in a single process). A
+        failure is logged, not raised: scoring goes on, and the next publication may succeed."""
+        if self.shared is None:
+            return
+        try:
             self.shared.publish(self.counts())
+        except OSError as error:
+            logger.warning("could not share this worker's metrics with the others: %s", error)
 
     def collect(self) -> Iterator[Metric]:
         """The metric families, as the registry asks for them on every scrape."""
