@@ -96,6 +96,17 @@ def launch(model_dir: Path, workdir: Path, **settings: str) -> Scorer:
     return Scorer(process, f"http://127.0.0.1:{port}", prediction_log, output_path)
 
 
+def launch_to_refusal(model_dir: Path, workdir: Path, **settings: str) -> tuple[Scorer, int]:
+    """Start the scorer where it must refuse to serve: wait for it to exit by itself (killed if it
+    does not within ``STARTUP_SECONDS``); the scorer and its exit status."""
+    scorer = launch(model_dir, workdir, **settings)
+    try:
+        return scorer, scorer.process.wait(STARTUP_SECONDS)
+    finally:
+        if scorer.process.poll() is None:
+            scorer.process.kill()
+
+
 def wait_ready(scorer: Scorer, timeout: float = STARTUP_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -22,7 +22,7 @@ from serve_fixtures import (
     Scorer,
     bundled_records,
     copy_package,
-    launch,
+    launch_to_refusal,
     onnx_reference,
     running_scorer,
     signature_of,
@@ -516,12 +516,7 @@ def test_a_tampered_package_is_never_served(
     package = copy_package(packaged_model, tmp_path / "package")
     with (package / changed).open("ab") as file:
         file.write(b" ")
-    scorer = launch(package, tmp_path / "scorer", SCORER_WORKERS=str(workers))
-    try:
-        exit_code = scorer.process.wait(90)
-    finally:
-        if scorer.process.poll() is None:
-            scorer.process.kill()
+    scorer, exit_code = launch_to_refusal(package, tmp_path / "scorer", SCORER_WORKERS=str(workers))
     output = scorer.output()
     assert exit_code == 1
     assert f"refusing to serve: {package / changed}: sha256" in output

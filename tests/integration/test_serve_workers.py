@@ -15,7 +15,13 @@ import httpx
 
 from mlops.artifacts import sha256_of
 from mlops.serve.metrics import PUBLISH_SECONDS, Counts
-from serve_fixtures import bundled_records, copy_package, launch, running_scorer, signature_of
+from serve_fixtures import (
+    bundled_records,
+    copy_package,
+    launch_to_refusal,
+    running_scorer,
+    signature_of,
+)
 
 LOG_MAX_BYTES = 64 * 1024  # the smallest the settings allow: the load below rotates ~20 times
 BATCH = 20
@@ -91,12 +97,7 @@ def test_a_worker_that_cannot_load_the_model_stops_the_server(
     manifest = json.loads((package / "manifest.json").read_text())
     manifest["files"]["signature.json"] = sha256_of(package / "signature.json")
     (package / "manifest.json").write_text(json.dumps(manifest))
-    scorer = launch(package, tmp_path / "scorer", SCORER_WORKERS="2")
-    try:
-        exit_code = scorer.process.wait(90)
-    finally:
-        if scorer.process.poll() is None:
-            scorer.process.kill()
+    scorer, exit_code = launch_to_refusal(package, tmp_path / "scorer", SCORER_WORKERS="2")
     output = scorer.output()
     assert exit_code == 1, output
     assert "refusing to serve" in output and "renamed_feature" in output

@@ -68,11 +68,13 @@ class Histogram:
 class Counts:
     """Everything one worker process has counted, in a form that adds up and travels as JSON."""
 
-    requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
-    latency: dict[str, Histogram] = field(default_factory=dict)
-    records: Counter[str] = field(default_factory=Counter)
-    out_of_range: Counter[str] = field(default_factory=Counter)
-    unknown_categories: Counter[str] = field(default_factory=Counter)
+    requests: Counter[tuple[str, str, int]] = field(
+        default_factory=Counter
+    )  # route, method, status
+    latency: dict[str, Histogram] = field(default_factory=dict)  # by route
+    records: Counter[str] = field(default_factory=Counter)  # by route
+    out_of_range: Counter[str] = field(default_factory=Counter)  # by feature
+    unknown_categories: Counter[str] = field(default_factory=Counter)  # by feature
     log_pending: float = 0.0
 
     def add(self, other: Counts) -> None:
@@ -159,45 +161,37 @@ class ScorerMetrics:
         self, model_name: str, model_version: str, git_commit: str, shared: Path | None = None
     ) -> None:
         self.model = (model_name, model_version, git_commit)
-        self.requests: Counter[tuple[str, str, int]] = Counter()  # (route, method, status)
-        self.latency: dict[str, Histogram] = {}  # by route
-        self.records: Counter[str] = Counter()  # by route
-        self.out_of_range: Counter[str] = Counter()  # by feature
-        self.unknown_categories: Counter[str] = Counter()  # by feature
+        self.own = Counts()  # this process's
         self.log_pending: Callable[[], float] = lambda: 0.0
         self.shared = SharedCounts(shared) if shared is not None else None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(self)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests[route, method, status] += 1
-        histogram = self.latency.get(route)
+        own = self.own
+        own.requests[route, method, status] += 1
+        histogram = own.latency.get(route)
         if histogram is None:
-            histogram = self.latency[route] = Histogram()
+            histogram = own.latency[route] = Histogram()
         histogram.observe(seconds)
 
     def observe_batch(
         self, route: str, size: int, out_of_range: dict[str, int], unknown: dict[str, int]
     ) -> None:
-        self.records[route] += size
+        own = self.own
+        own.records[route] += size
         if out_of_range:
-            self.out_of_range.update(out_of_range)
+            own.out_of_range.update(out_of_range)
         if unknown:
-            self.unknown_categories.update(unknown)
+            own.unknown_categories.update(unknown)
 
     def track_log_backlog(self, pending: Callable[[], float]) -> None:
         self.log_pending = pending
 
     def counts(self) -> Counts:
-        """This process's counts (shared with it, not copied)."""
-        return Counts(
-            self.requests,
-            self.latency,
-            self.records,
-            self.out_of_range,
-            self.unknown_categories,
-            self.log_pending(),
-        )
+        """This process's counts, with its log backlog as of now."""
+        self.own.log_pending = self.log_pending()
+        return self.own
 
     def totals(self) -> Counts:
         """This process's counts plus, with several workers, the others' last published ones."""
