@@ -286,14 +286,13 @@ def model_floor(
 ) -> dict[str, Any]:
     """onnxruntime alone, in-process, with the scorer's session options and input arrays."""
     from mlops.serve.model import load_scorer
-    from mlops.serve.validation import input_schema, records_to_columns, validate_columns
+    from mlops.serve.validation import input_schema, validate_records
 
     scorer = load_scorer(model_dir, threads)
     schema = input_schema(scorer.signature)
 
     def feed(batch: list[dict[str, Any]]) -> dict[str, Any]:
-        columns, _ = records_to_columns({"records": batch}, schema, len(batch))
-        return validate_columns(columns, len(batch), schema).feed
+        return validate_records({"records": batch}, schema, len(batch))[0].feed
 
     single, many = feed(records[:1]), feed(records)
     single_samples = time_per_call(lambda: scorer.session.run(None, single), seconds)

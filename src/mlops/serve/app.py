@@ -45,7 +45,6 @@ from mlops.serve.validation import (
     ModelInput,
     check_inference_request,
     input_schema,
-    records_to_columns,
     tensors_to_columns,
     validate_columns,
     validate_records,
@@ -443,9 +442,9 @@ def routes(service: Service) -> list[Route]:
 def warm_up(scorer: Scorer, schema: InputSchema) -> None:
     """Score typical, missing and (if they are scored) unseen values once before taking traffic."""
     records = warm_up_records(schema)
-    columns, _ = records_to_columns({"records": records}, schema, len(records))
     try:
-        scorer.predict(validate_columns(columns, len(records), schema).feed)
+        batch, _ = validate_records({"records": records}, schema, len(records))
+        scorer.predict(batch.feed)
     except InputError as error:
         raise ArtifactError(
             f"signature.json: its own example records do not validate ({error.one_line()})"

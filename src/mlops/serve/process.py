@@ -33,27 +33,33 @@ logger = logging.getLogger("mlops.serve")
 WORKER_APP = "mlops.serve.process:worker_app"
 
 
+def refusal(error: ArtifactError) -> StageError:
+    return StageError(f"refusing to serve: {error}")
+
+
+def unopenable_log(settings: ServeSettings, error: OSError) -> StageError:
+    return StageError(f"PREDICTION_LOG={settings.prediction_log}: cannot open it ({error})")
+
+
 def build(settings: ServeSettings) -> tuple[Starlette, PredictionLogWriter]:
     """Verify and load the model, open the prediction log, warm up: what one process serves.
     StageError names the cause (the model, the log's path)."""
     try:
         scorer = load_scorer(settings.model_dir, settings.ort_threads)
     except ArtifactError as error:
-        raise StageError(f"refusing to serve: {error}") from None
+        raise refusal(error) from None
     logger.info("verified %s against its manifest", settings.model_dir)
     try:
         log = PredictionLogWriter(
             settings.prediction_log, settings.log_max_bytes, settings.log_backups
         )
     except OSError as error:
-        raise StageError(
-            f"PREDICTION_LOG={settings.prediction_log}: cannot open it ({error})"
-        ) from None
+        raise unopenable_log(settings, error) from None
     try:
         return create_app(settings, scorer, log), log
     except ArtifactError as error:
         log.close(settings.shutdown_timeout)
-        raise StageError(f"refusing to serve: {error}") from None
+        raise refusal(error) from None
 
 
 def listening(settings: ServeSettings) -> tuple[str, int, int, bool, str]:
@@ -96,15 +102,13 @@ def serve_workers(settings: ServeSettings) -> None:
     """Check what can be checked once, bind the socket, then supervise the workers until SIGTERM
     or SIGINT. A worker that fails to start stops them all (StageError)."""
     try:
-        verify(settings.model_dir)
+        verify(settings.model_dir)  # each worker verifies again what it loads
     except ArtifactError as error:
-        raise StageError(f"refusing to serve: {error}") from None
+        raise refusal(error) from None
     try:
         RotatingFile(settings.prediction_log, settings.log_max_bytes, settings.log_backups).close()
     except OSError as error:
-        raise StageError(
-            f"PREDICTION_LOG={settings.prediction_log}: cannot open it ({error})"
-        ) from None
+        raise unopenable_log(settings, error) from None
     shared = settings.shared_metrics_dir
     shutil.rmtree(shared, ignore_errors=True)  # counts of an earlier run must not add up
     shared.mkdir(parents=True)
