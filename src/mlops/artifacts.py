@@ -4,12 +4,16 @@ Standard library only, so the production images can import it without the traini
 
 A packaged model directory holds:
 
-- ``model.onnx``: one input per feature column, named after it, shape ``[None, 1]``, float32 for
-  numeric and string for categorical features; outputs ``label`` (string, ``[None]``) and
-  ``probabilities`` (float32, ``[None, n_classes]``, columns in ``signature.classes`` order).
+- ``model.onnx``: one input per feature column, shape ``[None, 1]``, float32 for numeric and string
+  for categorical features, named ``Feature.input_name`` (the column's name made safe for ONNX
+  tools by ``input_names``; clients never see it). Outputs: a classifier has ``label`` (string,
+  ``[None]``) and ``probabilities`` (float32, ``[None, n_classes]``, columns in
+  ``signature.classes`` order); a regressor has ``prediction`` (float32, ``[None, 1]``).
 - ``signature.json``: see ``Signature``.
 - ``reference_profile.json``: ``mlops.profile.profile_table`` of the training features (the drift
-  reference), with ``"classes": {class: share}`` of the training labels added.
+  reference), with, for a classifier, ``"classes": {class: share}`` of the training labels and, for
+  a regressor, ``"prediction"``: the ``profile_column`` of the model's predictions on the training
+  split (what live predictions are compared with).
 - ``model_card.md``: for people.
 - ``resources.json``: latency and peak memory measured at packaging, and the Kubernetes requests
   and limits derived from them.
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
@@ -31,13 +37,16 @@ RESOURCES_FILE = "resources.json"  # the resource profile (latency, memory, Kube
 MANIFEST_FILE = "manifest.json"
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
+PREDICTION_OUTPUT = "prediction"  # a regressor's one output
+Task = Literal["classification", "regression"]
 # How a missing value reaches the model, in training and in serving alike: a missing number is NaN
 # (the model's imputer fills it), a missing category is this sentinel (a category of its own).
 MISSING_CATEGORY = "__missing__"
 
 
 class Feature(TypedDict):
-    name: str
+    name: str  # the column's name as in the data: REST, V2, the prediction log, reports
+    input_name: str  # the ONNX graph's input for it (``input_names``)
     type: Literal["number", "string"]
     nullable: bool
     categories: list[str] | None  # allowed values of a string feature (seen in training)
@@ -48,8 +57,13 @@ class Feature(TypedDict):
 class Signature(TypedDict):
     model_name: str
     target: str
+    task: Task
     features: list[Feature]
-    classes: list[str]
+    classes: list[str]  # a classifier's labels, in the order of its probabilities; [] otherwise
+    # Binary classification: the class of interest, and the probability of it from which it is
+    # predicted (None: the ONNX model's own label, i.e. the more probable class).
+    positive_class: str | None
+    threshold: float | None
 
 
 class Lineage(TypedDict):
@@ -74,9 +88,9 @@ class PredictionRecord(TypedDict):
     request_id: str  # the HTTP request's id; records of one batch share it
     index: int  # position of the record in its request; (request_id, index) is unique
     model_version: str
-    features: dict[str, Any]  # as received (null for missing)
-    prediction: str
-    probabilities: dict[str, float]
+    features: dict[str, Any]  # as received (null for missing), by the data's column names
+    prediction: str | float  # the class label, or a regressor's number
+    probabilities: dict[str, float] | None  # None for a regressor
     latency_seconds: float  # of the whole request
 
 
@@ -109,8 +123,38 @@ def load_manifest(directory: Path) -> Manifest:
 
 
 def load_signature(directory: Path) -> Signature:
+    """The signature, with the keys a package from before the task switch lacks filled in (such a
+    package is a classifier whose ONNX inputs are named as its columns): a champion packaged by
+    an older version of this project stays comparable."""
     signature: Signature = read_json_file(directory / SIGNATURE_FILE)
+    signature.setdefault("task", "classification")
+    signature.setdefault("positive_class", None)
+    signature.setdefault("threshold", None)
+    for feature in signature["features"]:
+        feature.setdefault("input_name", feature["name"])
     return signature
+
+
+def input_names(columns: Sequence[str]) -> dict[str, str]:
+    """Column name -> ONNX input name: every character that is not a letter, digit or underscore
+    becomes ``_``, and a leading digit gets a ``_`` before it (``"Malic Acid"`` -> ``Malic_Acid``,
+    ``"1st dose (mg)"`` -> ``_1st_dose__mg_``). Two columns that would get the same input name are
+    an error naming both: the model could not tell them apart."""
+    names: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for column in columns:
+        name = re.sub(r"\W", "_", column)
+        if not name or name[0].isdigit():
+            name = f"_{name}"
+        if name in taken:
+            raise ArtifactError(
+                f"columns {taken[name]!r} and {column!r} both become the model input name "
+                f"{name!r} (characters other than letters, digits and _ become _); rename one of "
+                "them at the source or drop one (data.drop_columns)"
+            )
+        taken[name] = column
+        names[column] = name
+    return names
 
 
 def load_reference_profile(directory: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ a wrong type in params.yaml stops the stage with a message naming the key, befor
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,10 +23,18 @@ class ParamsError(ValueError):
     """params.yaml is missing a key, has an unknown key, or holds a value of the wrong type."""
 
 
+Task = Literal["classification", "regression"]
+
+
 @dataclass(frozen=True)
 class DataParams:
     source: str
     target: str
+    # ``auto`` decides from the target (``mlops.task.decide_task``); the label stage records it.
+    task: Literal["auto", "classification", "regression"] = "auto"
+    # Binary classification: the class of interest (ROC/PR AUC, F1, the decision threshold);
+    # None means the minority class of the training split.
+    positive_class: str | None = None
     schema: str = "data/schema.yaml"
     format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
     query: str | None = None
@@ -67,7 +76,7 @@ class SparkParams:
 @dataclass(frozen=True)
 class LabelParams:
     method: Literal["column", "annotations", "rules"] = "column"
-    column: str | None = None
+    column: str | None = None  # (column) None: data.target itself
     mapping: dict[str, str] = field(default_factory=dict)
     annotations: str | None = None
     id_column: str | None = None
@@ -87,9 +96,8 @@ class SplitParams:
     order_column: str | None = None
 
 
-ModelName = Literal[
-    "logistic_regression", "random_forest", "gradient_boosting", "hist_gradient_boosting"
-]
+# Each family has a classifier and a regressor: linear is logistic regression or ridge regression.
+ModelName = Literal["linear", "random_forest", "gradient_boosting", "hist_gradient_boosting"]
 
 
 @dataclass(frozen=True)
@@ -98,16 +106,21 @@ class TrainParams:
     search: Literal["grid", "random", "halving"] = "random"
     n_iter: int = 8
     cv_folds: int = 5
-    scoring: str = "f1_macro"
+    # ``auto``: f1_macro (multiclass), roc_auc (binary), neg_root_mean_squared_error (regression)
+    scoring: str = "auto"
     seed: int = 42
     n_jobs: int = 2
     max_tuning_rows: int = 20000
-    search_spaces: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    # task -> family -> the estimator's own hyper-parameter names -> values to try
+    search_spaces: dict[str, dict[str, dict[str, list[Any]]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
     slice_column: str | None = None
+    # Binary classification: None (the positive class wins at p >= 0.5), "max_f1" (the threshold
+    # maximising the positive class's F1 on the validation split) or a probability in (0, 1).
+    decision_threshold: float | Literal["max_f1"] | None = None
     permutation_repeats: int = 5
     max_importance_rows: int = 20000
     seed: int = 42
@@ -115,18 +128,51 @@ class EvaluateParams:
 
 @dataclass(frozen=True)
 class AcceptParams:
-    min_accuracy: float = 0.0
-    min_macro_f1: float = 0.0
-    min_slice_macro_f1: float = 0.0
+    """Floors and ceilings on the test split; None (null) leaves a check out. The keys of the other
+    task are ignored. The candidate must always beat a baseline that ignores the features (the
+    most frequent class, or the mean of the training target) on the task's primary metric."""
+
+    # classification
+    min_accuracy: float | None = None
+    min_macro_f1: float | None = None
+    min_roc_auc: float | None = None  # binary: ROC AUC of the positive class
+    min_slice_macro_f1: float | None = None  # every slice of evaluate.slice_column
+    # regression
+    min_r2: float | None = None
+    max_rmse: float | None = None  # in the target's units
+    max_mae: float | None = None
+    min_slice_r2: float | None = None
+    # the model in production; absent on a first run
     champion: str | None = None
+    # How much worse than the champion the candidate may be on the primary metric: points of
+    # macro F1 (multiclass) or ROC AUC (binary); a share of the champion's RMSE (regression).
     max_regression: float = 0.0
 
 
 @dataclass(frozen=True)
 class PackageParams:
-    model_name: str = "model"
+    model_name: str | None = None  # None: named after data.source (``model_name``)
     parity_tolerance: float = 1e-4
     target_opset: int = 17
+
+
+MODEL_NAME_PATTERN = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def model_name(package: PackageParams, data: DataParams) -> str:
+    """``package.model_name``, or a name made from ``data.source``'s last path part (``penguins``
+    for ``data/penguins.csv``): lower-case letters, digits and dashes, as GTO and URLs want it."""
+    if package.model_name is not None:
+        if not MODEL_NAME_PATTERN.fullmatch(package.model_name):
+            raise ParamsError(
+                f"package.model_name: {package.model_name!r} must be lower-case letters, digits "
+                "and inner dashes (at most 63), e.g. 'churn-model'"
+            )
+        return package.model_name
+    last_part = data.source.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+    stem = last_part.split(".", 1)[0] if "://" not in last_part else ""
+    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:63].strip("-")
+    return slug or "model"
 
 
 def read_params(path: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlops.artifacts import MISSING_CATEGORY
+from mlops.artifacts import MISSING_CATEGORY, Task
 from mlops.profile import column_kind
 from mlops.stage import StageError, atomic_write_bytes
 from mlops.tables import require_columns
@@ -59,7 +59,9 @@ class TrainedModel:
     pipeline: Pipeline
     spec: FeatureSpec
     target: str
-    classes: tuple[str, ...]
+    task: Task
+    classes: tuple[str, ...]  # a classifier's labels (its predict_proba columns); () for regression
+    positive_class: str | None  # binary classification only: data.positive_class or the minority
 
 
 def feature_spec(
