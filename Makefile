@@ -42,10 +42,11 @@ schema: $(SYNCED) ## infer the validation schema from data.source and write it f
 	python -m mlops.data.schema --params params.yaml
 
 .PHONY: data-synth
-data-synth: $(SYNCED) ## synthetic rows like data/penguins.csv to data.source: ROWS=N [OUT= DRIFT=col:k SEED=]
-	@[[ -n "$(ROWS)" ]] || { echo "usage: make data-synth ROWS=<n> [OUT=<file>] [DRIFT=<column>:<k>] [SEED=<n>] [FROM=<table>]"; exit 2; }
+data-synth: $(SYNCED) ## synthetic rows like data/penguins.csv to data.source: ROWS=N [OUT= DRIFT=col:k SEED= TARGET=]
+	@[[ -n "$(ROWS)" ]] || { echo "usage: make data-synth ROWS=<n> [OUT=<file>] [DRIFT=<column>:<k>] [SEED=<n>] [FROM=<table>] [TARGET=<column>]"; exit 2; }
 	python -m mlops.data.synth --params params.yaml --fit "$(or $(FROM),data/penguins.csv)" \
-		--rows "$(ROWS)" --seed "$(or $(SEED),0)" $(if $(OUT),--out "$(OUT)") $(if $(DRIFT),--drift "$(DRIFT)")
+		--rows "$(ROWS)" --seed "$(or $(SEED),0)" $(if $(OUT),--out "$(OUT)") $(if $(DRIFT),--drift "$(DRIFT)") \
+		$(if $(TARGET),--target "$(TARGET)")
 
 .PHONY: bench
 bench: $(SYNCED) ## benchmarks of the pipeline (10 k-1 M rows) and the scorer into BENCHMARKS.md (QUICK=1: smoke)

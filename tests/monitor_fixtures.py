@@ -1,4 +1,5 @@
-"""The real sidecar process on a free 127.0.0.1 port, and a local stand-in for the GitHub API."""
+"""The real sidecar process on a free 127.0.0.1 port, a local stand-in for the GitHub API, and
+packaged model directories (the three files the sidecar reads) for a classifier or a regressor."""
 
 from __future__ import annotations
 
@@ -10,18 +11,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlops import artifacts
+from mlops.profile import profile_column, profile_table
 from serve_fixtures import free_port
 
 GITHUB_TOKEN = "ghp_integration_test_token"
+# The keys of a regressor's ``GET /performance`` (and of the retrain payload's "performance").
+REGRESSION_PERFORMANCE = {"labelled", "mae", "rmse", "reference_mae", "reference_rmse", "degraded"}
 
 
 @dataclass
@@ -182,3 +188,93 @@ def assert_one_retrain_dispatch(github: FakeGitHub, model_version: str, feature:
     assert body["event_type"] == "retrain"
     assert body["client_payload"]["model_version"] == model_version
     assert list(body["client_payload"]["drifted_features"]) == [feature]
+
+
+def describe_feature(column: pd.Series, input_name: str) -> artifacts.Feature:
+    """The signature's entry for a training column, as the package stage writes it."""
+    numeric = pd.api.types.is_numeric_dtype(column)
+    return {
+        "name": str(column.name),
+        "input_name": input_name,
+        "type": "number" if numeric else "string",
+        "nullable": bool(column.isna().any()),
+        "categories": None if numeric else sorted(column.dropna().astype(str).unique()),
+        "min": float(column.min()) if numeric else None,
+        "max": float(column.max()) if numeric else None,
+    }
+
+
+def write_package(
+    directory: Path,
+    train: pd.DataFrame,
+    validation: Mapping[str, Any],
+    *,
+    labels: Sequence[str] | None = None,
+    predictions: Sequence[float] | None = None,
+    model_name: str = "toy",
+    model_version: str = "7",
+) -> Path:
+    """signature.json, reference_profile.json and manifest.json of a model trained on ``train``
+    (its feature columns): a classifier given its training ``labels``, a regressor given its
+    ``predictions`` on ``train``; ``validation`` is the evaluate stage's metrics.json."""
+    task: artifacts.Task = "classification" if labels is not None else "regression"
+    names = artifacts.input_names([str(column) for column in train.columns])
+    profile: dict[str, Any] = profile_table(train)
+    if labels is not None:
+        shares = pd.Series(labels).value_counts(normalize=True)
+        profile["classes"] = {str(label): float(share) for label, share in shares.items()}
+    else:
+        profile["prediction"] = profile_column(pd.Series(predictions, dtype="float64"))
+    signature: artifacts.Signature = {
+        "model_name": model_name,
+        "target": "target",
+        "task": task,
+        "features": [describe_feature(train[column], names[column]) for column in train],
+        "classes": sorted(profile.get("classes", {})),
+        "positive_class": None,
+        "threshold": None,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / artifacts.SIGNATURE_FILE).write_text(json.dumps(signature))
+    (directory / artifacts.PROFILE_FILE).write_text(json.dumps(profile))
+    manifest = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "lineage": {"git_commit": "", "data_hash": "", "params_hash": "", "created": ""},
+        "metrics": {"validation": {"task": task, **validation}, "test": {}},
+        "files": {
+            name: artifacts.sha256_of(directory / name)
+            for name in (artifacts.SIGNATURE_FILE, artifacts.PROFILE_FILE)
+        },
+    }
+    (directory / artifacts.MANIFEST_FILE).write_text(json.dumps(manifest))
+    return directory
+
+
+def prediction_lines(
+    rows: Sequence[Mapping[str, Any]],
+    predictions: Sequence[str | float],
+    prefix: str,
+    stamp: str = "2027-01-15T08:00:00.000Z",
+    per_request: int = 5,
+) -> bytes:
+    """Prediction log lines as the scorer writes them: a class with its probabilities, or a
+    regressor's number with null probabilities; ``per_request`` records per request id."""
+    out = []
+    for position, (row, prediction) in enumerate(zip(rows, predictions, strict=True)):
+        record = {
+            "ts": stamp,
+            "request_id": f"{prefix}-{position // per_request}",
+            "index": position % per_request,
+            "model_version": "7",
+            "features": {name: None if _missing(value) else value for name, value in row.items()},
+            "prediction": prediction,
+            "probabilities": None if isinstance(prediction, float) else {str(prediction): 1.0},
+            "latency_seconds": 0.001,
+        }
+        out.append(json.dumps(record).encode() + b"\n")
+    return b"".join(out)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)

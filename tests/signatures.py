@@ -1,8 +1,12 @@
-"""Tiny model signatures for the scorer's unit tests, written as one line per feature."""
+"""Tiny model signatures for the scorer's unit tests, written as one line per feature.
+
+A feature's ONNX input name is the one the package stage gives it (``artifacts.input_names``), so
+user-style headers (``"Distance (km)"``) are mapped as in a real package.
+"""
 
 from __future__ import annotations
 
-from mlops.artifacts import Feature, Signature
+from mlops.artifacts import Feature, Signature, Task, input_names
 
 
 def number(
@@ -10,6 +14,7 @@ def number(
 ) -> Feature:
     return {
         "name": name,
+        "input_name": input_names([name])[name],
         "type": "number",
         "nullable": nullable,
         "categories": None,
@@ -21,6 +26,7 @@ def number(
 def string(name: str, categories: list[str], nullable: bool = True) -> Feature:
     return {
         "name": name,
+        "input_name": input_names([name])[name],
         "type": "string",
         "nullable": nullable,
         "categories": categories,
@@ -29,10 +35,46 @@ def string(name: str, categories: list[str], nullable: bool = True) -> Feature:
     }
 
 
-def signature(*features: Feature, classes: tuple[str, ...] = ("a", "b")) -> Signature:
+def signature(
+    *features: Feature,
+    classes: tuple[str, ...] = ("a", "b"),
+    task: Task = "classification",
+    positive_class: str | None = None,
+    threshold: float | None = None,
+    target: str = "kind",
+) -> Signature:
     return {
         "model_name": "tiny",
-        "target": "kind",
+        "target": target,
+        "task": task,
         "features": list(features),
-        "classes": list(classes),
+        "classes": list(classes) if task == "classification" else [],
+        "positive_class": positive_class,
+        "threshold": threshold,
     }
+
+
+def regression_signature(*features: Feature) -> Signature:
+    """A regressor over ``features`` (by default user-style headers: spaces, brackets, a unit
+    sign, a leading digit, non-ASCII letters, a dot and a slash)."""
+    return signature(*(features or USER_FEATURES), task="regression", target="Delivery Time [min]")
+
+
+def binary_signature(*features: Feature, threshold: float | None = 0.3) -> Signature:
+    """A binary classifier with the positive class ``yes`` and a decision threshold."""
+    return signature(
+        *(features or USER_FEATURES),
+        classes=("no", "yes"),
+        positive_class="yes",
+        threshold=threshold,
+        target="Churned?",
+    )
+
+
+USER_FEATURES = (
+    number("Distance (km)", low=0.0, high=40.0),
+    number("1st order?", low=0.0, high=1.0),
+    string("Weather/Condition", ["clear", "rain", "snow"]),
+    number("Temperatur (°C)", low=-20.0, high=40.0),
+    string("plan.type [tier]", ["basic", "pro"]),
+)

@@ -38,6 +38,7 @@ MANIFEST_FILE = "manifest.json"
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
 PREDICTION_OUTPUT = "prediction"  # a regressor's one output
+OUTPUT_NAMES = frozenset({LABEL_OUTPUT, PROBABILITIES_OUTPUT, PREDICTION_OUTPUT})
 Task = Literal["classification", "regression"]
 # How a missing value reaches the model, in training and in serving alike: a missing number is NaN
 # (the model's imputer fills it), a missing category is this sentinel (a category of its own).
@@ -138,14 +139,18 @@ def load_signature(directory: Path) -> Signature:
 def input_names(columns: Sequence[str]) -> dict[str, str]:
     """Column name -> ONNX input name: every character that is not a letter, digit or underscore
     becomes ``_``, and a leading digit gets a ``_`` before it (``"Malic Acid"`` -> ``Malic_Acid``,
-    ``"1st dose (mg)"`` -> ``_1st_dose__mg_``). Two columns that would get the same input name are
-    an error naming both: the model could not tell them apart."""
+    ``"1st dose (mg)"`` -> ``_1st_dose__mg_``); a name the model's outputs use gets a ``_`` after
+    it (a feature ``label`` is the input ``label_``: one ONNX graph cannot hold two values of one
+    name). Two columns that would get the same input name are an error naming both: the model
+    could not tell them apart."""
     names: dict[str, str] = {}
     taken: dict[str, str] = {}
     for column in columns:
         name = re.sub(r"\W", "_", column)
         if not name or name[0].isdigit():
             name = f"_{name}"
+        if name in OUTPUT_NAMES:
+            name = f"{name}_"
         if name in taken:
             raise ArtifactError(
                 f"columns {taken[name]!r} and {column!r} both become the model input name "

@@ -112,11 +112,18 @@ def _sample_value(feature: dict[str, Any], index: int, count: int) -> Any:
     return categories[index % len(categories)]
 
 
-def check_predictions(body: Any, classes: Sequence[str], count: int) -> None:
+def check_predictions(
+    body: Any, classes: Sequence[str], count: int, task: str = "classification"
+) -> None:
     predictions = body.get("predictions") if isinstance(body, dict) else None
     if not isinstance(predictions, list) or len(predictions) != count:
         raise StageError(f"POST /predict: expected {count} predictions, got {str(body)[:300]}")
     for prediction in predictions:
+        if task == "regression":
+            value = prediction.get("prediction")
+            if type(value) not in (int, float) or not math.isfinite(value):
+                raise StageError(f"POST /predict: prediction {value!r} is not a finite number")
+            continue
         if prediction.get("label") not in classes:
             raise StageError(f"POST /predict: label {prediction.get('label')!r} not in {classes}")
         probabilities = prediction.get("probabilities", {})
@@ -158,7 +165,7 @@ def smoke(scorer: Client, sidecar: Client, timeout: float, pause: float) -> list
 
     records = sample_records(signature, RECORDS)
     reply = scorer.expect("POST", "/predict", body={"records": records})
-    check_predictions(reply.json(), classes, RECORDS)
+    check_predictions(reply.json(), classes, RECORDS, signature.get("task", "classification"))
     passed.append(f"predict: {RECORDS} records scored")
 
     bad = scorer.request("POST", "/predict", {"records": "not a list of records"})

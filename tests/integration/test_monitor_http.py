@@ -1,11 +1,15 @@
-"""The sidecar as a real process over real HTTP: penguins traffic, then one feature shifted.
+"""The sidecar as a real process over real HTTP: penguins traffic, then one feature shifted; and a
+regressor's sidecar on a table with the headers people have, its predictions and ground truth.
 
-The reference (profile, signature, manifest) is built here from data/penguins.csv with the
-pipeline's own ``profile_table``; a local HTTP server stands in for the GitHub API.
+The reference (profile, signature, manifest) is built here with the pipeline's own
+``profile_table``: from data/penguins.csv in the format of a package from before the task switch
+(no task in its signature), and for the regressor as the package stage writes it now. A local
+HTTP server stands in for the GitHub API.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from collections.abc import Iterator
@@ -24,8 +28,10 @@ from monitor_fixtures import (
     FakeGitHub,
     Sidecar,
     assert_one_retrain_dispatch,
+    prediction_lines,
     sidecar_for,
     wait_until,
+    write_package,
 )
 
 TARGET = "species"
@@ -181,4 +187,103 @@ def test_one_shifted_feature_drifts_alone_and_retraining_is_requested_once(
     metrics = sidecar.metrics()
     assert metrics[("monitor_corrupt_lines_total", (("log", "predictions"),))] == 1
     assert metrics[("monitor_feedback_total", (("result", "matched"),))] == 5
+    sidecar.stop()
+
+
+# -- a regressor ---------------------------------------------------------------------------------
+
+AREA, ROOMS, TOWN = "Floor area (m²)", "rooms [n]", "Town / Stadt"
+VALIDATION_RMSE = 9.0
+
+
+def flats(rows: int, seed: int) -> pd.DataFrame:
+    """Features of flats, with missing values, as the scorer logs them (by the user's names)."""
+    generator = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            AREA: generator.normal(75.0, 20.0, rows).round(1),
+            ROOMS: generator.integers(1, 6, rows).astype(float),
+            TOWN: generator.choice(["Köln", "Zürich", "Lyon"], rows, p=[0.5, 0.3, 0.2]),
+        }
+    )
+    frame.loc[generator.random(rows) < 0.05, ROOMS] = np.nan
+    return frame
+
+
+def rent(frame: pd.DataFrame) -> list[float]:
+    """The toy regressor's prediction."""
+    return [float(v) for v in 8.0 * frame[AREA] + 30.0 * frame[ROOMS].fillna(3.0) + 100.0]
+
+
+def test_a_regressors_sidecar_measures_numeric_drift_and_rmse(
+    sidecar: Sidecar, github: FakeGitHub, tmp_path: Path
+) -> None:
+    train = flats(3000, seed=0)
+    validation = {"rows": 450, "mae": 7.0, "rmse": VALIDATION_RMSE, "r2": 0.97, "mape": 0.01}
+    write_package(
+        tmp_path / "package", train, validation, predictions=rent(train), model_name="flats"
+    )
+    log = Path(sidecar.environment["PREDICTION_LOG"])
+    feedback_log = Path(sidecar.environment["MONITOR_FEEDBACK_LOG"])
+    sidecar.start()
+
+    # 1. traffic from the training population: nothing drifts, nothing is sent
+    live = flats(300, seed=1)
+    predicted = rent(live)
+    append(log, prediction_lines(live.to_dict("records"), predicted, "ok"))
+    wait_until(lambda: sidecar.records_read() == 300, 20, "300 records", sidecar)
+    drift = sidecar.get("/drift").json()
+    assert set(drift["features"]) == {AREA, ROOMS, TOWN}
+    assert drift["alert"] is False, drift
+    assert drift["prediction"]["reference_mean"] == pytest.approx(np.mean(rent(train)))
+    assert drift["features"][ROOMS]["missing_rate"] > 0
+
+    # 2. ground truth in the feedback file: errors like validation's, so not degraded
+    noise = np.random.default_rng(2).normal(0.0, VALIDATION_RMSE, 100)
+    truth = [value + error for value, error in zip(predicted, noise, strict=False)]
+    lines = [{"request_id": f"ok-{n // 5}", "index": n % 5, "label": truth[n]} for n in range(100)]
+    append(feedback_log, "".join(json.dumps(line) + "\n" for line in lines).encode())
+    wait_until(
+        lambda: sidecar.get("/performance").json()["labelled"] == 100, 20, "100 labels", sidecar
+    )
+    performance = sidecar.get("/performance").json()
+    errors = np.array(truth) - np.array(predicted[:100])
+    assert performance["rmse"] == pytest.approx(float(np.sqrt(np.mean(errors**2))))
+    assert performance["mae"] == pytest.approx(float(np.mean(np.abs(errors))))
+    assert performance["reference_rmse"] == VALIDATION_RMSE and not performance["degraded"]
+    text = httpx.post(f"{sidecar.url}/feedback", json={"request_id": "ok-0", "label": "42"})
+    assert text.status_code == 422 and text.json()["detail"][0]["field"] == "label"
+    time.sleep(1.5)  # longer than the alert hold
+    assert github.requests == []
+
+    # 3. the same features, predictions 25% higher (a broken model): the predictions drift alone
+    again = flats(300, seed=3)
+    append(log, prediction_lines(again.to_dict("records"), [1.25 * v for v in rent(again)], "hi"))
+    wait_until(lambda: sidecar.records_read() == 600, 20, "600 records", sidecar)
+    wait_until(lambda: len(github.requests) >= 1, 20, "the retrain dispatch", sidecar)
+    drift = sidecar.get("/drift").json()
+    assert drift["prediction"]["drifted"] is True and drift["prediction"]["score"] > 0.2
+    assert not any(feature["drifted"] for feature in drift["features"].values()), drift
+    time.sleep(1.0)
+    (request,) = github.requests
+    payload = json.loads(request["body"])["client_payload"]
+    assert payload["prediction"] == {"psi": round(drift["prediction"]["score"], 4), "drifted": True}
+    assert payload["drifted_features"] == {} and payload["reasons"] == ["drift"]
+    assert payload["performance"]["reference_rmse"] == VALIDATION_RMSE
+
+    metrics = sidecar.metrics()
+    assert (
+        metrics[
+            (
+                "monitor_model_info",
+                (("model_name", "flats"), ("model_version", "7"), ("task", "regression")),
+            )
+        ]
+        == 1
+    )
+    assert metrics[("monitor_rolling_rmse", ())] == pytest.approx(performance["rmse"])
+    assert metrics[("monitor_prediction_drifted", ())] == 1
+    assert metrics[("monitor_feature_drifted", (("feature", AREA),))] == 0
+    assert not any(name == "monitor_prediction_class_ratio" for name, _ in metrics)
+    assert html.escape(AREA) in sidecar.get("/").text
     sidecar.stop()

@@ -97,6 +97,45 @@ def test_target_and_excluded_columns_are_left_alone() -> None:
     assert summary["columns"]["species"] == dict.fromkeys(summary["columns"]["species"], 0)
 
 
+@pytest.mark.parametrize("action", ["clip", "drop"])
+def test_a_regression_target_is_never_clipped_dropped_or_imputed(action: str) -> None:
+    price = "Monthly Charge ($)"
+    charges = [10.0, 11.0, 12.0, 11.5, np.nan, 10.5, 9000.0, 12.5]
+    frame = pd.DataFrame(
+        {
+            "Größe (cm)": [170.0, 171.0, 169.0, 170.5, 999.0, 170.0, 171.5, np.nan],
+            price: charges,
+            "plan/type": ["a", "b", "a", "b", "a", "b", "a", "b"],
+        }
+    )
+    params = CleanParams(
+        outliers=OutlierParams(method="iqr", threshold=1.5, action=action),  # type: ignore[arg-type]
+        impute=ImputeParams(numeric="median"),
+    )
+    cleaned, summary = clean_table(
+        frame, params, target=price, numeric_columns=["Größe (cm)", price]
+    )
+    kept = cleaned[price] if action == "clip" else cleaned[price].reset_index(drop=True)
+    if action == "clip":  # the feature's outlier is clipped, the target's 9000 stays
+        assert cleaned["Größe (cm)"].max() < 999.0
+        assert kept.tolist()[:4] == charges[:4] and kept[6] == 9000.0
+    else:  # only the feature's outlier drops a row (row 4, whose target is missing)
+        assert summary["columns"]["Größe (cm)"]["dropped"] == 1
+        assert 9000.0 in kept.tolist()
+    assert kept.isna().sum() == (1 if action == "clip" else 0)  # a gap stays a gap
+    assert summary["columns"][price] == dict.fromkeys(summary["columns"][price], 0)
+    assert summary["columns"]["Größe (cm)"]["imputed"] == 1  # features are imputed
+
+
+def test_a_regression_target_written_as_text_reaches_the_label_stage_as_it_came() -> None:
+    frame = pd.DataFrame({"Price (€)": [" 12.5", "n/a", "13"], "x": [1.0, 2.0, 3.0]})
+    cleaned, summary = clean_table(
+        frame, CleanParams(), target="Price (€)", numeric_columns=["Price (€)", "x"]
+    )
+    assert cleaned["Price (€)"].tolist() == [" 12.5", "n/a", "13"]  # the label stage names 'n/a'
+    assert summary["columns"]["Price (€)"]["coerced"] == 0
+
+
 def test_zscore_outliers_drop_their_rows() -> None:
     frame = pd.DataFrame({"mass": [10.0] * 9 + [11.0] * 9 + [500.0], "species": ["a"] * 19})
     outliers = OutlierParams(method="zscore", threshold=3.0, action="drop")

@@ -1,4 +1,5 @@
-"""Feature engineering: the spec from dtypes, the typed model input, every family's pipeline."""
+"""Feature engineering: the spec from dtypes, the typed model input, every family's pipeline for
+both tasks, the target per task."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 
 from mlops.artifacts import MISSING_CATEGORY
+from mlops.model import features as features_module
 from mlops.model.features import (
     MODEL_NAMES,
     FeatureSpec,
@@ -23,6 +25,7 @@ from mlops.model.features import (
     save_model,
 )
 from mlops.stage import StageError
+from model_fixtures import REGRESSION_TARGET, regression_table
 
 # Few trees or boosting rounds: the tests check the wiring, not the fit.
 SMALL = {
@@ -65,7 +68,24 @@ def test_spec_needs_the_target_column() -> None:
         feature_spec(table(), "species", [], where="train.parquet")
 
 
-def test_spec_refuses_a_datetime_feature_and_says_to_exclude_it() -> None:
+def test_spec_leaves_out_identifier_and_date_time_columns_and_says_why() -> None:
+    frame = regression_table(rows=40)
+
+    spec = feature_spec(frame, REGRESSION_TARGET, ["support calls (#)"])
+
+    assert spec.features == ("Monthly Charge ($)", "Größe", "plan/type")
+    assert spec.excluded == {
+        "support calls (#)": "listed in data.exclude_columns",
+        "customer id": "identifier: every value distinct",
+        "signup date": "date-time",
+    }
+
+
+def test_spec_refuses_a_date_time_column_that_slipped_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A date-time is never turned into categories, even if the exclusion rule missed it."""
+    monkeypatch.setattr(features_module, "excluded_columns", lambda frame, target: {})
     frame = table().assign(seen=pd.Timestamp("2024-01-01"))
 
     with pytest.raises(StageError, match=r"column 'seen' has dtype .*data\.exclude_columns"):
@@ -103,9 +123,34 @@ def test_model_input_names_a_missing_feature_column() -> None:
 def test_model_target_is_strings_and_refuses_unlabelled_rows() -> None:
     frame = pd.DataFrame({"label": [1, 2, None]})
 
-    assert model_target(frame.iloc[:2], "label").tolist() == ["1.0", "2.0"]
+    assert model_target(frame.iloc[:2], "label", task="classification").tolist() == ["1.0", "2.0"]
+    assert model_target(pd.DataFrame({"label": ["a", "b"]}), "label").tolist() == ["a", "b"]
     with pytest.raises(StageError, match="1 row"):
         model_target(frame, "label")
+
+
+def test_a_regression_target_is_float64_as_the_label_stage_stored_it() -> None:
+    frame = pd.DataFrame({"Price (€)": [1.5, 2.0, 10.25]})
+
+    target = model_target(frame, "Price (€)")
+
+    assert target.dtype == np.float64 and target.tolist() == [1.5, 2.0, 10.25]
+    as_declared = model_target(pd.DataFrame({"Price (€)": [3, 4]}), "Price (€)", task="regression")
+    assert as_declared.dtype == np.float64
+
+
+def test_a_regression_target_holding_text_names_the_column_rows_and_values() -> None:
+    frame = pd.DataFrame(
+        {"Price (€)": ["1.5", "n/a", "3", "free", "inf"]}, index=[10, 11, 12, 13, 14]
+    )
+
+    with pytest.raises(StageError) as error:
+        model_target(frame, "Price (€)", where="validation.parquet", task="regression")
+
+    message = str(error.value)
+    assert message.startswith("validation.parquet: target column 'Price (€)' must hold finite")
+    assert "3 row(s) do not" in message
+    assert "{11: 'n/a', 13: 'free', 14: 'inf'}" in message
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
@@ -126,14 +171,38 @@ def test_every_family_fits_and_predicts_with_gaps_and_unseen_categories(model_na
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
-def test_only_logistic_regression_gets_a_scaler(model_name: str) -> None:
+def test_every_family_has_a_regressor_that_fits_with_gaps_and_unseen_categories(
+    model_name: str,
+) -> None:
+    frame = regression_table(rows=60)
+    spec = feature_spec(frame, REGRESSION_TARGET, [])
+    pipeline = build_pipeline(model_name, spec, seed=0, task="regression")
+    pipeline.set_params(**SMALL.get(model_name, {}))
+
+    pipeline.fit(model_input(frame, spec), model_target(frame, REGRESSION_TARGET))
+    unseen = frame.head(4).assign(**{"plan/type": ["gold", None, "basic", "plus"], "Größe": np.nan})
+    predictions = pipeline.predict(model_input(unseen, spec))
+
+    estimator = pipeline.named_steps["model"]
+    assert type(estimator).__name__.endswith("Regressor") or model_name == "linear"
+    assert not hasattr(estimator, "predict_proba")
+    assert predictions.shape == (4,) and np.isfinite(predictions).all()
+    assert pipeline.score(model_input(frame, spec), frame[REGRESSION_TARGET]) > 0.5
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_only_the_linear_family_gets_a_scaler(model_name: str, task: str) -> None:
     spec = FeatureSpec(numeric=("size",), categorical=("colour",), features=("colour", "size"))
-    preprocess = build_pipeline(model_name, spec, seed=0).named_steps["preprocess"]
+    pipeline = build_pipeline(model_name, spec, seed=0, task=task)  # type: ignore[arg-type]
+    preprocess = pipeline.named_steps["preprocess"]
     numeric = dict((name, steps) for name, steps, _ in preprocess.transformers)["numeric"]
 
     scaled = any(isinstance(step, StandardScaler) for _, step in numeric.steps)
 
-    assert scaled == (model_name == "logistic_regression")
+    assert scaled == (model_name == "linear")
+    expected = {"classification": "LogisticRegression", "regression": "Ridge"}[task]
+    assert (type(pipeline.named_steps["model"]).__name__ == expected) == (model_name == "linear")
 
 
 def test_pipeline_without_categorical_features_has_no_encoder() -> None:
@@ -148,19 +217,24 @@ def test_unknown_model_family_names_the_key() -> None:
 
     with pytest.raises(StageError, match=r"train\.model: unknown model family 'xgboost'"):
         build_pipeline("xgboost", spec, seed=0)
+    with pytest.raises(StageError, match=r"unknown model family 'logistic_regression'.*'linear'"):
+        build_pipeline("logistic_regression", spec, seed=0, task="regression")
 
 
 def test_saved_model_loads_back_with_its_spec_and_classes(tmp_path: Path) -> None:
     frame = table()
     spec = feature_spec(frame, "label", ["id"])
-    pipeline = build_pipeline("logistic_regression", spec, seed=0)
+    pipeline = build_pipeline("linear", spec, seed=0)
     pipeline.fit(model_input(frame, spec), model_target(frame, "label"))
     path = tmp_path / "models" / "pipeline.joblib"
 
-    save_model(path, TrainedModel(pipeline, spec, "label", ("big", "small")))
+    save_model(
+        path, TrainedModel(pipeline, spec, "label", "classification", ("big", "small"), "small")
+    )
     loaded = load_model(path)
 
     assert loaded.spec == spec and loaded.target == "label" and loaded.classes == ("big", "small")
+    assert loaded.task == "classification" and loaded.positive_class == "small"
     features = model_input(frame, spec)
     assert (loaded.pipeline.predict(features) == pipeline.predict(features)).all()
 

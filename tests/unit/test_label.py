@@ -43,6 +43,10 @@ def test_column_labels_are_mapped_and_missing_ones_set_aside(frame: pd.DataFrame
         "rows": 4,
         "labelled": 3,
         "unlabelled": 1,
+        "task": {
+            "task": "classification",
+            "reason": "target 'species' holds text (3 distinct values)",
+        },
         "classes": {"Adelie": 1, "Gentoo": 1, "c": 1},
         "mapped": 2,
     }
@@ -88,8 +92,8 @@ def test_rules_first_match_wins_with_coverage_and_conflicts(frame: pd.DataFrame)
         Rule(when="mass > 5500", then="heavy"),
     ]
     labelling = labels_from_rules(frame, rules, default=None)
-    assert labelling.classes.tolist()[1:] == ["biscoe", "heavy", "heavy"]
-    assert pd.isna(labelling.classes[0])
+    assert labelling.labels.tolist()[1:] == ["biscoe", "heavy", "heavy"]
+    assert pd.isna(labelling.labels[0])
     details = labelling.details
     assert details["rules"]["rule_1"] == {
         "when": "mass > 4500",
@@ -189,3 +193,101 @@ def test_main_writes_labelled_and_unlabelled_tables(tmp_path: Path, frame: pd.Da
     assert pd.read_parquet(outputs[0])[TARGET].tolist() == ["x", "y", "x"]
     assert pd.read_parquet(outputs[1])["id"].tolist() == [4]
     assert json.loads(outputs[2].read_text())["classes"] == {"x": 2, "y": 1}
+
+
+# --- the task: decided on the labels, the target stored typed by it -----------------------------
+
+PRICE = "Monthly Charge ($)"
+
+
+def priced(values: list[object]) -> pd.DataFrame:
+    return pd.DataFrame({"Größe": ["S", "M", "L", "XL"][: len(values)], PRICE: values})
+
+
+def test_a_numeric_target_is_stored_as_float64_with_its_statistics() -> None:
+    frame = pd.DataFrame({"Größe": list("SMLSMLSMLSMLS"), PRICE: [*range(10, 130, 10), None]})
+    labelled, unlabelled, summary = label_table(frame, LabelParams(), target=PRICE)
+    assert labelled[PRICE].dtype == np.float64
+    assert labelled[PRICE].tolist() == [float(v) for v in range(10, 130, 10)]
+    assert len(unlabelled) == 1
+    assert summary["task"]["task"] == "regression"
+    assert "12 distinct whole numbers" in summary["task"]["reason"]
+    assert "classes" not in summary
+    statistics = summary["target_statistics"]
+    assert statistics["count"] == 12
+    assert (statistics["mean"], statistics["min"], statistics["max"]) == (65.0, 10.0, 120.0)
+    assert statistics["std"] == pytest.approx(np.std(np.arange(10, 130, 10), ddof=1))
+
+
+def test_label_column_defaults_to_the_target_and_keeps_it() -> None:
+    labelled, _, summary = label_table(priced([1.5, 2.5, 3.25]), LabelParams(), target=PRICE)
+    assert list(labelled.columns) == ["Größe", PRICE]
+    assert summary["mapped"] == 0
+
+
+def test_numbers_written_as_text_become_numbers() -> None:
+    labelled, _, _ = label_table(priced([" 1.5", "2.5", "3.25"]), LabelParams(), target=PRICE)
+    assert labelled[PRICE].tolist() == [1.5, 2.5, 3.25]
+
+
+def test_a_declared_classification_stores_numbers_as_class_names() -> None:
+    labelled, _, summary = label_table(
+        priced([1.5, 2.0, 1.5]), LabelParams(), target=PRICE, task="classification"
+    )
+    assert labelled[PRICE].tolist() == ["1.5", "2", "1.5"]
+    assert summary["classes"] == {"1.5": 2, "2": 1}
+    assert summary["task"] == {"task": "classification", "reason": "data.task says classification"}
+
+
+@pytest.mark.parametrize(
+    ("values", "shown"),
+    [
+        ([1.5, "n/a", 2.5, "?"], "row 1 'n/a', row 3 '?'"),
+        ([1.5, float("inf"), 2.5], "row 1 inf"),
+    ],
+)
+def test_a_regression_target_holding_text_names_the_column_rows_and_values(
+    values: list[object], shown: str
+) -> None:
+    with pytest.raises(StageError) as raised:
+        label_table(priced(values), LabelParams(), target=PRICE, task="regression")
+    message = str(raised.value)
+    assert f"'{PRICE}': a regression target must be a finite number" in message
+    assert shown in message
+    assert "data.task: classification" in message
+
+
+def test_auto_on_numbers_with_stray_text_stops_naming_the_rows() -> None:
+    values: list[object] = [f"{v}.5" for v in range(30)]
+    values[7] = "unknown"
+    frame = pd.DataFrame({"raw price": values, "x": range(30)})
+    params = LabelParams(column="raw price")
+    with pytest.raises(StageError, match=r"'raw price': .* 1 row\(s\) .*: row 7 'unknown'"):
+        label_table(frame, params, target=PRICE)
+
+
+def test_annotated_numbers_are_a_regression_target(frame: pd.DataFrame) -> None:
+    annotations = pd.DataFrame({"id": range(1, 15), "score": [v + 0.5 for v in range(14)]})
+    params = LabelParams(
+        method="annotations", annotations="a.csv", id_column="id", annotation_label="score"
+    )
+    labelled, _, summary = label_table(frame, params, target=TARGET, annotations=annotations)
+    assert labelled[TARGET].tolist() == [0.5, 1.5, 2.5, 3.5]
+    assert summary["task"]["task"] == "regression"
+
+
+def test_main_records_the_task_and_reads_data_task(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"data: {{source: s.csv, target: '{PRICE}', task: regression}}\nlabel: {{}}\n"
+    )
+    priced([1, 2, None]).to_parquet(tmp_path / "clean.parquet")
+    outputs = [tmp_path / name for name in ("l.parquet", "u.parquet", "summary.json")]
+    argv = ["--params", str(params), "--input", str(tmp_path / "clean.parquet")]
+    argv += ["--annotations-dir", str(tmp_path), "--out", str(outputs[0])]
+    assert run(main, [*argv, "--unlabelled", str(outputs[1]), "--summary", str(outputs[2])]) == 0
+    labelled = pd.read_parquet(outputs[0])
+    assert labelled[PRICE].dtype == np.float64
+    summary = json.loads(outputs[2].read_text())
+    assert summary["task"] == {"task": "regression", "reason": "data.task says regression"}
+    assert summary["target_statistics"]["count"] == 2

@@ -15,11 +15,35 @@ TOKEN = "ghp_test_token_0123456789"
 
 
 def payload() -> dict[str, Any]:
-    reference = Reference("penguins", "3", (), {"a": 1.0}, accuracy=0.9, macro_f1=0.9)
+    validation = {"accuracy": 0.9, "macro_f1": 0.9}
+    reference = Reference("penguins", "3", (), {"a": 1.0}, validation=validation)
     feature = FeatureDrift("x", "numeric", 0.71, 0.2, 0.0, 0.0, 0.3, ("psi", "out_of_range"))
     drift = DriftReport(500, (feature,), PredictionDrift(0.01, 0.2, False, {"a": 1.0}))
-    performance = PerformanceReport(0, None, None, 0.9, 0.9, False)
+    performance = PerformanceReport(0, {"accuracy": None, "macro_f1": None}, validation, False)
     return retrain_payload(reference, drift, performance, alert_since=1_700_000_000.0, now=1.7e9)
+
+
+def test_a_regressors_payload_has_the_same_shape_with_its_own_metrics() -> None:
+    validation = {"mae": 2.0, "rmse": 2.5}
+    reference = Reference("prices", "4", (), {}, validation=validation, task="regression")
+    feature = FeatureDrift("Floor area (m²)", "numeric", 0.5, 0.2, 0.0, 0.0, 0.0, ("psi",))
+    prediction = PredictionDrift(0.31, 0.2, True, {}, numeric=True, mean=14.0, reference_mean=11.0)
+    performance = PerformanceReport(80, {"mae": 2.9, "rmse": 3.4}, validation, True)
+    sent = retrain_payload(
+        reference, DriftReport(500, (feature,), prediction), performance, None, 1.7e9
+    )
+    assert set(sent) == set(payload()) and len(sent) <= 10
+    assert sent["prediction"] == {"psi": 0.31, "drifted": True}
+    assert sent["reasons"] == ["drift", "performance"]
+    assert sent["drifted_features"] == {"Floor area (m²)": {"psi": 0.5, "reasons": ["psi"]}}
+    assert sent["performance"] == {
+        "labelled": 80,
+        "mae": 2.9,
+        "rmse": 3.4,
+        "reference_mae": 2.0,
+        "reference_rmse": 2.5,
+        "degraded": True,
+    }
 
 
 def test_the_dispatch_is_the_exact_github_request(github: FakeGitHub) -> None:

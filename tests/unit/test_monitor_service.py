@@ -1,3 +1,4 @@
+import html
 import json
 import subprocess
 import sys
@@ -11,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from mlops import artifacts
 from mlops.monitor.app import create_app
-from mlops.monitor.feedback import Feedback
+from mlops.monitor.feedback import ClassFeedback
 from mlops.monitor.reference import load_reference
 from mlops.monitor.retrain import GitHubDispatcher, Outcome
 from mlops.monitor.service import Monitor, build_monitor
@@ -22,6 +24,7 @@ from mlops.monitor.settings import MonitorSettings
 from mlops.monitor.state import load_state
 from mlops.profile import profile_table
 from mlops.stage import StageError
+from monitor_fixtures import REGRESSION_PERFORMANCE, prediction_lines, write_package
 
 CLASSES = {"a": 0.6, "b": 0.4}
 START = 1_800_000_000.0
@@ -100,19 +103,23 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> MonitorSettings:
+def settings_for(model_dir: Path, logs: Path, alert_hold_seconds: float) -> MonitorSettings:
     return MonitorSettings(
-        prediction_log=tmp_path / "logs" / "predictions.jsonl",
-        model_dir=write_model_dir(tmp_path / "model"),
-        feedback_log=tmp_path / "logs" / "feedback.jsonl",
-        state_file=tmp_path / "logs" / "state.json",
+        prediction_log=logs / "predictions.jsonl",
+        model_dir=model_dir,
+        feedback_log=logs / "feedback.jsonl",
+        state_file=logs / "state.json",
         window_size=300,
         min_window_size=100,
         min_feedback=10,
-        alert_hold_seconds=30,
+        alert_hold_seconds=alert_hold_seconds,
         poll_interval_seconds=0.05,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> MonitorSettings:
+    return settings_for(write_model_dir(tmp_path / "model"), tmp_path / "logs", 30)
 
 
 def make_monitor(settings: MonitorSettings, clock: Clock) -> Monitor:
@@ -214,14 +221,17 @@ def test_feedback_from_the_file_and_from_http_gives_rolling_performance(
     append(settings.feedback_log, ("\n".join(feedback) + "\nnot json\n").encode())
     monitor.poll()
     wrong = "b" if predicted[10] == "a" else "a"
-    http = [Feedback(request_id="f-2", index=0, label=wrong), Feedback(request_id="zz", label="a")]
+    http = [
+        ClassFeedback(request_id="f-2", index=0, label=wrong),
+        ClassFeedback(request_id="zz", label="a"),
+    ]
     assert monitor.add_feedback(http) == (1, 1)
     monitor.poll()
     snapshot = monitor.snapshot()
     assert snapshot.counts.feedback == {"matched": 11, "unmatched": 1}
     assert snapshot.counts.logs["feedback"].corrupt == 1
     assert snapshot.performance.labelled == 11
-    assert snapshot.performance.accuracy == pytest.approx(10 / 11)
+    assert snapshot.performance.live["accuracy"] == pytest.approx(10 / 11)
 
 
 @pytest.fixture
@@ -263,12 +273,17 @@ def test_the_http_interface(client: TestClient) -> None:
     assert 'monitor_records_read_total{log="predictions"} 150.0' in text
     assert 'monitor_feature_psi{feature="x"}' in text
     assert "monitor_drift_alert 0.0" in text
-    assert 'monitor_model_info{model_name="toy",model_version="7"} 1.0' in text
+    assert (
+        'monitor_model_info{model_name="toy",model_version="7",task="classification"} 1.0' in text
+    )
+    assert 'monitor_prediction_class_ratio{class="a"}' in text
+    assert "monitor_reference_accuracy_ratio 0.9" in text and "rmse" not in text
     assert "request_id" not in text and "c-0" not in text
 
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html")
     assert "<td>x</td>" in page.text and "<td>kind</td>" in page.text
+    assert "Predicted class mix" in page.text and "<td>a</td>" in page.text
     assert "<script" not in page.text and "https://" not in page.text
 
 
@@ -347,3 +362,144 @@ def test_the_sidecar_imports_neither_pandas_nor_scikit_learn(
         check=True,
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- a regressor, with the column names people have ---------------------------------------------
+
+AREA, TOWN, ODD = "Floor area (m²)", "Town / Stadt", 'ratio "a\\b" <b>&'
+
+
+def regression_frame(rows: int, seed: int) -> pd.DataFrame:
+    generator = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            AREA: generator.normal(80.0, 20.0, rows),
+            TOWN: generator.choice(["Köln", "Zürich"], rows, p=[0.6, 0.4]),
+            ODD: generator.uniform(0.0, 1.0, rows),
+        }
+    )
+
+
+def price(frame: pd.DataFrame) -> list[float]:
+    return [float(value) for value in 3.0 * frame[AREA] + 50.0 * frame[ODD]]
+
+
+@pytest.fixture
+def regression_settings(tmp_path: Path) -> MonitorSettings:
+    train = regression_frame(3000, seed=0)
+    package = write_package(
+        tmp_path / "model",
+        train,
+        {"rows": 450, "mae": 4.0, "rmse": 5.0, "r2": 0.95, "mape": 0.02},
+        predictions=price(train),
+        model_name="prices",
+    )
+    return settings_for(package, tmp_path / "logs", 0)
+
+
+def feedback_lines(predicted: list[float], first: int, count: int, error: float) -> bytes:
+    """The true values of records ``first`` to ``first + count`` of the ``p`` requests (five
+    records each): ``error`` above the prediction."""
+    items = [
+        {"request_id": f"p-{n // 5}", "index": n % 5, "label": predicted[n] + error}
+        for n in range(first, first + count)
+    ]
+    return b"".join(json.dumps(item).encode() + b"\n" for item in items)
+
+
+def test_a_regressor_measures_mae_and_rmse_from_feedback_and_degrades(
+    regression_settings: MonitorSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, clock = regression_settings, Clock()
+    frame = regression_frame(150, seed=1)
+    predicted = price(frame)
+    class_line = prediction_lines(frame.head(1).to_dict("records"), ["cheap"], "bad")
+    append(
+        settings.prediction_log,
+        prediction_lines(frame.to_dict("records"), predicted, "p") + class_line,
+    )
+    append(settings.feedback_log, feedback_lines(predicted, 0, 20, error=3.0))
+    append(settings.feedback_log, b'{"request_id": "p-5", "label": "99.0"}\n')  # text: corrupt
+    monitor = make_monitor(settings, clock)
+    monitor.poll()
+    snapshot = monitor.snapshot()
+    assert snapshot.counts.logs["predictions"].records == 150
+    assert snapshot.counts.logs["predictions"].corrupt == 1  # a class is no regressor's prediction
+    assert snapshot.counts.logs["feedback"].corrupt == 1
+    assert snapshot.performance.as_json() == {
+        "labelled": 20,
+        "mae": pytest.approx(3.0),
+        "rmse": pytest.approx(3.0),
+        "reference_mae": 4.0,
+        "reference_rmse": 5.0,
+        "degraded": False,
+    }
+    assert not snapshot.drift.alert and snapshot.drift.prediction.numeric
+    # errors of 9 bring the RMSE above 5.0 * (1 + 0.2): degraded, and the retrain signal says why
+    append(settings.feedback_log, feedback_lines(predicted, 20, 40, error=-9.0))
+    monitor.poll()
+    performance = monitor.snapshot().performance
+    assert performance.live["rmse"] == pytest.approx(((20 * 9 + 40 * 9.0**2) / 60) ** 0.5)
+    assert performance.degraded
+    clock.now += 1
+    monitor.poll()
+    assert monitor.snapshot().counts.retrain_requests["dry_run"] == 1
+    sent = json.loads(caplog.text.split("would POST ")[1].split(" ", 1)[1].splitlines()[0])
+    assert sent["client_payload"]["reasons"] == ["performance"]
+    assert sent["client_payload"]["performance"]["rmse"] == pytest.approx(performance.live["rmse"])
+    monitor.stop()
+
+
+@pytest.fixture
+def regression_client(regression_settings: MonitorSettings) -> Iterator[TestClient]:
+    frame = regression_frame(150, seed=2)
+    append(
+        regression_settings.prediction_log,
+        prediction_lines(frame.to_dict("records"), price(frame), "c"),
+    )
+    with TestClient(create_app(build_monitor(regression_settings))) as test_client:
+        yield test_client
+
+
+def test_a_regressors_http_interface_uses_the_users_names(regression_client: TestClient) -> None:
+    client = regression_client
+    drift = wait_for_window(client, 150)
+    assert set(drift["features"]) == {AREA, TOWN, ODD}
+    assert set(drift["prediction"]) == {"score", "drifted", "mean", "reference_mean"}
+    assert drift["alert"] is False, drift
+
+    refused = client.post("/feedback", json={"request_id": "c-0", "label": "250.0"})
+    assert refused.status_code == 422
+    (problem,) = refused.json()["detail"]
+    assert problem["field"] == "label" and "a JSON number" in problem["message"]
+    assert client.post("/feedback", json={"request_id": "c-0", "label": 250}).json() == {
+        "matched": 1,
+        "unmatched": 0,
+    }
+    schema = client.get("/openapi.json").json()["paths"]["/feedback"]["post"]["requestBody"]
+    item = schema["content"]["application/json"]["schema"]["oneOf"][0]
+    assert item["properties"]["label"]["type"] == "number"
+    for _ in range(200):
+        if client.get("/performance").json()["labelled"] == 1:
+            break
+        time.sleep(0.05)
+    assert set(client.get("/performance").json()) == REGRESSION_PERFORMANCE
+
+    families = {
+        family.name: family
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+    }
+    labels = {sample.labels["feature"] for sample in families["monitor_feature_psi"].samples}
+    assert labels == {AREA, TOWN, ODD}  # escaped in the text format, intact once parsed
+    (info,) = families["monitor_model_info"].samples
+    assert info.labels["task"] == "regression"
+    assert families["monitor_reference_rmse"].samples[0].value == 5.0
+    assert families["monitor_rolling_rmse"].samples[0].value >= 0
+    assert "monitor_prediction_mean" in families and "monitor_reference_prediction_mean" in families
+    assert "monitor_prediction_class_ratio" not in families
+    assert "monitor_rolling_accuracy_ratio" not in families
+
+    page = client.get("/").text
+    assert html.escape(ODD) in page and ODD not in page  # escaped, never raw HTML
+    assert f"<td>{html.escape(AREA)}</td>" in page and "Predictions: PSI" in page
+    assert "Predicted class mix" not in page and "RMSE" in page

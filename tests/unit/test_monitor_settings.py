@@ -3,7 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from mlops.monitor.settings import ENV_PREFIX, load_settings, settings_help
+from conftest import PROJECT_ROOT
+from mlops.monitor.settings import (
+    ENV_PREFIX,
+    MonitorSettings,
+    env_name,
+    load_settings,
+    settings_help,
+)
 from mlops.stage import StageError
 
 
@@ -86,3 +93,13 @@ def test_help_lists_every_variable() -> None:
     text = settings_help()
     for name in ("PREDICTION_LOG", "MODEL_DIR", "MONITOR_GITHUB_TOKEN", "MONITOR_WINDOW_SIZE"):
         assert name in text
+
+
+def test_every_setting_is_documented() -> None:
+    documented = (PROJECT_ROOT / "docs" / "monitoring.md").read_text()
+    missing = [
+        env_name(name)
+        for name in MonitorSettings.model_fields
+        if f"`{env_name(name)}`" not in documented
+    ]
+    assert missing == [], f"docs/monitoring.md does not describe {missing}"

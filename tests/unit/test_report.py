@@ -1,4 +1,5 @@
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,9 @@ import yaml
 from conftest import PROJECT_ROOT
 from mlops.profile import profile_table
 from mlops.report.compare import Delta, deltas, distribution_shift, params_diff
-from mlops.report.inputs import STAGE_FILES, Outputs, Plot, ReportInputs
+from mlops.report.inputs import PLOTS_DIR, STAGE_FILES, Outputs, Plot, ReportInputs
 from mlops.report.sections import build_report
-from mlops.report.sources import load_outputs, retrain_trigger
+from mlops.report.sources import find_plots, load_outputs, retrain_trigger
 from mlops.stage import StageError
 
 PARAMS = {"train": {"model": "random_forest", "n_iter": 8}, "package": {"model_name": "penguins"}}
@@ -192,12 +193,17 @@ def test_an_unparsable_output_is_reported_with_its_path() -> None:
 
 
 def test_the_report_reads_the_files_dvc_yaml_declares() -> None:
+    """Each file is an output of its stage, itself or inside an output directory."""
     dvc = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
     for stage, path in STAGE_FILES.values():
         declared = [
-            next(iter(entry)) for key in ("outs", "metrics") for entry in dvc[stage].get(key, [])
+            next(iter(entry)) if isinstance(entry, dict) else entry
+            for key in ("outs", "metrics")
+            for entry in dvc[stage].get(key, [])
         ]
-        assert path in declared, f"{path} is not an output of stage {stage}"
+        assert any(path == out or path.startswith(f"{out}/") for out in declared), (
+            f"{path} is not an output of stage {stage}"
+        )
 
 
 def test_a_huge_report_is_cut_to_fit_a_pull_request() -> None:
@@ -219,3 +225,297 @@ def test_loading_outputs_from_a_directory(tmp_path: Path) -> None:
     loaded = load_outputs(workspace_reader(tmp_path), "params.yaml")
     assert loaded.get("metrics") == {"accuracy": 0.5}
     assert loaded.get("verdict") is None and loaded.params == PARAMS
+
+
+# -- the task switch: regression and binary runs ---------------------------------------------------
+
+REGRESSION_PARAMS = {"data": {"target": "Price (€)"}, "package": {"model_name": None}}
+REGRESSION_METRICS = {
+    "task": "regression",
+    "rows": 150,
+    "mae": 12.5,
+    "rmse": 20.0,
+    "r2": 0.81,
+    "mape": 0.07,
+    "mape_rows": 150,
+    "target_mean": 310.0,
+    "target_std": 45.0,
+}
+DECISION = {"task": "regression", "reason": "target 'Price (€)' holds fractional numbers"}
+REGRESSION_CHECKS = [
+    {"name": "max_rmse", "value": 21.0, "threshold": 30.0, "passed": True},
+    {"name": "baseline_rmse", "value": 21.0, "threshold": 44.0, "passed": True},
+]
+REGRESSION_VERDICT = {
+    "passed": True,
+    "metrics": {"rows": 149, "mae": 13.0, "rmse": 21.0, "r2": 0.8, "slice_min_r2": 0.5},
+    "checks": REGRESSION_CHECKS,
+    "champion": None,
+}
+
+
+def regression_outputs(**changes: Any) -> Outputs:
+    files: dict[str, Any] = {
+        "metrics": REGRESSION_METRICS,
+        "verdict": REGRESSION_VERDICT,
+        "validation": {"passed": True, "rows": 1000, "failures": [], "task": DECISION},
+        "label": {
+            "method": "column",
+            "labelled": 990,
+            "unlabelled": 10,
+            "task": DECISION,
+            "target_statistics": {"count": 990, "mean": 310.0, "std": 45.0, "min": 120, "max": 560},
+        },
+        "training": {
+            "model": "random_forest",
+            "search": "random",
+            "scoring": "neg_root_mean_squared_error",
+            "best_cv_score": -21.5,
+            "best_params": {"max_depth": 8},
+            "excluded": {
+                "listing id": "identifier: every value distinct",
+                "listed at": "date-time",
+            },
+        },
+        "slices": {
+            "column": "Région",
+            "slices": {"Île-de-France": {"rows": 40, "mae": 15.0, "rmse": 25.0, "r2": 0.7}},
+            "min_r2": 0.7,
+        },
+        "parity": {
+            "task": "regression",
+            "rows": 149,
+            "max_abs_diff": 3e-5,
+            "scale": 45.0,
+            "max_relative_diff": 6.7e-7,
+            "tolerance": 1e-4,
+            "passed": True,
+        },
+    }
+    files.update(changes)
+    return Outputs(params=REGRESSION_PARAMS, files=files)
+
+
+def test_a_regression_run_shows_its_metrics_decision_and_excluded_columns() -> None:
+    report = build_report(inputs(regression_outputs()))
+    assert (
+        "Task: **regression** of `Price (€)`: target 'Price (€)' holds fractional numbers."
+        in report
+    )
+    validation = report.split("Validation set")[1].split("Test set")[0]
+    names = [line.split("`")[1] for line in validation.splitlines() if line.startswith("| `")]
+    assert names == ["mae", "rmse", "r2", "mape", "rows"]  # the task's headline, in order
+    assert "accuracy" not in report and "Per class" not in report
+    assert "| `slice_min_r2`" not in report  # a check's input, not a test metric
+    assert "target mean 310, standard deviation 45, from 120 to 560" in report
+    assert "| `listing id` | identifier: every value distinct |" in report
+    assert "| `listed at` | date-time |" in report
+    assert "| Île-de-France | 40 | 15 | 25 | 0.7 |" in report
+    assert "| slice | rows | MAE | RMSE | R² |" in report
+    assert "largest prediction difference 3e-05, 6.7e-07 of the target's standard deviation 45" in (
+        report
+    )
+
+
+def test_regression_deltas_are_better_when_errors_fall_and_r2_rises() -> None:
+    base = regression_outputs()
+    improved = {**REGRESSION_METRICS, "mae": 10.0, "rmse": 22.0, "r2": 0.85, "mape": None}
+    report = build_report(inputs(regression_outputs(metrics=improved), base))
+    assert "| `mae` | 10 | 12.5 | 🟢 -2.5 |" in report  # lower is better
+    assert "| `rmse` | 22 | 20 | 🔴 +2 |" in report
+    assert "| `r2` | 0.85 | 0.81 | 🟢 +0.04 |" in report
+    assert "| `target_mean` | 310 | 310 |  +0 |" in report  # data, not quality: no mark
+    assert "`mape` is not defined: no validation row has a non-zero target" in report
+    assert "The task changed" not in report
+
+
+def test_a_task_change_says_so_and_shows_no_deltas() -> None:
+    """main trained a classifier (metrics from before the task switch: no "task" key); the
+    branch a regressor on another target."""
+    report = build_report(inputs(regression_outputs(), outputs()))
+    assert (
+        "⚠️ The task changed: `main` trained a classification model, this run a regression model."
+        in report
+    )
+    assert "| `rmse` | 20 |" in report
+    metrics = report.split("### Metrics")[1].split("### Params")[0]
+    assert "🟢" not in metrics and "🔴" not in metrics and "| main |" not in metrics
+    assert "macro_f1" not in metrics  # the base's metrics are not listed against this run's
+    slices = report.split("### Slices")[1].split("###")[0]
+    assert "change" not in slices
+    assert "| `package.model_name` | `penguins` | `null` |" in report  # as params.yaml says it
+
+
+def test_a_changed_target_in_the_same_task_shows_no_deltas() -> None:
+    other = Outputs(params={"data": {"target": "Rent (€)"}}, files=regression_outputs().files)
+    report = build_report(inputs(regression_outputs(), other))
+    assert "The target changed from `Rent (€)` on `main` to `Price (€)`" in report
+    assert "🟢" not in report.split("### Metrics")[1].split("### Params")[0]
+
+
+BINARY_METRICS = {
+    **METRICS,
+    "task": "classification",
+    "positive_class": "yes",
+    "roc_auc": 0.91,
+    "pr_auc": 0.62,
+    "positive_f1": 0.58,
+    "positive_precision": 0.5,
+    "positive_recall": 0.69,
+    "brier": 0.09,
+    "decision_threshold": 0.31,
+    "threshold_method": "max_f1",
+}
+
+
+def test_a_binary_run_leads_with_the_positive_class_and_its_threshold() -> None:
+    base = outputs(metrics={**BINARY_METRICS, "brier": 0.08, "decision_threshold": 0.35})
+    plots = (
+        Plot("ROC curves (one class against the rest)", "../evaluate/plots/roc.png"),
+        Plot("Confusion matrix", "../evaluate/plots/confusion_matrix.png"),
+        Plot("Residuals against predicted", "../evaluate/plots/residuals.png"),  # stale
+    )
+    report = build_report(inputs(outputs(metrics=BINARY_METRICS), base, plots=plots))
+    assert (
+        "Positive class: `yes`; predicted from a probability of 0.31 (chosen on the validation "
+        "set for the best F1 of the positive class)." in report
+    )
+    validation = report.split("Validation set")[1].split("Test set")[0]
+    names = [line.split("`")[1] for line in validation.splitlines() if line.startswith("| `")]
+    assert names[:3] == ["roc_auc", "pr_auc", "positive_f1"]
+    assert "| `brier` | 0.09 | 0.08 | 🔴 +0.01 |" in report  # a probability error: lower is better
+    assert "| `decision_threshold` | 0.31 | 0.35 |  -0.04 |" in report  # a setting, no mark
+    assert "Task: **classification** (binary)" in report
+    assert "ROC curves (one class against the rest): positive class `yes`" in report
+    assert "residuals.png" not in report and "confusion_matrix.png" in report
+
+
+def test_a_regression_run_shows_its_plots_and_not_a_stale_confusion_matrix() -> None:
+    plots = (
+        Plot("Predicted against actual", "../evaluate/plots/predicted_actual.png"),
+        Plot("Residuals against predicted", "../evaluate/plots/residuals.png"),
+        Plot("Confusion matrix", "../evaluate/plots/confusion_matrix.png"),
+        Plot("Permutation importance", "../evaluate/plots/importance.png"),
+    )
+    report = build_report(inputs(regression_outputs(), plots=plots))
+    shown = [line for line in report.splitlines() if line.startswith("![")]
+    assert shown == [
+        "![Predicted against actual](../evaluate/plots/predicted_actual.png)",
+        "![Residuals against predicted](../evaluate/plots/residuals.png)",
+        "![Permutation importance](../evaluate/plots/importance.png)",
+    ]
+
+
+def test_the_regression_plots_are_found_and_titled(tmp_path: Path) -> None:
+    plots_dir = tmp_path / "reports" / "evaluate" / "plots"
+    plots_dir.mkdir(parents=True)
+    for name in ("importance.png", "residuals.png", "predicted_actual.png"):
+        (plots_dir / name).write_bytes(b"\x89PNG")
+    found = find_plots(tmp_path, tmp_path / "reports" / "pr")
+    assert [plot.title for plot in found] == [
+        "Predicted against actual",
+        "Residuals against predicted",
+        "Permutation importance",
+    ]
+    assert found[0].link == "../evaluate/plots/predicted_actual.png"
+
+
+def test_the_regressors_champion_is_compared_on_rmse_in_the_right_direction() -> None:
+    check = {
+        "name": "champion_rmse",
+        "value": 21.0,
+        "threshold": 20.4,
+        "passed": False,
+        "champion_value": 20.0,
+        "max_regression": 0.02,
+    }
+    verdict = {**REGRESSION_VERDICT, "passed": False, "checks": [*REGRESSION_CHECKS, check]}
+    verdict["champion"] = {"model_version": "v1.2.0", "rmse": 20.0, "mae": 14.0, "r2": 0.82}
+    report = build_report(inputs(regression_outputs(verdict=verdict)))
+    assert "❌ **Rejected**: failed `champion_rmse`." in report
+    champion = report.split("### Champion")[1].split("###")[0]
+    rows = [line for line in champion.splitlines() if line.startswith("| `")]
+    assert rows == [
+        "| `rmse` | 21 | 20 | 🔴 +1 |",
+        "| `mae` | 13 | 14 | 🟢 -1 |",
+        "| `r2` | 0.8 | 0.82 | 🔴 -0.02 |",
+    ]
+    assert "❌ The candidate's rmse may exceed the champion's by at most 2%." in champion
+
+
+def test_a_performance_retrain_of_a_regressor_says_how_far_it_fell() -> None:
+    """The payload as the sidecar sends it."""
+    from mlops.monitor.detect import DriftReport, PredictionDrift
+    from mlops.monitor.feedback import PerformanceReport
+    from mlops.monitor.reference import Reference
+    from mlops.monitor.retrain import retrain_payload
+
+    validation = {"mae": 2.0, "rmse": 2.5}
+    reference = Reference("prices", "v1.2.0", (), {}, validation=validation, task="regression")
+    prediction = PredictionDrift(0.31, 0.2, True, {}, numeric=True, mean=14.0, reference_mean=11.0)
+    performance = PerformanceReport(80, {"mae": 2.9, "rmse": 3.4}, validation, True)
+    sent = retrain_payload(reference, DriftReport(1000, (), prediction), performance, None, 1.7e9)
+    payload = retrain_trigger(json.dumps(sent))
+    report = build_report(inputs(regression_outputs(), trigger=payload))
+    assert "The predictions drifted: PSI 0.31." in report
+    assert (
+        "Performance on 80 labelled predictions: MAE 2.9 (validation 2), RMSE 3.4 "
+        "(validation 2.5): ❌ degraded." in report
+    )
+
+
+def test_a_label_decision_that_overrides_the_validate_preview_is_pointed_out() -> None:
+    preview = {"task": "regression", "reason": "target 'grade' holds 12 distinct whole numbers"}
+    label = {"task": {"task": "classification", "reason": "data.task says classification"}}
+    current = outputs(validation={"passed": True, "rows": 10, "failures": [], "task": preview})
+    current.files["label"] = {**label, "classes": {"A": 5, "B": 5}}
+    report = build_report(inputs(current))
+    assert "Task: **classification** (multiclass): data.task says classification." in report
+    assert "The validate stage's preview on the raw data said regression" in report
+
+
+def test_make_report_on_a_branch_that_turns_a_classifier_into_a_regressor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real entry point on a real git + DVC repository: main holds a classification run
+    (from before the task switch), the workspace a regression run of another target."""
+    from conftest import run
+    from mlops.report.__main__ import main
+
+    def write(files: dict[str, Any]) -> None:
+        for name, content in files.items():
+            path = tmp_path / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content if isinstance(content, str) else json.dumps(content))
+
+    params = {"data": {"source": "data/Flat Rents.csv", "target": "species"}, "package": {}}
+    write({"params.yaml": yaml.safe_dump(params), "dvc.yaml": "stages: {}\n"})
+    write({path: document for path, document in _files(outputs()).items()})
+    run(["git", "init", "-q", "-b", "main"], tmp_path)
+    run(["git", "config", "user.email", "test@example.com"], tmp_path)
+    run(["git", "config", "user.name", "test"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    run(["git", "add", "-A"], tmp_path)
+    run(["git", "commit", "-q", "-m", "a classifier"], tmp_path)
+
+    params["data"]["target"] = "Price (€)"
+    write({"params.yaml": yaml.safe_dump(params, allow_unicode=True)})
+    write({path: document for path, document in _files(regression_outputs()).items()})
+    write({f"{PLOTS_DIR}/predicted_actual.png": "png", f"{PLOTS_DIR}/confusion_matrix.png": "png"})
+    monkeypatch.chdir(tmp_path)
+    main(["--out", "reports/pr/report.md", "--summary", "reports/pr/summary.md"])
+
+    report = (tmp_path / "reports/pr/report.md").read_text()
+    assert report.startswith("## Model report: flat-rents\n")  # named after data.source
+    assert "⚠️ The task changed: `main` trained a classification model" in report
+    assert "Task: **regression** of `Price (€)`" in report
+    assert "🟢" not in report.split("### Metrics")[1].split("### Params")[0]
+    assert "![Predicted against actual](../evaluate/plots/predicted_actual.png)" in report
+    assert "confusion_matrix" not in report
+    assert "| `data.target` | `species` | `Price (€)` |" in report
+
+
+def _files(revision: Outputs) -> dict[str, Any]:
+    """The stage outputs of ``revision`` at the paths the stages write them."""
+    paths = {name: path for name, (_, path) in STAGE_FILES.items()}
+    return {paths[name]: document for name, document in revision.files.items() if document}

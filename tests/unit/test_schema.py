@@ -7,12 +7,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from mlops.data.ingest import read_source
-from mlops.data.schema import allowed_categories, infer_schema, load_schema, main, widen_range
+from mlops.data.schema import (
+    allowed_categories,
+    expression_names,
+    infer_schema,
+    load_schema,
+    main,
+    widen_range,
+)
 from mlops.data.validate import validate_frame
 from mlops.params import DataParams, load_section
-from mlops.stage import StageError
+from mlops.stage import StageError, run
 
 SCHEMA_YAML = """\
 columns:
@@ -95,11 +103,14 @@ def test_inference_widens_ranges_lists_categories_and_sets_nullability() -> None
 
 
 def test_a_target_with_gaps_is_nullable_and_an_id_column_is_unique() -> None:
-    frame = tiny().assign(bird_id=range(8))
+    frame = pd.concat([tiny()] * 3, ignore_index=True).assign(bird_id=range(24))
     frame.loc[0, "species"] = None
-    schema = infer_schema(frame, target="species", exclude_columns=["bird_id"])
+    schema = infer_schema(frame, target="species")
     assert schema.columns["species"].nullable
     assert schema.columns["bird_id"].unique
+    assert schema.columns["bird_id"].description.startswith("identifier: not a feature")
+    assert not schema.columns["bird_id"].checks  # no range: new ids lie beyond the old ones
+    assert not schema.columns["mass"].unique
 
 
 @pytest.mark.parametrize(
@@ -204,3 +215,233 @@ def test_a_fork_infers_a_schema_its_data_passes_and_a_corrupted_copy_fails(tmp_p
     assert rows["weight_g", "dtype"] == [4]
     assert rows["weight_g", "in_range"] == [8]
     assert rows["harvest_id", "field_uniqueness"] == [0, 11]
+
+
+# --- make schema on a fork: only data.source and data.target set ------------------------------
+
+PROJECT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def customers(rows: int = 80) -> pd.DataFrame:
+    """A table nothing like penguins: real-world headers, an id, a date, gaps."""
+    random = np.random.default_rng(11)
+    tenure = random.integers(1, 72, rows)
+    frame = pd.DataFrame(
+        {
+            "Customer ID": [f"C-{7000 + i}" for i in range(rows)],
+            "Tenure (months)": tenure,
+            "plan/type": random.choice(["basic", "plus", "pro"], rows),
+            "Größe": random.choice(["S", "M", "L"], rows),
+            "1st contact": pd.date_range("2023-01-01", periods=rows, freq="3D").strftime(
+                "%Y-%m-%d"
+            ),
+            "rate.pct": np.round(random.uniform(0, 30, rows), 2),
+            "Monthly Charge ($)": np.round(20 + 1.5 * tenure + random.normal(0, 5, rows), 2),
+            "churned": random.choice(["yes", "no"], rows),
+        }
+    )
+    frame.loc[[2, 9], "Tenure (months)"] = np.nan
+    frame.loc[[4], "plan/type"] = None
+    return frame
+
+
+def fork_params(tmp_path: Path, table: pd.DataFrame, target: str, **changes: object) -> Path:
+    """The project's own params.yaml with data.source and data.target set (and ``changes``:
+    ``"section.key": value``), as a fork edits it."""
+    table.to_csv(tmp_path / "customers.csv", index=False)
+    params = yaml.safe_load(PROJECT_PARAMS.read_text())
+    params["data"]["source"] = str(tmp_path / "customers.csv")
+    params["data"]["target"] = target
+    for dotted, value in changes.items():
+        section, key = dotted.split(".", 1)
+        params.setdefault(section, {})[key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def make_schema(params: Path, out: Path) -> int:
+    return run(main, ["--params", str(params), "--out", str(out)])
+
+
+@pytest.mark.parametrize(
+    ("target", "task", "reason"),
+    [
+        ("Monthly Charge ($)", "regression", "holds fractional numbers"),
+        ("churned", "classification", "holds text (2 distinct values)"),
+    ],
+)
+def test_a_fork_setting_only_source_and_target_gets_a_schema_its_data_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, task: str, reason: str
+) -> None:
+    params = fork_params(tmp_path, customers(), target)
+    out = tmp_path / "schema.yaml"
+    assert make_schema(params, out) == 0
+    printed = capsys.readouterr().out
+    assert f"task: {task} (target '{target}' {reason})" in printed
+    assert (
+        "never features: 'Customer ID' (identifier: every value distinct), "
+        "'1st contact' (date-time)" in printed
+    )
+    schema = load_schema(out)
+    assert list(schema.columns) == list(customers().columns)
+    identifier, date = schema.columns["Customer ID"], schema.columns["1st contact"]
+    assert identifier.unique and identifier.description.startswith("identifier: not a feature")
+    assert date.description.startswith("date-time: not a feature") and not date.checks
+    target_checks = [check.name for check in schema.columns[target].checks]
+    assert target_checks == (["in_range"] if task == "regression" else ["isin"])
+    if task == "regression":
+        assert str(schema.columns[target].dtype) == "float64"
+    source = load_section(params, "data", DataParams)
+    assert validate_frame(read_source(source), schema)["passed"]
+
+
+def test_a_regression_target_holding_text_is_declared_numeric_so_validate_names_the_rows(
+    tmp_path: Path,
+) -> None:
+    table = customers().astype({"Monthly Charge ($)": object})
+    table.loc[5, "Monthly Charge ($)"] = "n/a?"
+    params = fork_params(tmp_path, table, "Monthly Charge ($)")
+    assert make_schema(params, tmp_path / "schema.yaml") == 0
+    schema = load_schema(tmp_path / "schema.yaml")
+    report = validate_frame(read_source(load_section(params, "data", DataParams)), schema)
+    assert [(f["column"], f["rows"]) for f in report["failures"]] == [("Monthly Charge ($)", [5])]
+
+
+def test_every_params_key_naming_an_absent_column_is_reported_in_one_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = fork_params(
+        tmp_path,
+        customers(),
+        "churned",
+        **{
+            "evaluate.slice_column": "island",
+            "split.group_column": "household",
+            "data.exclude_columns": ["Tenure (months)", "year"],
+            "data.drop_columns": ["sex"],
+        },
+    )
+    out = tmp_path / "schema.yaml"
+    out.write_text("the reviewed schema\n")
+    assert make_schema(params, out) == 1
+    message = capsys.readouterr().err
+    assert message.count("error:") == 1
+    lines = message.splitlines()
+    assert lines[0] == f"error: {params} names columns that {tmp_path / 'customers.csv'} lacks:"
+    assert lines[1:5] == [
+        "  data.drop_columns: 'sex'",
+        "  data.exclude_columns: 'year'",
+        "  split.group_column: 'household'",
+        "  evaluate.slice_column: 'island'",
+    ]
+    assert lines[5].startswith("  the table's columns: ['Customer ID', 'Tenure (months)'")
+    assert "nothing was written" in lines[-1]
+    assert out.read_text() == "the reviewed schema\n"  # never overwritten on an error
+
+
+def test_label_keys_are_checked_for_the_method_in_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = customers()
+    # the target named by the template is checked when label.column defaults to it
+    assert make_schema(fork_params(tmp_path, table, "species"), tmp_path / "s.yaml") == 1
+    assert "  data.target: 'species'" in capsys.readouterr().err
+    # a label made by rules: the names the rules read are checked, not data.target
+    rules = [
+        {"when": "`Monthly Charge ($)` > 80 and `Größe` == 'L'", "then": "big"},
+        {"when": "mass > 4500 or tenure.isna()", "then": "heavy"},
+    ]
+    changes = {"label.method": "rules", "label.rules": rules, "label.default": "small"}
+    params = fork_params(tmp_path, table, "segment", **changes)
+    assert make_schema(params, tmp_path / "s.yaml") == 1
+    err = capsys.readouterr().err
+    assert "  label.rules #2 (when: 'mass > 4500 or tenure.isna()'): 'mass'" in err
+    assert "'tenure'" in err and "#1" not in err and "data.target" not in err
+    rules[1]["when"] = "`Tenure (months)` > 24"
+    params = fork_params(tmp_path, table, "segment", **changes)
+    assert make_schema(params, tmp_path / "s.yaml") == 0
+    assert "task: decided by the label stage (label.method rules" in capsys.readouterr().out
+    # annotations: the id column joining them
+    changes = {"label.method": "annotations", "label.id_column": "customer"}
+    assert make_schema(fork_params(tmp_path, table, "y", **changes), tmp_path / "s.yaml") == 1
+    assert "  label.id_column: 'customer'" in capsys.readouterr().err
+
+
+def test_a_label_column_other_than_the_target_previews_the_task_on_its_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    changes = {"label.column": "churned", "label.mapping": {"yes": "left", "no": "stayed"}}
+    params = fork_params(tmp_path, customers(), "outcome", **changes)
+    assert make_schema(params, tmp_path / "s.yaml") == 0
+    assert "task: classification (target 'outcome' holds text" in capsys.readouterr().out
+    assert allowed_categories(load_schema(tmp_path / "s.yaml"))["churned"] == ["no", "yes"]
+
+
+def test_clean_overrides_must_name_imputable_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    impute = {"numeric": "median", "columns": {"Tenure (months)": "drop", "age": "drop"}}
+    params = fork_params(tmp_path, customers(), "Tenure (months)", **{"clean.impute": impute})
+    assert make_schema(params, tmp_path / "s.yaml") == 1
+    err = capsys.readouterr().err
+    assert "  clean.impute.columns: 'age'" in err
+    assert "  clean.impute.columns: 'Tenure (months)' is the target" in err
+
+
+def test_headers_colliding_as_model_inputs_are_named_together_with_key_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = customers()
+    table["rate_pct"], table["plan type"] = 1.0, "x"
+    params = fork_params(tmp_path, table, "churned", **{"evaluate.slice_column": "region"})
+    assert make_schema(params, tmp_path / "s.yaml") == 1
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1
+    assert "  evaluate.slice_column: 'region'" in err
+    assert "columns 'rate.pct' and 'rate_pct' both become the model input name 'rate_pct'" in err
+    assert "columns 'plan/type' and 'plan type' both become" in err
+    assert not (tmp_path / "s.yaml").exists()
+    # an excluded column is no model input: its name may collide
+    changes = {"data.exclude_columns": ["rate_pct", "plan type"]}
+    assert make_schema(fork_params(tmp_path, table, "churned", **changes), tmp_path / "s.yaml") == 0
+
+
+def test_unknown_params_sections_are_left_to_their_owners(tmp_path: Path) -> None:
+    params = fork_params(tmp_path, customers(), "churned", **{"mytool.anything": 1})
+    assert make_schema(params, tmp_path / "s.yaml") == 0
+
+
+def test_a_typo_in_a_section_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params = fork_params(tmp_path, customers(), "churned", **{"split.group_colum": "x"})
+    assert make_schema(params, tmp_path / "s.yaml") == 1
+    assert "split: unknown key(s) ['group_colum']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("expression", "names"),
+    [
+        ("body_mass_g > 4500", ["body_mass_g"]),
+        ("`Monthly Charge ($)` > 3 and island == 'Dream'", ["Monthly Charge ($)", "island"]),
+        ("x.str.contains('a') | (y in [1, 2]) & ~z.isna()", ["x", "y", "z"]),
+        ("abs(delta) > @limit and not flag", ["delta", "flag"]),
+        ("mass > ", ["mass"]),
+        ("'text only' == 'text'", []),
+    ],
+)
+def test_expression_names(expression: str, names: list[str]) -> None:
+    assert expression_names(expression) == names
+
+
+def test_a_params_file_with_only_source_and_target_is_enough(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    customers().to_csv(tmp_path / "customers.csv", index=False)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"data:\n  source: {tmp_path / 'customers.csv'}\n  target: 'Monthly Charge ($)'\n",
+        encoding="utf-8",
+    )
+    assert make_schema(params, tmp_path / "s.yaml") == 0
+    assert "task: regression" in capsys.readouterr().out
+    assert "Customer ID" in load_schema(tmp_path / "s.yaml").columns

@@ -5,22 +5,26 @@ import jsonschema
 import pytest
 from starlette.routing import Route
 
+from mlops.artifacts import Signature
 from mlops.serve.app import create_app
 from mlops.serve.model import load_scorer
 from mlops.serve.openapi import openapi_document
 from mlops.serve.predlog import PredictionLogWriter
 from mlops.serve.settings import ServeSettings
 from mlops.serve.validation import example_record, input_schema
-from signatures import number, signature, string
+from package_fixtures import regression_package
+from signatures import binary_signature, number, regression_signature, signature, string
 
 SIGNATURE = signature(
     number("size", low=1.0, high=10.0), string("colour", ["blue", "red"], nullable=False)
 )
 
 
-def document(unknown: Any = "score", auth: bool = False) -> dict[str, Any]:
-    schema = input_schema(SIGNATURE, unknown, "flag")
-    return openapi_document(schema, ["a", "b"], "tiny", "v1", max_records=5, auth=auth)
+def document(
+    unknown: Any = "score", auth: bool = False, served: Signature = SIGNATURE
+) -> dict[str, Any]:
+    schema = input_schema(served, unknown, "flag")
+    return openapi_document(schema, served, "tiny", "v1", max_records=5, auth=auth)
 
 
 def validator(doc: dict[str, Any], name: str) -> jsonschema.Draft202012Validator:
@@ -59,12 +63,11 @@ def test_scoring_routes_declare_bearer_auth_only_when_a_token_is_set() -> None:
     assert "security" not in secured["/health/ready"]["get"]
 
 
-def test_the_document_describes_every_route_and_method_the_app_serves(
-    packaged_model: Path, tmp_path: Path
-) -> None:
+def test_the_document_describes_every_route_and_method_the_app_serves(tmp_path: Path) -> None:
+    package = regression_package(tmp_path / "regression")
     log = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1)
     try:
-        app = create_app(ServeSettings(), load_scorer(packaged_model, 1), log)
+        app = create_app(ServeSettings(), load_scorer(package, 1), log)
     finally:
         log.close()
     paths = document()["paths"]
@@ -79,9 +82,46 @@ def test_the_document_describes_every_route_and_method_the_app_serves(
     assert served == documented
 
 
+def test_a_regressors_answer_is_a_number_per_record() -> None:
+    doc = document(served=regression_signature())
+    prediction = validator(doc, "Prediction")
+    prediction.validate({"prediction": 23.4})
+    prediction.validate({"prediction": -1, "warnings": [{"field": "x", "message": "m"}]})
+    for wrong in ({"label": "a", "probabilities": {"a": 1.0}}, {"prediction": "23.4"}, {}):
+        assert not prediction.is_valid(wrong)
+    record = validator(doc, "Record")
+    record.validate(example_record(input_schema(regression_signature())))
+    assert "Distance (km)" in doc["components"]["schemas"]["Record"]["properties"]
+    summary = doc["paths"]["/predict"]["post"]["summary"]
+    assert summary == "Score records: a predicted Delivery Time [min] for each"
+    outputs = doc["components"]["schemas"]["V2RequestOutput"]["properties"]["name"]
+    assert outputs["enum"] == ["prediction"]
+
+
+def test_a_classifiers_answer_is_a_label_and_probabilities() -> None:
+    prediction = validator(document(served=binary_signature()), "Prediction")
+    prediction.validate({"label": "yes", "probabilities": {"no": 0.4, "yes": 0.6}})
+    assert not prediction.is_valid({"label": "maybe", "probabilities": {"no": 0.4, "yes": 0.6}})
+    assert not prediction.is_valid({"prediction": 1.0})
+    parameters = validator(document(served=binary_signature()), "V2ModelMetadata")
+    body = {
+        "name": "tiny",
+        "versions": ["v1"],
+        "platform": "onnx",
+        "inputs": [],
+        "outputs": [],
+        "parameters": {"task": "classification", "target": "Churned?"},
+    }
+    assert not parameters.is_valid(body)  # the positive class and the threshold are promised
+    body["parameters"].update(positive_class="yes", threshold=0.3)
+    parameters.validate(body)
+
+
 @pytest.mark.parametrize(
     "name",
     ["PredictResponse", "Error", "V2InferenceRequest", "V2InferenceResponse", "V2ModelMetadata"],
 )
-def test_component_schemas_are_valid_json_schema(name: str) -> None:
-    jsonschema.Draft202012Validator.check_schema(document()["components"]["schemas"][name])
+@pytest.mark.parametrize("served", [SIGNATURE, regression_signature(), binary_signature()])
+def test_component_schemas_are_valid_json_schema(name: str, served: Signature) -> None:
+    schemas = document(served=served)["components"]["schemas"]
+    jsonschema.Draft202012Validator.check_schema(schemas[name])

@@ -23,7 +23,7 @@ def batch(size: int, request_id: str = "r1") -> ScoredBatch:
         request_id=request_id,
         model_version="v1",
         features=[{"x": index, "colour": None} for index in range(size)],
-        labels=["a"] * size,
+        predictions=["a"] * size,
         probabilities=[{"a": 0.75, "b": 0.25}] * size,
         latency_seconds=0.0012345678,
     )
@@ -45,6 +45,30 @@ def test_one_line_per_record_with_exactly_the_prediction_record_fields() -> None
         "probabilities": {"a": 0.75, "b": 0.25},
         "latency_seconds": 0.001235,
     }
+
+
+def test_a_regressors_line_holds_the_number_and_no_probabilities() -> None:
+    scored = ScoredBatch(
+        received=1_795_000_000.5,
+        request_id="r2",
+        model_version="v1",
+        features=[{"Distance (km)": 3.5, "Weather/Condition": None}, {"Distance (km)": 1}],
+        predictions=[23.4, 7.0],
+        probabilities=None,
+        latency_seconds=0.002,
+    )
+    records = [json.loads(line) for line in log_lines(scored).decode().splitlines()]
+    assert all(set(record) == set(PredictionRecord.__annotations__) for record in records)
+    assert [(r["prediction"], r["probabilities"]) for r in records] == [(23.4, None), (7.0, None)]
+    assert records[0]["features"] == {"Distance (km)": 3.5, "Weather/Condition": None}
+    assert isinstance(records[1]["prediction"], float)
+
+
+def test_a_batch_without_as_many_predictions_as_records_is_refused() -> None:
+    broken = batch(2)
+    broken.predictions = ["a"]
+    with pytest.raises(ValueError):
+        log_lines(broken)
 
 
 def test_timestamps_are_utc_with_milliseconds() -> None:

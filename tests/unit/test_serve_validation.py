@@ -11,6 +11,7 @@ from mlops.serve.validation import (
     VECTOR_MIN_VALUES,
     InputError,
     InputSchema,
+    check_inference_request,
     example_record,
     input_schema,
     plain_record,
@@ -20,7 +21,7 @@ from mlops.serve.validation import (
     validate_records,
     warm_up_records,
 )
-from signatures import number, signature, string
+from signatures import USER_FEATURES, number, regression_signature, signature, string
 
 SIGNATURE = signature(
     number("size", low=1.0, high=10.0),
@@ -374,3 +375,98 @@ def test_records_needing_a_warning_or_an_error_are_left_to_the_general_path(
     missing = {name: value for name, value in VALID.items() if name != "shape"}
     assert plain_record({"records": [missing]}, schema()) is None
     assert plain_record({"records": [VALID, VALID]}, schema()) is None
+
+
+# --- the user's column names -------------------------------------------------------------------
+
+USER_SCHEMA = input_schema(regression_signature())
+USER_RECORD = {
+    "Distance (km)": 3.5,
+    "1st order?": 1,
+    "Weather/Condition": "rain",
+    "Temperatur (°C)": None,
+    "plan.type [tier]": "pro",
+}
+
+
+def test_records_use_the_users_names_and_the_feed_the_onnx_input_names() -> None:
+    batch = validate([USER_RECORD, {**USER_RECORD, "Distance (km)": 7}], USER_SCHEMA)
+
+    assert list(batch.feed) == [feature["input_name"] for feature in USER_FEATURES]
+    assert list(batch.feed)[:2] == ["Distance__km_", "_1st_order_"]
+    assert batch.feed["Distance__km_"][:, 0].tolist() == [3.5, 7.0]
+    assert math.isnan(batch.feed["Temperatur___C_"][0, 0])
+    assert batch.feed["plan_type__tier_"][:, 0].tolist() == ["pro", "pro"]
+    plain = plain_record({"records": [USER_RECORD]}, USER_SCHEMA)
+    assert plain is not None and list(plain[0].feed) == list(batch.feed)
+
+
+def test_the_onnx_input_names_are_not_what_clients_send() -> None:
+    renamed = {feature["input_name"]: USER_RECORD[feature["name"]] for feature in USER_FEATURES}
+    with pytest.raises(InputError) as caught:
+        validate([renamed], USER_SCHEMA)
+    fields = {issue["field"] for issue in caught.value.issues}
+    assert {"Distance (km)", "Distance__km_"} <= fields  # missing, and not a feature
+    tensors = [tensor(name, [value], "FP32") for name, value in renamed.items()]
+    with pytest.raises(InputError, match=r"input 'Distance__km_' is not a feature"):
+        tensors_to_columns(tensors, USER_SCHEMA, 10)
+
+
+def test_v2_inputs_are_named_as_the_users_columns() -> None:
+    tensors = [
+        tensor(f["name"], [USER_RECORD[f["name"]]], "FP32" if f["type"] == "number" else "BYTES")
+        for f in USER_FEATURES
+    ]
+    columns, size = tensors_to_columns(tensors, USER_SCHEMA, 10)
+    feed = validate_columns(columns, size, USER_SCHEMA).feed
+    assert feed["Weather_Condition"][0, 0] == "rain" and feed["_1st_order_"][0, 0] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("outputs", "requested", "wanted"),
+    [
+        (("prediction",), None, ["prediction"]),
+        (("label", "probabilities"), None, ["label", "probabilities"]),
+        (("label", "probabilities"), [{"name": "probabilities"}], ["probabilities"]),
+    ],
+)
+def test_a_v2_request_gets_the_models_outputs_or_those_it_names(
+    outputs: tuple[str, ...], requested: Any, wanted: list[str]
+) -> None:
+    body = {"inputs": [], **({} if requested is None else {"outputs": requested})}
+    assert check_inference_request(body, outputs) == (None, wanted)
+
+
+def test_a_v2_request_for_an_output_the_model_lacks_is_refused() -> None:
+    body = {"inputs": [], "outputs": [{"name": "label"}]}
+    with pytest.raises(InputError, match=r"naming \['prediction'\]"):
+        check_inference_request(body, ("prediction",))
+
+
+USER_VALUES = st.one_of(
+    VALUES, st.sampled_from(["rain", "pro", "clear", "snow", "basic", 0, 1, 40.0, 41.0])
+)
+USER_RECORDS = st.one_of(
+    st.dictionaries(st.sampled_from(list(USER_RECORD)), USER_VALUES, max_size=2).map(
+        lambda changed: {**USER_RECORD, **changed}
+    ),
+    st.dictionaries(st.sampled_from([*USER_RECORD, "Distance__km_"]), USER_VALUES),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(USER_RECORDS, st.sampled_from(["score", "reject"]))
+def test_the_fast_path_feeds_the_model_as_the_general_path_does_under_user_names(
+    record: Any, unknown: Any
+) -> None:
+    checked = input_schema(regression_signature(), unknown, "flag")
+    plain = plain_record({"records": [record]}, checked)
+    if plain is None:
+        return
+    general = validate([record], checked)
+    assert general.warnings == {} and general.out_of_range == {}
+    fast, slow = plain[0].feed, general.feed
+    assert list(fast) == list(slow) == [f["input_name"] for f in USER_FEATURES]
+    for name in fast:
+        assert fast[name].dtype == slow[name].dtype and fast[name].shape == (1, 1)
+        assert same_values(fast[name][:, 0].tolist(), slow[name][:, 0].tolist()), name

@@ -109,7 +109,7 @@ def test_unlabelled_rows_and_a_missing_target_are_refused(frame: pd.DataFrame) -
     with pytest.raises(StageError, match="the table has 2 rows"):
         split_table(frame.head(2), SplitParams(stratify=False), target=TARGET)
     frame.loc[0, TARGET] = None
-    with pytest.raises(StageError, match=r"1 row\(s\) have no class in 'species'"):
+    with pytest.raises(StageError, match=r"1 row\(s\) have no label in 'species'"):
         split_table(frame, SplitParams(), target=TARGET)
 
 
@@ -153,3 +153,78 @@ def test_main_reports_bad_ratios_in_one_line(
     assert run(main, argv) == 1
     assert "must sum to 1" in capsys.readouterr().err
     assert not (tmp_path / "split").exists()
+
+
+# --- a regression target (float64, as the label stage stores it) -------------------------------
+
+PRICE = "Monthly Charge ($)"
+
+
+def priced(rows: int) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame(
+        {
+            "row": range(rows),
+            "Größe (cm)": rng.normal(170, 10, rows),
+            "plan/type": [f"p{i % 6}" for i in range(rows)],
+            PRICE: rng.lognormal(4, 1, rows),  # skewed: a random cut could miss the tail
+        }
+    )
+
+
+def test_a_regression_target_is_stratified_on_quantile_bins() -> None:
+    frame = priced(200)
+    sets, summary = split_table(frame, SplitParams(), target=PRICE)
+    assert rows_of(sets) == list(range(200))
+    assert [len(sets[name]) for name in SPLITS] == [140, 30, 30]
+    assert summary["strategy"] == "stratified"
+    assert summary["target_bins"] == 10
+    deciles = pd.qcut(frame[PRICE], 10, labels=False)
+    for name in SPLITS:
+        # every split spans the target's whole range, each decile in the split's share
+        per_decile = deciles[sets[name]["row"]].value_counts().sort_index()
+        assert per_decile.tolist() == [len(sets[name]) // 10] * 10
+        statistics = summary[name]["target"]
+        assert set(statistics) == {"count", "mean", "std", "min", "max"}
+        assert statistics["count"] == len(sets[name])
+        assert statistics["mean"] == pytest.approx(sets[name][PRICE].mean())
+        assert "classes" not in summary[name]
+    assert sets["train"][PRICE].dtype == np.float64
+
+
+def test_a_small_table_gets_fewer_bins() -> None:
+    _, summary = split_table(priced(45), SplitParams(), target=PRICE)
+    assert (summary["strategy"], summary["target_bins"]) == ("stratified", 2)
+
+
+def test_a_table_too_small_for_two_bins_is_split_at_random_and_says_so() -> None:
+    sets, summary = split_table(priced(39), SplitParams(), target=PRICE)
+    assert summary["strategy"] == "random"
+    assert "too few for two quantile bins" in summary["note"]
+    assert f"'{PRICE}' has 39 rows" in summary["note"]
+    assert rows_of(sets) == list(range(39))
+
+
+def test_regression_grouped_and_ordered_splits_summarise_the_target() -> None:
+    frame = priced(60)
+    sets, summary = split_table(frame, SplitParams(group_column="plan/type"), target=PRICE)
+    assert summary["strategy"] == "grouped"
+    assert "target_bins" not in summary
+    assert summary["test"]["target"]["max"] == sets["test"][PRICE].max()
+    frame["day"] = np.arange(60) // 3
+    sets, summary = split_table(frame, SplitParams(order_column="day"), target=PRICE)
+    assert sets["train"]["day"].max() < sets["validation"]["day"].min()
+    assert summary["validation"]["target"]["min"] == sets["validation"][PRICE].min()
+
+
+def test_main_summarises_a_regression_split(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(f"data: {{source: s.csv, target: '{PRICE}'}}\nsplit: {{}}\n")
+    priced(100).to_parquet(tmp_path / "labelled.parquet")
+    argv = ["--params", str(params), "--input", str(tmp_path / "labelled.parquet")]
+    argv += ["--out", str(tmp_path / "split"), "--summary", str(tmp_path / "s.json")]
+    assert run(main, argv) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["target_bins"] == 5
+    assert summary["test"]["rows"] == 15
+    assert summary["test"]["target"]["std"] > 0

@@ -22,6 +22,7 @@ from mlops.data.synth import (
 )
 from mlops.data.validate import validate_frame
 from mlops.stage import StageError, run
+from mlops.task import decide_task
 
 MEASUREMENTS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 ROWS = 20_000
@@ -169,3 +170,84 @@ def test_main_refuses_to_overwrite_the_table_it_imitates(
     assert fitted.read_bytes() == (PROJECT_ROOT / "data" / "penguins.csv").read_bytes()
     assert run(main, [*arguments[:-1], "0", "--out", str(tmp_path / "s.csv")]) == 1
     assert "--rows: expected a positive number" in capsys.readouterr().err
+
+
+# --- a regression target: body mass from the rest --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def regression_model(source: pd.DataFrame) -> TableModel:
+    return fit_table_model(source, "body_mass_g")
+
+
+def test_a_numeric_target_is_fitted_as_regression_in_quantile_strata(
+    regression_model: TableModel,
+) -> None:
+    assert regression_model.task == "regression"
+    assert list(regression_model.classes) == [f"q{i:02d}" for i in range(10)]
+    assert "body_mass_g" in regression_model.continuous
+    shares = [stratum.share for stratum in regression_model.classes.values()]
+    assert max(shares) - min(shares) < 0.01  # bins of equal counts
+
+
+def test_a_regression_table_keeps_the_targets_relation_to_the_features(
+    source: pd.DataFrame, regression_model: TableModel
+) -> None:
+    drawn = draw_rows(regression_model, ROWS, np.random.default_rng(2))
+    assert list(drawn.columns) == list(source.columns)
+    assert drawn["body_mass_g"].dtype == np.float64 and drawn["body_mass_g"].notna().all()
+    assert (drawn["body_mass_g"] % 25 == 0).all()
+    real = source[MEASUREMENTS].corr()["body_mass_g"]
+    fake = drawn[MEASUREMENTS].corr()["body_mass_g"]
+    assert (real - fake).abs().max() < 0.05
+    for species in ("Adelie", "Gentoo"):  # a category's targets, as in the source
+        mean = source.loc[source["species"] == species, "body_mass_g"].mean()
+        assert drawn.loc[drawn["species"] == species, "body_mass_g"].mean() == pytest.approx(
+            mean, rel=0.03
+        )
+    assert drawn["body_mass_g"].std() == pytest.approx(source["body_mass_g"].std(), rel=0.05)
+    # the pipeline decides the same task on it, and its schema still holds
+    assert decide_task(drawn["body_mass_g"]).task == "regression"
+    schema = load_schema(PROJECT_ROOT / "data" / "schema.yaml")
+    report = validate_frame(drawn, schema, normalise=["species", "island", "sex"])
+    assert report["passed"], report["failures"]
+
+
+def test_a_declared_task_decides_how_the_target_is_fitted(source: pd.DataFrame) -> None:
+    sexes = fit_table_model(source, "sex", declared="auto")
+    assert sexes.task == "classification" and set(sexes.classes) == {"female", "male"}
+    years = fit_table_model(source, "year", declared="regression")
+    assert years.task == "regression"
+    assert draw_rows(years, 50, np.random.default_rng(0))["year"].dtype == np.float64
+
+
+def test_a_small_regression_table_gets_fewer_strata_and_text_targets_are_left_out() -> None:
+    rng = np.random.default_rng(5)
+    size = rng.normal(170, 10, 60).round(1)
+    frame = pd.DataFrame(
+        {"Größe (cm)": size, "Gewicht (kg)": (size * 0.4 + rng.normal(0, 3, 60)).round(1)}
+    )
+    frame = frame.astype({"Gewicht (kg)": object})
+    frame.loc[0, "Gewicht (kg)"] = "n/a"
+    model = fit_table_model(frame, "Gewicht (kg)")
+    assert model.task == "regression" and len(model.classes) == 2  # 59 numbers: 2 bins of 20+
+    drawn = draw_rows(model, 2000, np.random.default_rng(0))
+    assert float(drawn["Größe (cm)"].corr(drawn["Gewicht (kg)"])) > 0.6
+
+
+def test_a_target_with_no_numbers_is_refused() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]})
+    with pytest.raises(StageError, match="no rows with a value in 'y'"):
+        fit_table_model(frame, "y", declared="regression")
+
+
+def test_main_writes_a_regression_table_for_another_target(tmp_path: Path) -> None:
+    out = tmp_path / "synthetic.parquet"
+    params = params_file(tmp_path, str(out))
+    fit = str(PROJECT_ROOT / "data" / "penguins.csv")
+    arguments = ["--params", str(params), "--fit", fit, "--rows", "3000", "--target", "body_mass_g"]
+    assert run(main, arguments) == 0
+    table = pd.read_parquet(out)
+    assert len(table) == 3000 and table["body_mass_g"].dtype == np.float64
+    assert run(main, [*arguments, "--task", "classification", "--rows", "100"]) == 0
+    assert pd.read_parquet(out)["body_mass_g"].dtype != np.float64  # classes are text

@@ -11,7 +11,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from mlops.data.validate import failure_message, main, validate_frame
+from mlops.data.validate import failure_message, main, target_only, validate_frame
 from mlops.stage import StageError
 
 SCHEMA = pa.DataFrameSchema(
@@ -135,6 +135,17 @@ def write_params(tmp_path: Path) -> Path:
     return path
 
 
+def main_arguments(tmp_path: Path, params: Path) -> list[str]:
+    """validate's command line on raw.parquet and schema.yaml in ``tmp_path``, reports below it."""
+    arguments = [
+        "--input",
+        str(tmp_path / "raw.parquet"),
+        "--schema",
+        str(tmp_path / "schema.yaml"),
+    ]
+    return [*arguments, "--reports", str(tmp_path / "reports"), "--params", str(params)]
+
+
 def test_main_writes_profile_and_report_and_fails_with_the_report_path(tmp_path: Path) -> None:
     (tmp_path / "schema.yaml").write_text(
         "columns:\n"
@@ -143,13 +154,7 @@ def test_main_writes_profile_and_report_and_fails_with_the_report_path(tmp_path:
         "strict: true\n"
     )
     reports = tmp_path / "reports"
-    arguments = [
-        "--input",
-        str(tmp_path / "raw.parquet"),
-        "--schema",
-        str(tmp_path / "schema.yaml"),
-    ]
-    arguments += ["--reports", str(reports), "--params", str(write_params(tmp_path))]
+    arguments = main_arguments(tmp_path, write_params(tmp_path))
 
     pd.DataFrame({"mass": [1.0, 2.0, np.nan]}).to_parquet(tmp_path / "raw.parquet")
     main(arguments)
@@ -197,3 +202,54 @@ def test_the_command_exits_1_with_the_message_on_stderr(
         "mass: dtype('float64'): values that are not of the declared type: 1 row, e.g. 'heavy'"
         in error
     )
+
+
+def test_main_reports_the_task_decision_and_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "schema.yaml").write_text(
+        "columns:\n"
+        "  Größe (cm): {dtype: float64, coerce: true, nullable: true}\n"
+        "  Monthly Charge ($): {dtype: float64, coerce: true}\n"
+        "strict: true\n"
+    )
+    params = tmp_path / "params.yaml"
+    params.write_text("data: {source: x.csv, target: 'Monthly Charge ($)'}\nclean: {}\n")
+    reports = tmp_path / "reports"
+    arguments = main_arguments(tmp_path, params)
+    frame = pd.DataFrame(
+        {"Größe (cm)": [170.0, 180.5, np.nan], "Monthly Charge ($)": [9.5, 20.25, 7.0]}
+    )
+    frame.to_parquet(tmp_path / "raw.parquet")
+    main(arguments)
+    task = json.loads((reports / "validation.json").read_text())["task"]
+    assert task == {
+        "task": "regression",
+        "reason": "target 'Monthly Charge ($)' holds fractional numbers",
+    }
+    assert (
+        "task: regression (target 'Monthly Charge ($)' holds fractional numbers)"
+        in (reports / "profile.md").read_text()
+    )
+
+    # a target the label stage makes (rules, annotations, another column) is not decided here
+    params.write_text("data: {source: x.csv, target: churned}\nclean: {}\n")
+    frame.drop(columns="Monthly Charge ($)").to_parquet(tmp_path / "raw.parquet")
+    (tmp_path / "schema.yaml").write_text(
+        "columns:\n  Größe (cm): {dtype: float64, coerce: true, nullable: true}\n"
+    )
+    main(arguments)
+    task = json.loads((reports / "validation.json").read_text())["task"]
+    assert task["task"] is None
+    assert "'churned' is not a column of the raw table: the label stage makes it" in task["reason"]
+    assert "task: not decided yet (data.target 'churned'" in (reports / "profile.md").read_text()
+
+
+def test_the_task_preview_reads_only_the_target_when_spark_did_the_rest(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a (x)": [1, 2], "Größe": [1.5, 2.5]})
+    frame.to_parquet(tmp_path / "raw.parquet")
+    assert list(target_only(tmp_path / "raw.parquet", "Größe").columns) == ["Größe"]
+    assert target_only(tmp_path / "raw.parquet", "absent").columns.empty
+    parts = tmp_path / "spark.parquet"  # Spark writes a directory of part files
+    parts.mkdir()
+    frame.head(1).to_parquet(parts / "part-00000.parquet")
+    frame.tail(1).to_parquet(parts / "part-00001.parquet")
+    assert target_only(parts, "Größe")["Größe"].tolist() == [1.5, 2.5]

@@ -1,4 +1,4 @@
-"""Label stage: give every row its class in ``data.target``; set aside the rows left without one.
+"""Label stage: give every row its target value in ``data.target``; set aside rows left without.
 
 Three methods (``label.method``):
 
@@ -9,8 +9,11 @@ Three methods (``label.method``):
 - ``rules``: ordered ``{when: <pandas expression>, then: <class>}``; the first matching rule wins,
   ``default`` labels the rest (null leaves them unlabelled).
 
-Class names are text, as the packaged model reports them. Rows without a class go to their own
-table for later annotation and never into training.
+The task is decided here, once, on the labels (``data.task``, ``mlops.task.decide_task``), and
+the target is stored typed by it: class names as text, as the packaged model reports them, or a
+regression target as float64 (a value that is not a number stops the stage, naming its rows).
+Later stages read the task from that type. Rows without a label go to their own table for later
+annotation and never into training.
 """
 
 from __future__ import annotations
@@ -21,12 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlops.params import DataParams, LabelParams, load_section
 from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json
 from mlops.tables import read_table, require_columns, write_table
+from mlops.task import (
+    DeclaredTask,
+    TaskDecision,
+    decide_task,
+    numbers_in_text,
+    target_statistics,
+)
+
+EXAMPLES = 5  # rows named in the error about a regression target that holds text
 
 
 @dataclass(frozen=True)
@@ -37,10 +50,12 @@ class Rule:
 
 @dataclass(frozen=True)
 class Labelling:
-    """The class of every row (missing where none) and method-specific counts for the summary."""
+    """The label of every row (missing where none), not yet typed by the task, where it came
+    from (the column named in errors) and method-specific counts for the summary."""
 
-    classes: pd.Series
+    labels: pd.Series
     details: dict[str, Any]
+    origin: str = ""
 
 
 def label_table(
@@ -49,8 +64,10 @@ def label_table(
     *,
     target: str,
     annotations: pd.DataFrame | None = None,
+    task: DeclaredTask = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """(labelled rows, unlabelled rows, summary) of ``frame`` under ``params``."""
+    """(labelled rows, unlabelled rows, summary) of ``frame`` under ``params``; the target is
+    typed by the task (``task``, or decided on the labels when ``auto``)."""
     if params.method == "column":
         column = params.column or target
         labelling = labels_from_column(frame, column, params.mapping)
@@ -63,28 +80,68 @@ def label_table(
         )
     else:
         labelling = labels_from_rules(frame, parse_rules(params.rules), params.default)
-    labelled_frame = frame.assign(**{target: labelling.classes})
-    has_class = labelled_frame[target].notna()
-    labelled = labelled_frame[has_class].reset_index(drop=True)
-    unlabelled = labelled_frame[~has_class].reset_index(drop=True)
+    decision = decide_task(labelling.labels.rename(target), task)
+    values = typed_target(labelling.labels, decision, labelling.origin or target)
+    labelled_frame = frame.assign(**{target: values})
+    has_label = labelled_frame[target].notna()
+    labelled = labelled_frame[has_label].reset_index(drop=True)
+    unlabelled = labelled_frame[~has_label].reset_index(drop=True)
     summary = {
         "method": params.method,
         "rows": len(frame),
         "labelled": len(labelled),
         "unlabelled": len(unlabelled),
-        "classes": class_counts(labelled[target]),
+        "task": decision.as_dict(),
+        **target_summary(labelled[target], decision),
         **labelling.details,
     }
     return labelled, unlabelled, summary
 
 
+def typed_target(labels: pd.Series, decision: TaskDecision, origin: str) -> pd.Series:
+    """Class names as text, or a regression target as float64; a label that is not a finite
+    number stops a regression, naming ``origin`` (the column it came from) and its rows."""
+    if decision.task == "classification":
+        return labels.map(class_text, na_action="ignore").astype("str")
+    numbers = numbers_in_text(labels)
+    bad = labels.notna() & ~np.isfinite(numbers.to_numpy())
+    if bad.any():
+        rows = labels.index[bad.to_numpy()][:EXAMPLES]
+        examples = ", ".join(f"row {row} {_plain(labels[row])!r}" for row in rows)
+        more = ", ..." if bad.sum() > EXAMPLES else ""
+        raise StageError(
+            f"'{origin}': a regression target must be a finite number in every labelled row, "
+            f"but {int(bad.sum())} row(s) hold something else: {examples}{more} (rows are "
+            f"0-based positions in the label stage's input; regression because {decision.reason})."
+            " Fix them at the source or leave them empty (rows without a target are set aside "
+            "as unlabelled), or set data.task: classification if the values are classes"
+        )
+    return numbers
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as Python ones, so an error shows ``inf``, not ``np.float64(inf)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def target_summary(target: pd.Series, decision: TaskDecision) -> dict[str, Any]:
+    """Class counts, or for a regression the target's statistics (``target_statistics``)."""
+    if decision.task == "classification":
+        return {"classes": class_counts(target)}
+    return {"target_statistics": target_statistics(target)}
+
+
 def labels_from_column(frame: pd.DataFrame, column: str, mapping: Mapping[str, str]) -> Labelling:
-    """The class of each row from ``column``; ``mapping`` renames raw values, others stay."""
+    """The label of each row from ``column``; ``mapping`` renames raw values (compared as text,
+    so 1 and 1.0 are "1"), the others stay as they are."""
     require_columns(frame, [column], "label.column")
-    raw = frame[column].map(class_text, na_action="ignore")
-    classes = raw.map(lambda value: mapping.get(value, value), na_action="ignore")
-    mapped = int(raw.isin(list(mapping)).sum())
-    return Labelling(_as_classes(classes), {"mapped": mapped})
+    values = frame[column]
+    if not mapping:
+        return Labelling(values, {"mapped": 0}, column)
+    text = values.map(class_text, na_action="ignore")
+    mapped = text.isin(list(mapping))
+    labels = values.astype(object).where(~mapped, text.map(mapping))
+    return Labelling(labels, {"mapped": int(mapped.sum())}, column)
 
 
 def labels_from_annotations(
@@ -107,7 +164,7 @@ def labels_from_annotations(
         "conflicts": int(row_keys.isin(list(conflicting)).sum()),
         "unmatched_annotations": len(set(distinct.index) - set(row_keys.dropna())),
     }
-    return Labelling(_as_classes(row_keys.map(agreed)), details)
+    return Labelling(row_keys.map(agreed), details, f"{label_field} (annotations)")
 
 
 def labels_from_rules(frame: pd.DataFrame, rules: Sequence[Rule], default: str | None) -> Labelling:
@@ -138,7 +195,7 @@ def labels_from_rules(frame: pd.DataFrame, rules: Sequence[Rule], default: str |
         "default_assigned": int(unclaimed.sum()) if default is not None else 0,
         "conflicts": int((classes_matched > 1).sum()),
     }
-    return Labelling(_as_classes(classes), details)
+    return Labelling(classes, details, "label.rules")
 
 
 def rule_matches(frame: pd.DataFrame, rule: Rule, number: int) -> pd.Series:
@@ -184,10 +241,6 @@ def class_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _as_classes(values: pd.Series) -> pd.Series:
-    return values.astype("str")
 
 
 def read_annotations(path: Path, id_column: str, label_field: str) -> pd.DataFrame:
@@ -244,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments.add_argument("--unlabelled", type=Path, required=True, help="rows with no class")
     arguments.add_argument("--summary", type=Path, required=True, help="JSON summary")
     args = arguments.parse_args(argv)
-    target = load_section(args.params, "data", DataParams).target
+    data = load_section(args.params, "data", DataParams)
     params = load_section(args.params, "label", LabelParams)
     annotations = None
     if params.method == "annotations":
@@ -253,14 +306,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     frame = read_table(args.input)
     with step(f"label ({params.method})", len(frame)):
         labelled, unlabelled, summary = label_table(
-            frame, params, target=target, annotations=annotations
+            frame, params, target=data.target, annotations=annotations, task=data.task
         )
     write_table(args.out, labelled)
     write_table(args.unlabelled, unlabelled)
     write_json(args.summary, summary)
     print(
         f"label ({params.method}): {summary['labelled']} of {summary['rows']} rows labelled "
-        f"in {len(summary['classes'])} classes, {summary['unlabelled']} to {args.unlabelled}"
+        f"({describe_target(summary)}), {summary['unlabelled']} to {args.unlabelled}"
+    )
+    print(f"task: {summary['task']['task']} ({summary['task']['reason']})")
+
+
+def describe_target(summary: dict[str, Any]) -> str:
+    if "classes" in summary:
+        return f"{len(summary['classes'])} classes"
+    statistics = summary["target_statistics"]
+    if not statistics["count"]:
+        return "no target values"
+    return (
+        f"target mean {statistics['mean']:.4g}, std {statistics['std']:.4g}, "
+        f"range {statistics['min']:.4g} to {statistics['max']:.4g}"
     )
 
 

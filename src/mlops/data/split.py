@@ -7,10 +7,15 @@ One strategy applies, chosen by ``split`` params:
 - ``grouped`` (``group_column`` set): whole groups are shuffled with ``seed`` and cut by row count,
   so no group is in two splits;
 - ``stratified`` (``stratify: true``, the default): every class is shuffled and cut separately, so
-  each split keeps the class proportions and holds at least one row of every class;
+  each split keeps the class proportions and holds at least one row of every class; a regression
+  target (float64, as the label stage stores it) is cut into quantile bins of equal row counts
+  (at most ``MAX_TARGET_BINS``, at least ``ROWS_PER_BIN`` rows each) that are stratified like
+  classes, so every split spans the target's range; a table too small for two bins is split at
+  random, and the summary says so;
 - ``random``: one seeded shuffle of all rows.
 
-Grouped and ordered splits do not stratify; the summary shows the class counts they give.
+Grouped and ordered splits do not stratify; the summary shows the class counts (or target
+statistics) they give.
 """
 
 from __future__ import annotations
@@ -27,23 +32,27 @@ from mlops.params import DataParams, SplitParams, load_section
 from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json
 from mlops.tables import read_table, require_columns, write_table
+from mlops.task import target_statistics, task_of
 
 SPLITS = ("train", "validation", "test")
 RATIO_TOLERANCE = 1e-6
+MAX_TARGET_BINS = 10  # deciles of a regression target
+ROWS_PER_BIN = 20  # so each bin gives validation and test a few rows at 0.15 each
 
 
 def split_table(
     frame: pd.DataFrame, params: SplitParams, *, target: str
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """The three sets (all columns kept) and a summary of their rows and class counts."""
+    """The three sets (all columns kept) and a summary of their rows and class counts (or, for a
+    regression target, its statistics)."""
     ratios = split_ratios(params)
     _check_labelled(frame, target)
     frame = frame.reset_index(drop=True)
-    strategy, assignment = assign_splits(frame, params, target, ratios)
+    strategy, assignment, details = assign_splits(frame, params, target, ratios)
     order = _row_order(frame, params.order_column)
     sets = {name: frame.loc[order[assignment[order] == name]] for name in SPLITS}
     sets = {name: rows.reset_index(drop=True) for name, rows in sets.items()}
-    return sets, split_summary(sets, target, strategy, params)
+    return sets, {**split_summary(sets, target, strategy, params), **details}
 
 
 def _check_labelled(frame: pd.DataFrame, target: str) -> None:
@@ -51,7 +60,7 @@ def _check_labelled(frame: pd.DataFrame, target: str) -> None:
     unlabelled = int(frame[target].isna().sum())
     if unlabelled:
         raise StageError(
-            f"{unlabelled} row(s) have no class in '{target}'; the label stage writes such rows "
+            f"{unlabelled} row(s) have no label in '{target}'; the label stage writes such rows "
             "to its unlabelled table, not to the table that is split"
         )
     if len(frame) < len(SPLITS):
@@ -74,24 +83,45 @@ def split_ratios(params: SplitParams) -> tuple[float, float, float]:
 
 def assign_splits(
     frame: pd.DataFrame, params: SplitParams, target: str, ratios: Sequence[float]
-) -> tuple[str, np.ndarray]:
-    """(strategy, the split name of every row)."""
+) -> tuple[str, np.ndarray, dict[str, Any]]:
+    """(strategy, the split name of every row, details for the summary)."""
     if params.group_column and params.order_column:
         raise StageError("set split.group_column or split.order_column, not both")
     rng = np.random.default_rng(params.seed)
     if params.order_column:
         values = _complete_column(frame, params.order_column, "split.order_column")
-        return "ordered", _assign_blocks(values, sorted(values.unique()), ratios)
+        return "ordered", _assign_blocks(values, sorted(values.unique()), ratios), {}
     if params.group_column:
         values = _complete_column(frame, params.group_column, "split.group_column")
         groups = sorted(values.unique(), key=str)
         shuffled = [groups[index] for index in rng.permutation(len(groups))]
-        return "grouped", _assign_blocks(values, shuffled, ratios)
+        return "grouped", _assign_blocks(values, shuffled, ratios), {}
+    if params.stratify and task_of(frame[target]) == "classification":
+        return "stratified", _assign_stratified(frame[target], ratios, rng), {}
+    details: dict[str, Any] = {}
     if params.stratify:
-        return "stratified", _assign_stratified(frame[target], ratios, rng)
+        bins = target_bins(frame[target])
+        if bins is not None:
+            details["target_bins"] = int(bins.max()) + 1
+            return "stratified", _assign_stratified(bins, ratios, rng), details
+        details["note"] = (
+            f"split.stratify: the regression target '{target}' has {len(frame)} rows, too few "
+            f"for two quantile bins of {ROWS_PER_BIN} rows; split at random instead"
+        )
     assignment = np.empty(len(frame), dtype=object)
     _assign_shuffled(assignment, np.arange(len(frame)), allocate(len(frame), ratios), rng)
-    return "random", assignment
+    return "random", assignment, details
+
+
+def target_bins(target: pd.Series) -> pd.Series | None:
+    """The quantile bin (0, 1, ...) of every row of a regression target: bins of equal row counts
+    (ties cut in row order), ``ROWS_PER_BIN`` rows or more each, at most ``MAX_TARGET_BINS``;
+    None when the table is too small for two."""
+    count = min(MAX_TARGET_BINS, len(target) // ROWS_PER_BIN)
+    if count < 2:
+        return None
+    rank = target.rank(method="first").to_numpy(dtype=np.int64) - 1
+    return pd.Series(rank * count // len(target), index=target.index, name=f"{target.name} bin")
 
 
 def allocate(total: int, ratios: Sequence[float]) -> list[int]:
@@ -191,13 +221,14 @@ def split_summary(
     sets: dict[str, pd.DataFrame], target: str, strategy: str, params: SplitParams
 ) -> dict[str, Any]:
     total = sum(len(rows) for rows in sets.values())
+    task = task_of(sets["train"][target])
     summary: dict[str, Any] = {"strategy": strategy, "seed": params.seed, "rows": total}
     for name, rows in sets.items():
-        summary[name] = {
-            "rows": len(rows),
-            "fraction": round(len(rows) / total, 4),
-            "classes": _class_counts(rows[target]),
-        }
+        summary[name] = {"rows": len(rows), "fraction": round(len(rows) / total, 4)}
+        if task == "regression":
+            summary[name]["target"] = target_statistics(rows[target])
+        else:
+            summary[name]["classes"] = _class_counts(rows[target])
         if strategy == "grouped" and params.group_column:
             summary[name]["groups"] = int(rows[params.group_column].nunique())
     return summary
@@ -223,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_json(args.summary, summary)
     sizes = ", ".join(f"{name} {summary[name]['rows']}" for name in SPLITS)
     print(f"split ({summary['strategy']}, seed {params.seed}): {sizes} rows")
+    if "note" in summary:
+        print(f"note: {summary['note']}")
 
 
 if __name__ == "__main__":

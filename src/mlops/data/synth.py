@@ -1,9 +1,14 @@
 """Synthetic data shaped like a real table, at any size: ``make data-synth ROWS=N``.
 
-A model is fitted per class of the target (``data.target``) on a real table, by default the bundled
-penguins, and rows are drawn from it:
+A model is fitted per stratum of the target (``data.target``) on a real table, by default the
+bundled penguins, and rows are drawn from it. The strata are the target's classes, or, for a
+regression target (``data.task``, decided by ``mlops.task.decide_task`` as the pipeline will),
+``MAX_STRATA`` quantile bins of it; the regression target is then one more continuous column, so
+it keeps its relation to the features: through the bins (which categories and values go with
+high or low targets) and through each bin's covariance. ``make data-synth ROWS=N
+TARGET=body_mass_g`` imitates penguins as a regression problem (body mass from the rest).
 
-- class shares as in the source;
+- stratum shares as in the source;
 - continuous numeric columns (more than ``MAX_DISCRETE`` distinct values): a multivariate normal
   with the class's mean vector and covariance matrix, so correlated measurements stay correlated;
   clipped to the source's range widened by ``RANGE_MARGIN`` of its span (never below zero for a
@@ -45,10 +50,13 @@ from mlops.params import DataParams, load_section
 from mlops.profile import column_kind
 from mlops.progress import Progress, describe_rate
 from mlops.stage import StageError, parser, run
+from mlops.task import DeclaredTask, Task, decide_task, numbers_in_text
 
 MAX_DISCRETE = (
     20  # a numeric column with at most this many distinct values is drawn like a category
 )
+MAX_STRATA = 10  # quantile bins of a regression target
+MIN_STRATUM_ROWS = 20  # source rows per bin: enough for the bin's covariance
 RANGE_MARGIN = 0.25
 MAX_DECIMALS = 6
 CHUNK_ROWS = 250_000
@@ -92,14 +100,15 @@ class Resolution:
 class TableModel:
     target: str
     columns: tuple[str, ...]  # every column in source order, the target included
-    continuous: tuple[str, ...]
+    continuous: tuple[str, ...]  # a regression target among them
     noisy: tuple[str, ...]  # text feature columns that get case and whitespace variants
     integer: frozenset[str]  # integer columns that are never missing: written as integers
     text: frozenset[str]
     resolution: dict[str, Resolution]
     bounds: dict[str, tuple[float, float]]
     std: dict[str, float]
-    classes: dict[str, ClassModel]
+    classes: dict[str, ClassModel]  # per stratum: a class, or a quantile bin of a regression target
+    task: Task = "classification"
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -110,24 +119,36 @@ class TableModel:
 
 
 def fit_table_model(
-    frame: pd.DataFrame, target: str, exclude_columns: Sequence[str] = ()
+    frame: pd.DataFrame,
+    target: str,
+    exclude_columns: Sequence[str] = (),
+    declared: DeclaredTask = "auto",
 ) -> TableModel:
-    """The per-class model of ``frame`` (rows without a class are left out of the fit)."""
+    """The per-stratum model of ``frame`` (rows without a target value are left out of the fit;
+    so are the values of a regression target that are not numbers)."""
     if target not in frame.columns:
         raise StageError(
             f"data.target '{target}' is not a column of the table to fit; "
             f"it has {list(frame.columns)}"
         )
     labelled = frame[frame[target].notna()]
+    task = decide_task(labelled[target], declared).task
+    if task == "regression":
+        labelled = labelled.assign(**{target: numbers_in_text(labelled[target])})
+        labelled = labelled[labelled[target].notna()]
     if labelled.empty:
         raise StageError(f"the table to fit has no rows with a value in '{target}'")
     features = [str(column) for column in frame.columns if column != target]
     continuous = [c for c in features if _is_continuous(labelled[c])]
+    strata = labelled[target].map(str)
+    if task == "regression":
+        continuous.append(target)
+        strata = target_strata(labelled[target])
     text = [c for c in features if column_kind(labelled[c]) == "categorical"]
     present = {c: labelled[c].dropna().to_numpy(dtype=np.float64) for c in continuous}
     classes = {
         str(name): _fit_class(rows, len(labelled), features, continuous, present)
-        for name, rows in labelled.groupby(labelled[target].map(str), sort=True)
+        for name, rows in labelled.groupby(strata, sort=True)
     }
     return TableModel(
         target=target,
@@ -147,7 +168,16 @@ def fit_table_model(
             for c, values in present.items()
         },
         classes=classes,
+        task=task,
     )
+
+
+def target_strata(target: pd.Series) -> pd.Series:
+    """The quantile bin of each value of a regression target, as zero-padded names that sort:
+    ``MAX_STRATA`` bins of equal counts, fewer for a small table (``MIN_STRATUM_ROWS`` each)."""
+    count = max(1, min(MAX_STRATA, len(target) // MIN_STRATUM_ROWS))
+    rank = target.rank(method="first").to_numpy(dtype=np.int64) - 1
+    return pd.Series(rank * count // len(target), index=target.index).map("q{:02d}".format)
 
 
 def _is_continuous(values: pd.Series) -> bool:
@@ -240,7 +270,7 @@ def draw_rows(
     noise: float = DEFAULT_NOISE,
     drift: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """``rows`` rows of the source's columns, in its order, classes mixed at random."""
+    """``rows`` rows of the source's columns, in its order, strata mixed at random."""
     names = list(model.classes)
     labels = np.asarray(names, dtype=object)[
         rng.choice(len(names), size=rows, p=[model.classes[n].share for n in names])
@@ -261,7 +291,8 @@ def draw_rows(
         missing[where] = fitted.missing_patterns.draw(rng, len(where))
     columns = _finish_measurements(model, measurements, drift or {})
     columns.update(discrete)
-    columns[model.target] = labels
+    if model.task == "classification":
+        columns[model.target] = labels
     frame = pd.DataFrame({c: _typed(model, c, columns[c]) for c in model.columns})
     for position, column in enumerate(model.features):
         if missing[:, position].any():
@@ -284,6 +315,8 @@ def _finish_measurements(
 
 
 def _typed(model: TableModel, column: str, values: np.ndarray) -> pd.Series:
+    if column == model.target and model.task == "regression":
+        return pd.Series(values, dtype=np.float64)
     if column in model.text or column == model.target:
         return pd.Series(values, dtype="str")
     if column in model.integer:
@@ -418,6 +451,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments.add_argument(
         "--drift", default="", help="column:k[,column:k]: shift by k standard deviations"
     )
+    arguments.add_argument("--target", help="the target column (default: data.target)")
+    arguments.add_argument(
+        "--task",
+        choices=["auto", "classification", "regression"],
+        help="classification or regression (default: data.task)",
+    )
     args = arguments.parse_args(argv)
     if args.rows < 1:
         raise StageError(f"--rows: expected a positive number of rows, got {args.rows}")
@@ -425,14 +464,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise StageError(f"--noise: expected a share between 0 and 1, got {args.noise}")
     data = load_section(args.params, "data", DataParams)
     out = output_path(args.out, data.source, args.fit)
-    model = fit_table_model(read_files(str(args.fit), "auto"), data.target, data.exclude_columns)
+    target = args.target or data.target
+    model = fit_table_model(
+        read_files(str(args.fit), "auto"), target, data.exclude_columns, args.task or data.task
+    )
     drift = parse_drift(args.drift, model)
     started = time.perf_counter()
     write_synthetic(out, model, args.rows, args.seed, args.noise, drift)
     summary = describe_rate("synth", args.rows, time.perf_counter() - started)
     shifted = ", ".join(f"{c} {k:+g} sd" for c, k in drift.items()) or "none"
-    classes = f"{len(model.classes)} classes of {data.target} like {args.fit}"
-    print(f"{summary}; {classes}, drift: {shifted} -> {out}")
+    kind = "classes" if model.task == "classification" else "quantile bins of the regression target"
+    strata = f"{len(model.classes)} {kind} {target} like {args.fit}"
+    print(f"{summary}; {strata}, drift: {shifted} -> {out}")
 
 
 if __name__ == "__main__":

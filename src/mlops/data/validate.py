@@ -31,6 +31,7 @@ from mlops.profile import column_kind, profile_markdown, profile_table
 from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json, write_text
 from mlops.tables import read_table
+from mlops.task import task_preview
 
 EXAMPLES = 5  # failing values and row numbers kept per (column, check)
 MAX_CHECK_NAME = 80
@@ -304,19 +305,38 @@ def main(argv: Sequence[str] | None = None) -> None:
                 session, args.input, schema, data, clean, engine.relative_error
             )
         profile = json_safe(profile)
+        frame = target_only(args.input, data.target)
     else:
         frame = read_table(args.input)
         with step("validate: profile", len(frame)):
             profile = json_safe(profile_table(frame))
         with step("validate: schema checks", len(frame)):
             report = validate_frame(frame, schema, columns_to_normalise(frame, data, clean))
+    report["task"] = task_preview(frame, data.target, data.task)
     write_json(args.reports / "profile.json", profile)
-    write_text(args.reports / "profile.md", profile_markdown(profile, f"Profile of {args.input}"))
+    markdown = profile_markdown(profile, f"Profile of {args.input}")
+    write_text(args.reports / "profile.md", f"{markdown}\n{task_line(report['task'])}\n")
     report_path = args.reports / "validation.json"
     write_json(report_path, report)
     if not report["passed"]:
         raise StageError(failure_message(report, args.input, args.schema, report_path))
     print(f"validate: {report['rows']} rows of {args.input} match {args.schema}")
+    print(task_line(report["task"]))
+
+
+def target_only(path: Path, target: str) -> pd.DataFrame:
+    """The raw table's target column alone (no column when it lacks one), for the task preview
+    when Spark did the rest and the table (a file, or Spark's directory of parts) is not in
+    memory."""
+    import pyarrow.dataset
+
+    present = target in pyarrow.dataset.dataset(path, format="parquet").schema.names
+    return read_table(path, columns=[target] if present else [])
+
+
+def task_line(task: dict[str, Any]) -> str:
+    """The task decision (``mlops.task.task_preview``) as one line of the reports."""
+    return f"task: {task['task'] or 'not decided yet'} ({task['reason']})"
 
 
 if __name__ == "__main__":

@@ -1,8 +1,16 @@
 """Evaluate stage: score the trained model on the validation split.
 
-Writes the headline metrics, metrics per slice of ``evaluate.slice_column``, the data of every
-DVC plot (confusion, ROC and precision-recall per class, calibration per class, permutation
-importance of the original feature columns), and the same plots as PNG images.
+Writes the headline metrics of the model's task, metrics per slice of ``evaluate.slice_column``,
+the data of every DVC plot and the same plots as PNG images:
+
+- classification: confusion matrix, ROC, precision-recall and calibration curves (per class, or
+  of the positive class alone when there are two classes);
+- regression: predicted against actual values, and residuals against predictions;
+- both: permutation importance of the original feature columns, on the task's primary metric.
+
+Two classes: ``evaluate.decision_threshold`` sets the probability of the positive class from
+which it is predicted; ``max_f1`` chooses it here, on the validation split, and records it in
+metrics.json, from which the acceptance test and the package take it.
 
 Permutation importance scores the model ``permutation_repeats`` times per feature, so on a large
 validation set it runs on a seeded random sample of at most ``max_importance_rows`` rows: its
@@ -13,7 +21,7 @@ cost time, not precision (its spread over the repeats is reported next to it).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,29 +32,37 @@ from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     balanced_accuracy_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
     log_loss,
     precision_recall_curve,
     precision_recall_fscore_support,
+    r2_score,
     roc_auc_score,
     roc_curve,
 )
 
-from mlops.artifacts import MISSING_CATEGORY
+from mlops.artifacts import MISSING_CATEGORY, Task
+from mlops.decision import apply_threshold
 from mlops.model.features import TrainedModel, load_model, model_input, model_target
 from mlops.params import EvaluateParams, load_section
 from mlops.progress import step
 from mlops.stage import StageError, atomic_write_bytes, parser, run, write_json, write_text
 from mlops.tables import read_table
+from mlops.task import PrimaryMetric, primary_metric
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 CALIBRATION_BINS = 10
-IMPORTANCE_SCORING = "f1_macro"
+DEFAULT_THRESHOLD = 0.5  # what a binary model's own label amounts to
+# Scatter plots (their CSV and PNG) show a seeded sample of at most this many rows: more points
+# only hide one another, and make the DVC plot slow to render.
+SCATTER_POINTS = 5000
 AXIS_LABELS = {
     "fpr": "false positive rate",
     "tpr": "true positive rate",
@@ -54,47 +70,163 @@ AXIS_LABELS = {
     "precision": "precision",
     "mean_predicted": "mean predicted probability",
     "fraction_positive": "observed share of the class",
+    "actual": "actual value",
+    "predicted": "predicted value",
+    "residual": "residual (actual - predicted)",
 }
+# Plot data (reports/evaluate/<name>.csv) -> its image in reports/evaluate/plots/.
 PLOT_FILES = {
     "confusion": "confusion_matrix.png",
     "roc": "roc.png",
     "precision_recall": "precision_recall.png",
     "calibration": "calibration.png",
+    "predicted_actual": "predicted_actual.png",
+    "residuals": "residuals.png",
     "importance": "importance.png",
+}
+TASK_PLOTS: dict[str, tuple[str, ...]] = {
+    "classification": ("confusion", "roc", "precision_recall", "calibration", "importance"),
+    "regression": ("predicted_actual", "residuals", "importance"),
 }
 
 
 @dataclass(frozen=True)
+class Prediction:
+    values: pd.Series  # class labels (str) or numbers (float64), indexed as the scored table
+    probabilities: np.ndarray | None  # a classifier's, columns in ``model.classes`` order
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a binary classifier turns the positive class's probability into a label."""
+
+    threshold: float | None  # None: the model's own label (the more probable class)
+    method: str | None  # None, "max_f1" (chosen on validation) or "fixed" (given in params)
+
+    @property
+    def recorded(self) -> float:
+        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+
+
+@dataclass(frozen=True)
 class Evaluation:
+    task: Task
     classes: tuple[str, ...]
     metrics: dict[str, Any]
     slices: dict[str, Any]
-    confusion: pd.DataFrame  # actual, predicted: one row per scored row
-    roc: pd.DataFrame  # class, fpr, tpr
-    precision_recall: pd.DataFrame  # class, recall, precision
-    calibration: pd.DataFrame  # class, mean_predicted, fraction_positive
-    importance: pd.DataFrame  # feature, importance, std
+    plot_data: dict[str, pd.DataFrame]  # name in PLOT_FILES -> table; the task's plots only
+    importance_label: str  # what the importance measures, e.g. "drop in macro_f1"
 
 
 def evaluate_model(
     model: TrainedModel, frame: pd.DataFrame, params: EvaluateParams, where: str = "table"
 ) -> Evaluation:
     features = model_input(frame, model.spec, where)
-    actual = model_target(frame, model.target, where)
+    actual = model_target(frame, model.target, where, model.task)
+    slices = slice_values(frame, params.slice_column, where)
+    if model.task == "regression":
+        _note_ignored_threshold(params, "a regression")
+        return evaluate_regressor(model, features, actual, slices, params)
     check_known_classes(actual, model.classes, where)
-    with step("evaluate: predict", len(frame)):
-        predicted = pd.Series(model.pipeline.predict(features), index=frame.index, dtype=object)
-        probabilities = np.asarray(model.pipeline.predict_proba(features))
+    if model.positive_class is None:
+        _note_ignored_threshold(params, f"{len(model.classes)} classes")
+    return evaluate_classifier(model, features, actual, slices, params)
+
+
+def _note_ignored_threshold(params: EvaluateParams, kind: str) -> None:
+    if params.decision_threshold is not None:
+        print(f"evaluate: decision_threshold applies to two classes; ignored for {kind}")
+
+
+def evaluate_classifier(
+    model: TrainedModel,
+    features: pd.DataFrame,
+    actual: pd.Series,
+    slices: pd.Series | None,
+    params: EvaluateParams,
+) -> Evaluation:
+    with step("evaluate: predict", len(actual)):
+        probabilities = np.asarray(model.pipeline.predict_proba(features), dtype=np.float64)
+    decision = Decision(None, None)
+    if model.positive_class is not None:
+        decision = choose_decision(params.decision_threshold, model, actual, probabilities)
+    prediction = predict(model, features, decision.threshold, probabilities)
+    predicted = prediction.values
+    metrics = prediction_metrics(model, actual, prediction, decision)
+    curve_classes = model.classes if model.positive_class is None else (model.positive_class,)
+    primary = primary_metric(model.task, len(model.classes))
+    plot_data = {
+        "confusion": pd.DataFrame({"actual": actual.to_numpy(), "predicted": predicted.to_numpy()}),
+        "roc": roc_curves(actual, probabilities, model.classes, curve_classes),
+        "precision_recall": precision_recall_curves(
+            actual, probabilities, model.classes, curve_classes
+        ),
+        "calibration": calibration_curves(actual, probabilities, model.classes, curve_classes),
+        "importance": permutation_importances(model, features, actual, params, primary),
+    }
     return Evaluation(
+        task=model.task,
         classes=model.classes,
-        metrics=classification_metrics(actual, predicted, probabilities, model.classes),
-        slices=slice_metrics(actual, predicted, slice_values(frame, params.slice_column, where)),
-        confusion=pd.DataFrame({"actual": actual.to_numpy(), "predicted": predicted.to_numpy()}),
-        roc=roc_curves(actual, probabilities, model.classes),
-        precision_recall=precision_recall_curves(actual, probabilities, model.classes),
-        calibration=calibration_curves(actual, probabilities, model.classes),
-        importance=permutation_importances(model, features, actual, params),
+        metrics=metrics,
+        slices=slice_metrics(actual, predicted, slices),
+        plot_data=plot_data,
+        importance_label=importance_label(primary),
     )
+
+
+def evaluate_regressor(
+    model: TrainedModel,
+    features: pd.DataFrame,
+    actual: pd.Series,
+    slices: pd.Series | None,
+    params: EvaluateParams,
+) -> Evaluation:
+    with step("evaluate: predict", len(actual)):
+        predicted = predict(model, features, None).values
+    shown = importance_rows(len(actual), SCATTER_POINTS, params.seed)
+    primary = primary_metric("regression", 0)
+    plot_data = {
+        "predicted_actual": pd.DataFrame(
+            {"actual": actual.to_numpy()[shown], "predicted": predicted.to_numpy()[shown]}
+        ),
+        "residuals": pd.DataFrame(
+            {
+                "predicted": predicted.to_numpy()[shown],
+                "residual": (actual - predicted).to_numpy()[shown],
+            }
+        ),
+        "importance": permutation_importances(model, features, actual, params, primary),
+    }
+    return Evaluation(
+        task="regression",
+        classes=(),
+        metrics=prediction_metrics(
+            model, actual, Prediction(predicted, None), Decision(None, None)
+        ),
+        slices=slice_metrics(actual, predicted, slices, "regression"),
+        plot_data=plot_data,
+        importance_label=importance_label(primary),
+    )
+
+
+def predict(
+    model: TrainedModel,
+    features: pd.DataFrame,
+    threshold: float | None,
+    probabilities: np.ndarray | None = None,
+) -> Prediction:
+    """The model's predictions on ``features``; with ``threshold`` (two classes) the positive
+    class where its probability is at least the threshold (``mlops.decision``)."""
+    if model.task == "regression":
+        values = np.asarray(model.pipeline.predict(features), dtype=np.float64).reshape(-1)
+        return Prediction(pd.Series(values, index=features.index, dtype=np.float64), None)
+    if probabilities is None:
+        probabilities = np.asarray(model.pipeline.predict_proba(features), dtype=np.float64)
+    if threshold is None or model.positive_class is None:
+        labels = np.asarray(model.pipeline.predict(features)).astype(str)
+    else:
+        labels = apply_threshold(probabilities, model.classes, model.positive_class, threshold)
+    return Prediction(pd.Series(labels, index=features.index, dtype=object), probabilities)
 
 
 def check_known_classes(actual: pd.Series, classes: Sequence[str], where: str) -> None:
@@ -104,6 +236,49 @@ def check_known_classes(actual: pd.Series, classes: Sequence[str], where: str) -
             f"{where}: class(es) {unseen} never appear in the training data; the model knows "
             f"{list(classes)}"
         )
+
+
+def choose_decision(
+    setting: float | str | None,
+    model: TrainedModel,
+    actual: pd.Series,
+    probabilities: np.ndarray,
+) -> Decision:
+    """``evaluate.decision_threshold`` for a binary model: null, ``max_f1`` or a probability."""
+    if setting is None:
+        return Decision(None, None)
+    if setting == "max_f1":
+        assert model.positive_class is not None
+        positive = np.asarray(actual == model.positive_class)
+        scores = probabilities[:, model.classes.index(model.positive_class)]
+        return Decision(max_f1_threshold(positive, scores, model.positive_class), "max_f1")
+    if isinstance(setting, str) or not 0.0 < setting < 1.0:
+        raise StageError(
+            f"evaluate.decision_threshold: {setting!r} must be null, max_f1 or a probability "
+            "between 0 and 1 (exclusive)"
+        )
+    return Decision(float(setting), "fixed")
+
+
+def max_f1_threshold(positive: np.ndarray, scores: np.ndarray, positive_class: str) -> float:
+    """The threshold giving the best F1 of the positive class on these rows (on a tie, the
+    highest), set halfway between the probabilities either side of the cut, so that a
+    probability that rounds differently in ONNX (float32) is not flipped by it."""
+    if not positive.any():
+        raise StageError(
+            f"evaluate.decision_threshold: max_f1 needs rows of the positive class "
+            f"{positive_class!r} in the validation split; it has none"
+        )
+    distinct = np.unique(scores.astype(np.float32).astype(np.float64))[::-1]  # high to low
+    order = np.argsort(-scores, kind="stable")
+    ranked_scores = scores.astype(np.float32).astype(np.float64)[order]
+    # rows predicted positive and true positives when the cut is at each distinct score
+    predicted = np.searchsorted(-ranked_scores, -distinct, side="right")
+    hits = np.cumsum(positive[order])[predicted - 1]
+    f1 = 2 * hits / (predicted + positive.sum())
+    best = int(np.argmax(f1))
+    below = distinct[best + 1] if best + 1 < len(distinct) else 0.0
+    return float((distinct[best] + below) / 2)
 
 
 def classification_metrics(
@@ -130,6 +305,134 @@ def classification_metrics(
             }
             for index, label in enumerate(labels)
         },
+    }
+
+
+def prediction_metrics(
+    model: TrainedModel, actual: pd.Series, prediction: Prediction, decision: Decision
+) -> dict[str, Any]:
+    """metrics.json: the task, and its metrics of ``prediction`` against ``actual``."""
+    if model.task == "regression":
+        return {"task": model.task, **regression_metrics(actual, prediction.values)}
+    assert prediction.probabilities is not None
+    metrics = {
+        "task": model.task,
+        **classification_metrics(
+            actual, prediction.values, prediction.probabilities, model.classes
+        ),
+    }
+    if model.positive_class is not None:
+        metrics |= binary_metrics(
+            actual,
+            prediction.values,
+            prediction.probabilities,
+            model.classes,
+            model.positive_class,
+            decision,
+        )
+    return metrics
+
+
+def headline_metrics(
+    task: Task,
+    actual: pd.Series,
+    prediction: Prediction,
+    positive_class: str | None,
+    classes: Sequence[str],
+) -> dict[str, float | None]:
+    """The metrics any model of the task can be compared on, one known only by its outputs (a
+    champion, a baseline) too; computed as ``prediction_metrics`` computes them: accuracy, macro
+    F1 and, with a positive class, its ROC AUC; or MAE, RMSE and R²."""
+    if task == "regression":
+        return _regression_slice(actual, prediction.values)
+    scores: dict[str, float | None] = {**_classification_slice(actual, prediction.values)}
+    if positive_class is not None:
+        assert prediction.probabilities is not None
+        column = prediction.probabilities[:, list(classes).index(positive_class)]
+        scores["roc_auc"] = positive_roc_auc(actual, column, positive_class)
+    return scores
+
+
+def positive_roc_auc(actual: pd.Series, scores: np.ndarray, positive_class: str) -> float | None:
+    """ROC AUC of the positive class's probability; None without both outcomes in ``actual``."""
+    truth = np.asarray(actual == positive_class)
+    return float(roc_auc_score(truth, scores)) if 0 < truth.sum() < len(truth) else None
+
+
+def binary_metrics(
+    actual: pd.Series,
+    predicted: pd.Series,
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+    positive_class: str,
+    decision: Decision,
+) -> dict[str, Any]:
+    """The positive class's ROC AUC, PR AUC (average precision), Brier score, and its F1,
+    precision and recall at the decision threshold; the AUCs are None without both outcomes."""
+    truth = np.asarray(actual == positive_class)
+    scores = probabilities[:, list(classes).index(positive_class)]
+    both = 0 < truth.sum() < len(truth)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        actual, predicted, labels=[positive_class], zero_division=0
+    )
+    return {
+        "positive_class": positive_class,
+        "roc_auc": positive_roc_auc(actual, scores, positive_class),
+        "pr_auc": float(average_precision_score(truth, scores)) if both else None,
+        "positive_f1": float(f1[0]),
+        "positive_precision": float(precision[0]),
+        "positive_recall": float(recall[0]),
+        "brier": float(brier_score_loss(truth, scores)),
+        "decision_threshold": decision.recorded,
+        "threshold_method": decision.method,
+    }
+
+
+def recorded_decision(metrics: Mapping[str, Any], model: TrainedModel, path: Path) -> Decision:
+    """The decision threshold evaluate recorded in ``metrics`` (metrics.json) for ``model``:
+    what the acceptance test and the package apply to its probabilities."""
+    if metrics.get("task") != model.task:
+        raise StageError(
+            f"{path}: written for a {metrics.get('task')} model, but the model is for "
+            f"{model.task}; run the evaluate stage again"
+        )
+    method = metrics.get("threshold_method")
+    if method is None:
+        return Decision(None, None)
+    threshold = metrics.get("decision_threshold")
+    if (
+        model.positive_class is None
+        or metrics.get("positive_class") != model.positive_class
+        or isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0.0 < threshold < 1.0
+    ):
+        raise StageError(
+            f"{path}: decision_threshold {threshold!r} ({method}) for positive class "
+            f"{metrics.get('positive_class')!r} does not fit the model (classes "
+            f"{list(model.classes)}, positive class {model.positive_class!r}); run the evaluate "
+            "stage again"
+        )
+    return Decision(float(threshold), str(method))
+
+
+def regression_metrics(actual: pd.Series, predicted: pd.Series) -> dict[str, Any]:
+    """MAE, RMSE, R² (None below two rows), MAPE over the rows whose target is not zero (None if
+    there are none), and the target's mean and standard deviation (population) on these rows."""
+    truth = actual.to_numpy(dtype=np.float64)
+    guess = predicted.to_numpy(dtype=np.float64)
+    errors = np.abs(truth - guess)
+    nonzero = truth != 0
+    present = len(truth) > 0
+    return {
+        "rows": len(truth),
+        "mae": float(errors.mean()) if present else None,
+        "rmse": float(np.sqrt(np.mean(errors**2))) if present else None,
+        "r2": float(r2_score(truth, guess)) if len(truth) >= 2 else None,
+        "mape": float(np.mean(errors[nonzero] / np.abs(truth[nonzero]))) if nonzero.any() else None,
+        "mape_rows": int(nonzero.sum()),
+        "target_mean": float(truth.mean()) if present else None,
+        "target_std": float(truth.std()) if present else None,
     }
 
 
@@ -162,63 +465,90 @@ def slice_values(frame: pd.DataFrame, column: str | None, where: str) -> pd.Seri
 
 
 def slice_metrics(
-    actual: pd.Series, predicted: pd.Series, slices: pd.Series | None
+    actual: pd.Series,
+    predicted: pd.Series,
+    slices: pd.Series | None,
+    task: Task = "classification",
 ) -> dict[str, Any]:
-    """Rows, accuracy and macro F1 per slice value; macro F1 over the classes seen in the slice."""
+    """Per slice value: rows and accuracy, macro F1 (over the classes seen in the slice), or
+    MAE, RMSE, R²; and the weakest slice's macro F1 (``min_macro_f1``) or R² (``min_r2``)."""
+    weakest = "min_r2" if task == "regression" else "min_macro_f1"
     if slices is None:
-        return {"column": None, "min_macro_f1": None, "slices": {}}
+        return {"column": None, weakest: None, "slices": {}}
     per_slice: dict[str, Any] = {}
     for value in sorted(slices.unique()):
-        rows = slices == value
-        per_slice[value] = {
-            "rows": int(rows.sum()),
-            "accuracy": float(accuracy_score(actual[rows], predicted[rows])),
-            "macro_f1": float(
-                f1_score(actual[rows], predicted[rows], average="macro", zero_division=0)
-            ),
-        }
-    worst = min((scores["macro_f1"] for scores in per_slice.values()), default=None)
-    return {"column": slices.name, "min_macro_f1": worst, "slices": per_slice}
+        rows = (slices == value).to_numpy()
+        scores = (
+            _regression_slice(actual[rows], predicted[rows])
+            if task == "regression"
+            else _classification_slice(actual[rows], predicted[rows])
+        )
+        per_slice[value] = {"rows": int(rows.sum()), **scores}
+    key = weakest.removeprefix("min_")
+    values = [scores[key] for scores in per_slice.values() if scores[key] is not None]
+    return {"column": slices.name, weakest: min(values, default=None), "slices": per_slice}
+
+
+def _classification_slice(actual: pd.Series, predicted: pd.Series) -> dict[str, Any]:
+    return {
+        "accuracy": float(accuracy_score(actual, predicted)),
+        "macro_f1": float(f1_score(actual, predicted, average="macro", zero_division=0)),
+    }
+
+
+def _regression_slice(actual: pd.Series, predicted: pd.Series) -> dict[str, Any]:
+    metrics = regression_metrics(actual, predicted)
+    return {"mae": metrics["mae"], "rmse": metrics["rmse"], "r2": metrics["r2"]}
 
 
 def _classes_with_both_outcomes(
-    actual: pd.Series, classes: Sequence[str]
+    actual: pd.Series, classes: Sequence[str], only: Sequence[str] | None = None
 ) -> list[tuple[int, str, np.ndarray]]:
-    """(index, class, 0/1 truth) for every class that has positives and negatives in ``actual``."""
+    """(index, class, 0/1 truth) for every class (of ``only``, if given) that has positives and
+    negatives in ``actual``."""
     indicators = one_vs_rest(actual, classes)
     return [
         (index, label, indicators[:, index])
         for index, label in enumerate(classes)
-        if 0 < indicators[:, index].sum() < len(actual)
+        if 0 < indicators[:, index].sum() < len(actual) and (only is None or label in only)
     ]
 
 
 def roc_curves(
-    actual: pd.Series, probabilities: np.ndarray, classes: Sequence[str]
+    actual: pd.Series,
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+    only: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     parts = []
-    for index, label, truth in _classes_with_both_outcomes(actual, classes):
+    for index, label, truth in _classes_with_both_outcomes(actual, classes, only):
         fpr, tpr, _ = roc_curve(truth, probabilities[:, index])
         parts.append(pd.DataFrame({"class": label, "fpr": fpr, "tpr": tpr}))
     return _concat(parts, ["class", "fpr", "tpr"])
 
 
 def precision_recall_curves(
-    actual: pd.Series, probabilities: np.ndarray, classes: Sequence[str]
+    actual: pd.Series,
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+    only: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     parts = []
-    for index, label, truth in _classes_with_both_outcomes(actual, classes):
+    for index, label, truth in _classes_with_both_outcomes(actual, classes, only):
         precision, recall, _ = precision_recall_curve(truth, probabilities[:, index])
         parts.append(pd.DataFrame({"class": label, "recall": recall, "precision": precision}))
     return _concat(parts, ["class", "recall", "precision"])
 
 
 def calibration_curves(
-    actual: pd.Series, probabilities: np.ndarray, classes: Sequence[str]
+    actual: pd.Series,
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+    only: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per class (one-vs-rest): observed share of the class per bin of predicted probability."""
     parts = []
-    for index, label, truth in _classes_with_both_outcomes(actual, classes):
+    for index, label, truth in _classes_with_both_outcomes(actual, classes, only):
         observed, predicted = calibration_curve(
             truth, probabilities[:, index], n_bins=CALIBRATION_BINS
         )
@@ -234,15 +564,27 @@ def _concat(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
+def importance_label(primary: PrimaryMetric) -> str:
+    return f"{'drop' if primary.higher_is_better else 'rise'} in {primary.name}"
+
+
 def permutation_importances(
-    model: TrainedModel, features: pd.DataFrame, actual: pd.Series, params: EvaluateParams
+    model: TrainedModel,
+    features: pd.DataFrame,
+    actual: pd.Series,
+    params: EvaluateParams,
+    primary: PrimaryMetric,
 ) -> pd.DataFrame:
-    """Drop in macro F1 when one original feature column is shuffled, most important first."""
+    """How much the task's primary metric worsens when one original feature column is shuffled
+    (macro F1 or ROC AUC drops, RMSE rises), most important first."""
     if params.permutation_repeats < 1:
         raise StageError(
             f"evaluate.permutation_repeats: must be at least 1, got {params.permutation_repeats}"
         )
     rows = importance_rows(len(actual), params.max_importance_rows, params.seed)
+    scoring = primary.scoring
+    if scoring == "roc_auc" and actual.iloc[rows].nunique() < 2:
+        scoring = "accuracy"  # ROC AUC needs both classes among the rows
     with step(
         f"evaluate: permutation importance ({len(rows):,} of {len(actual):,} rows)", len(rows)
     ):
@@ -250,7 +592,7 @@ def permutation_importances(
             model.pipeline,
             features.iloc[rows],
             actual.iloc[rows],
-            scoring=IMPORTANCE_SCORING,
+            scoring=scoring,
             n_repeats=params.permutation_repeats,
             random_state=params.seed,
         )
@@ -275,23 +617,30 @@ def importance_rows(total: int, max_rows: int, seed: int) -> np.ndarray:
 
 
 def render_plots(evaluation: Evaluation) -> dict[str, bytes]:
-    """The PNG images, by file name."""
-    figures = {
-        "confusion": confusion_figure(evaluation.confusion, evaluation.classes),
-        "roc": curves_figure(evaluation.roc, "fpr", "tpr", "ROC (one-vs-rest)", diagonal=True),
-        "precision_recall": curves_figure(
-            evaluation.precision_recall, "recall", "precision", "Precision-recall", diagonal=False
-        ),
-        "calibration": curves_figure(
-            evaluation.calibration,
-            "mean_predicted",
-            "fraction_positive",
-            "Calibration (one-vs-rest)",
-            diagonal=True,
-        ),
-        "importance": importance_figure(evaluation.importance),
+    """The PNG images of the evaluation's plots, by file name."""
+    return {
+        PLOT_FILES[name]: _png(_figure(name, table, evaluation))
+        for name, table in evaluation.plot_data.items()
     }
-    return {PLOT_FILES[name]: _png(figure) for name, figure in figures.items()}
+
+
+def _figure(name: str, table: pd.DataFrame, evaluation: Evaluation) -> Figure:
+    binary = len(evaluation.classes) == 2
+    if name == "confusion":
+        return confusion_figure(table, evaluation.classes)
+    if name == "roc":
+        title = "ROC (positive class)" if binary else "ROC (one-vs-rest)"
+        return curves_figure(table, "fpr", "tpr", title, diagonal=True)
+    if name == "precision_recall":
+        return curves_figure(table, "recall", "precision", "Precision-recall", diagonal=False)
+    if name == "calibration":
+        title = "Calibration (positive class)" if binary else "Calibration (one-vs-rest)"
+        return curves_figure(table, "mean_predicted", "fraction_positive", title, diagonal=True)
+    if name == "predicted_actual":
+        return scatter_figure(table, "actual", "predicted", "Predicted against actual", "identity")
+    if name == "residuals":
+        return scatter_figure(table, "predicted", "residual", "Residuals", "zero")
+    return importance_figure(table, evaluation.importance_label)
 
 
 def new_figure(height: float = 4.2) -> Figure:
@@ -330,13 +679,26 @@ def curves_figure(curves: pd.DataFrame, x: str, y: str, title: str, diagonal: bo
     return figure
 
 
-def importance_figure(importance: pd.DataFrame) -> Figure:
+def scatter_figure(points: pd.DataFrame, x: str, y: str, title: str, reference: str) -> Figure:
+    """One dot per row, with the line a perfect model would follow (y = x, or y = 0)."""
+    figure = new_figure()
+    axes = figure.subplots()
+    axes.scatter(points[x], points[y], s=6, alpha=0.5, color="tab:blue", linewidths=0)
+    if len(points):
+        low, high = float(points[x].min()), float(points[x].max())
+        line = [low, high] if reference == "identity" else [0.0, 0.0]
+        axes.plot([low, high], line, linestyle=":", color="grey")
+    _label(axes, title, AXIS_LABELS[x], AXIS_LABELS[y])
+    return figure
+
+
+def importance_figure(importance: pd.DataFrame, measured: str) -> Figure:
     ordered = importance.iloc[::-1]
     figure = new_figure(height=0.6 + 0.35 * max(len(ordered), 3))
     axes = figure.subplots()
     axes.barh(ordered["feature"], ordered["importance"], xerr=ordered["std"], color="tab:blue")
     axes.axvline(0, color="grey", linewidth=0.8)
-    _label(axes, "Permutation importance", f"drop in {IMPORTANCE_SCORING}", "")
+    _label(axes, "Permutation importance", measured, "")
     return figure
 
 
@@ -354,24 +716,45 @@ def _png(figure: Figure) -> bytes:
 
 
 def write_evaluation(evaluation: Evaluation, reports: Path) -> None:
+    """The metrics, plot data and images; the plot files of the other task, left by an earlier
+    run in the same directory, are removed, so no report shows a plot of another model."""
     write_json(reports / "metrics.json", evaluation.metrics)
     write_json(reports / "slices.json", evaluation.slices)
-    for name in ("confusion", "roc", "precision_recall", "calibration", "importance"):
-        table: pd.DataFrame = getattr(evaluation, name)
+    for name, table in evaluation.plot_data.items():
         write_text(reports / f"{name}.csv", table.to_csv(index=False))
     for file_name, image in render_plots(evaluation).items():
         atomic_write_bytes(reports / "plots" / file_name, image)
+    for name in set(PLOT_FILES) - set(evaluation.plot_data):
+        (reports / f"{name}.csv").unlink(missing_ok=True)
+        (reports / "plots" / PLOT_FILES[name]).unlink(missing_ok=True)
 
 
 def describe(evaluation: Evaluation) -> str:
     metrics, slices = evaluation.metrics, evaluation.slices
-    line = (
-        f"evaluate: {metrics['rows']} rows, accuracy {metrics['accuracy']:.4f}, "
-        f"macro F1 {metrics['macro_f1']:.4f}, log loss {metrics['log_loss']:.4f}"
-    )
+    if evaluation.task == "regression":
+        line = (
+            f"evaluate: {metrics['rows']} rows, MAE {_number(metrics['mae'])}, "
+            f"RMSE {_number(metrics['rmse'])}, R² {_number(metrics['r2'])}"
+        )
+        weakest = ("R²", slices["min_r2"])
+    else:
+        line = (
+            f"evaluate: {metrics['rows']} rows, accuracy {metrics['accuracy']:.4f}, "
+            f"macro F1 {metrics['macro_f1']:.4f}, log loss {metrics['log_loss']:.4f}"
+        )
+        if "positive_class" in metrics:
+            line += (
+                f", ROC AUC of {metrics['positive_class']!r} {_number(metrics['roc_auc'])}, "
+                f"F1 {metrics['positive_f1']:.4f} at threshold {metrics['decision_threshold']:.4f}"
+            )
+        weakest = ("macro F1", slices["min_macro_f1"])
     if slices["slices"]:
-        line += f"; lowest macro F1 per {slices['column']} {slices['min_macro_f1']:.4f}"
+        line += f"; lowest {weakest[0]} per {slices['column']} {_number(weakest[1])}"
     return line
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

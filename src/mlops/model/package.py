@@ -1,10 +1,16 @@
 """Package the accepted pipeline: ONNX model, signature, reference profile, model card, manifest.
 
 Refuses a model whose acceptance verdict failed. The ONNX model must reproduce scikit-learn on the
-test set (identical labels, probabilities within ``package.parity_tolerance``) before anything is
-written to the package directory. The whole package is built in a temporary sibling directory,
-verified against its manifest, and only then swapped in, so a failing run leaves the previous
-package untouched.
+test set (a classifier: identical labels, probabilities within ``package.parity_tolerance``; a
+regressor: predictions within that share of the training target's standard deviation) before
+anything is written to the package directory. The whole package is built in a temporary sibling
+directory, verified against its manifest, and only then swapped in, so a failing run leaves the
+previous package untouched.
+
+The same model, data and params give the same bytes of ``model.onnx``, ``signature.json`` and
+``reference_profile.json``, and so the same model version (a hash of the three): what varies from
+run to run (the time, the commit, the measured latency and memory) lives in ``manifest.json``,
+``resources.json`` and the model card only, which no version check hashes.
 """
 
 from __future__ import annotations
@@ -17,16 +23,19 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from mlops import artifacts
+from mlops.decision import apply_threshold
 from mlops.model import onnx_export
 from mlops.model.features import TrainedModel, load_model, model_input, model_target
+from mlops.model.model_card import model_card
 from mlops.params import (
     AcceptParams,
     CleanParams,
@@ -37,11 +46,15 @@ from mlops.params import (
     SplitParams,
     TrainParams,
     load_section,
+    model_name,
 )
-from mlops.profile import profile_table
+from mlops.profile import profile_column, profile_table
 from mlops.progress import ANNOUNCE_ROWS, step
 from mlops.stage import StageError, parser, read_json, run, write_json
 from mlops.tables import read_table
+
+if TYPE_CHECKING:
+    import onnx
 
 RESOURCES_FILE = artifacts.RESOURCES_FILE
 # The params hash covers every section the pipeline reads; dvc.yaml lists them all for this stage.
@@ -78,13 +91,15 @@ def require_accepted(verdict: Mapping[str, Any], path: Path) -> None:
 
 
 def build_signature(
-    model: TrainedModel, train: pd.DataFrame, model_name: str
+    model: TrainedModel, train: pd.DataFrame, model_name: str, threshold: float | None
 ) -> artifacts.Signature:
-    """Features with their type, the categories and numeric ranges seen in training, the classes.
+    """Features with their type, ONNX input name, the categories and numeric ranges seen in
+    training; the task, the classes, the positive class and the decision threshold.
 
     Every feature is nullable: the pipeline imputes a missing number and treats a missing category
     as a category of its own (``MISSING_CATEGORY``), in training and serving alike.
     """
+    input_names = artifacts.input_names(model.spec.features)
     features: list[artifacts.Feature] = []
     for name in model.spec.features:
         column = train[name]
@@ -92,20 +107,24 @@ def build_signature(
             values = column.astype("float64").dropna()
             low = float(values.min()) if len(values) else None
             high = float(values.max()) if len(values) else None
-            features.append(_feature(name, "number", None, low, high))
+            features.append(_feature(name, input_names[name], "number", None, low, high))
         else:
             categories = sorted(column.dropna().map(str).unique())
-            features.append(_feature(name, "string", categories, None, None))
+            features.append(_feature(name, input_names[name], "string", categories, None, None))
     return {
         "model_name": model_name,
         "target": model.target,
+        "task": model.task,
         "features": features,
         "classes": list(model.classes),
+        "positive_class": model.positive_class,
+        "threshold": threshold,
     }
 
 
 def _feature(
     name: str,
+    input_name: str,
     kind: Literal["number", "string"],
     categories: list[str] | None,
     low: float | None,
@@ -113,6 +132,7 @@ def _feature(
 ) -> artifacts.Feature:
     return {
         "name": name,
+        "input_name": input_name,
         "type": kind,
         "nullable": True,
         "categories": categories,
@@ -121,12 +141,58 @@ def _feature(
     }
 
 
+def decision_threshold(
+    evaluation: Mapping[str, Any], model: TrainedModel, path: Path
+) -> float | None:
+    """The decision threshold evaluate chose or was given (``threshold_method`` not null), for
+    the signature; None when the model's own labels stand (``evaluate.decision_threshold: null``).
+    """
+    if evaluation.get("threshold_method") is None:
+        return None
+    threshold = evaluation.get("decision_threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise StageError(
+            f"{path}: 'decision_threshold' is {threshold!r}; expected a probability, since "
+            f"'threshold_method' is {evaluation['threshold_method']!r}"
+        )
+    if not 0.0 < threshold < 1.0 or len(model.classes) != 2 or model.positive_class is None:
+        raise StageError(
+            f"{path}: a decision threshold of {threshold!r} needs a binary classifier with a "
+            f"positive class and a threshold between 0 and 1; the model has classes "
+            f"{list(model.classes)} and positive class {model.positive_class!r}"
+        )
+    return float(threshold)
+
+
 def reference_profile(model: TrainedModel, train: pd.DataFrame) -> dict[str, Any]:
-    """The training features' profile (as the validate stage computes it) and the class shares."""
+    """The training features' profile (as the validate stage computes it), and what the live
+    predictions are compared with: the class shares of a classifier's training labels, or the
+    profile of a regressor's predictions on the training split."""
     profile = profile_table(train[list(model.spec.features)])
+    if model.task == "regression":
+        predictions = model.pipeline.predict(model_input(train, model.spec, "training table"))
+        column = pd.Series(np.asarray(predictions, dtype=np.float64), name="prediction")
+        profile["prediction"] = profile_column(column)
+        return profile
     shares = model_target(train, model.target, "training table").value_counts(normalize=True)
     profile["classes"] = {label: float(shares.get(label, 0.0)) for label in model.classes}
     return profile
+
+
+def target_summary(model: TrainedModel, train: pd.DataFrame) -> dict[str, float | None]:
+    """A regressor's training target in a few numbers, for the model card ({} for classes)."""
+    if model.task != "regression":
+        return {}
+    values = train[model.target].astype("float64").dropna()
+    if values.empty:
+        return {}
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()) if len(values) > 1 else 0.0,
+        "min": float(values.min()),
+        "median": float(values.median()),
+        "max": float(values.max()),
+    }
 
 
 def params_hash(params_path: Path) -> str:
@@ -154,45 +220,73 @@ def git_commit(directory: Path) -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
-def model_version(created: datetime, data_hash: str, params_hash: str, model_hash: str) -> str:
-    """``<UTC date>-<8 hex>``: the date orders releases; the hash names data, params and model."""
-    identity = hashlib.sha256(f"{data_hash}:{params_hash}:{model_hash}".encode()).hexdigest()
-    return f"{created:%Y%m%d}-{identity[:8]}"
+def model_version(model_graph: bytes, signature: bytes, profile: bytes) -> str:
+    """12 hex digits of sha256 over the ONNX model (without its metadata), the signature and the
+    reference profile: what the scorer and the sidecar act on, and nothing that changes from run
+    to run. The same model packaged again (another day, another commit, another measurement) has
+    the same version, and ``model.onnx``, which carries it, the same bytes."""
+    identity = hashlib.sha256()
+    for part in (model_graph, signature, profile):
+        identity.update(hashlib.sha256(part).digest())
+    return identity.hexdigest()[:12]
 
 
-def onnx_metadata(
-    model_name: str, version: str, lineage: artifacts.Lineage, metrics: Mapping[str, Any]
-) -> dict[str, str]:
+def onnx_metadata(signature: artifacts.Signature, version: str) -> dict[str, str]:
+    """What the ONNX model says about itself to any ONNX tool: name, version, task, target.
+    Lineage (time, commit, hashes) lives in the manifest: it would change the model's bytes."""
     return {
-        "model_name": model_name,
+        "model_name": signature["model_name"],
         "model_version": version,
-        "git_commit": lineage["git_commit"],
-        "data_hash": lineage["data_hash"],
-        "params_hash": lineage["params_hash"],
-        "created": lineage["created"],
-        "metrics": json.dumps(metrics, sort_keys=True),
+        "task": signature["task"],
+        "target": signature["target"],
     }
 
 
-def export_onnx(model: TrainedModel, params: PackageParams, metadata: Mapping[str, str]) -> bytes:
-    converted = onnx_export.convert(model.pipeline, model.spec, model.classes, params.target_opset)
-    onnx_export.set_metadata(converted, metadata)
-    return bytes(converted.SerializeToString())
+def export_onnx(model: TrainedModel, params: PackageParams) -> onnx.ModelProto:
+    """The model in ONNX, without metadata (``with_metadata`` adds it once the version is known)."""
+    return onnx_export.convert(model, params.target_opset)
+
+
+def serialized(model: onnx.ModelProto) -> bytes:
+    return bytes(model.SerializeToString())
+
+
+def with_metadata(model: onnx.ModelProto, metadata: Mapping[str, str]) -> bytes:
+    onnx_export.set_metadata(model, metadata)
+    return serialized(model)
 
 
 def check_parity(
-    model: TrainedModel, onnx_model: bytes, test: pd.DataFrame, tolerance: float
+    model: TrainedModel,
+    onnx_model: bytes,
+    test: pd.DataFrame,
+    train: pd.DataFrame,
+    tolerance: float,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Score ``test`` with scikit-learn and with onnxruntime and compare (see ``parity_report``)."""
+    """Score ``test`` with scikit-learn and with onnxruntime and compare (see
+    ``onnx_export.parity_report`` and ``regression_parity_report``)."""
     features = model_input(test, model.spec, "test table")
-    expected = (
-        np.asarray(model.pipeline.predict(features)).astype(str),
-        np.asarray(model.pipeline.predict_proba(features), dtype=np.float64),
-    )
     session = onnx_export.open_session(onnx_model)
-    actual = onnx_export.score(session, onnx_export.onnx_feed(test, model.spec, "test table"))
+    feed = onnx_export.onnx_feed(test, model.spec, "test table")
     shown = test[list(model.spec.features)]
-    return onnx_export.parity_report(shown, model.classes, expected, actual, tolerance)
+    if model.task == "regression":
+        expected = np.asarray(model.pipeline.predict(features), dtype=np.float64).reshape(-1)
+        actual = onnx_export.score_regressor(session, feed)
+        scale = onnx_export.target_scale(train[model.target])
+        return onnx_export.regression_parity_report(shown, expected, actual, scale, tolerance)
+    probabilities = np.asarray(model.pipeline.predict_proba(features), dtype=np.float64)
+    if threshold is None:
+        labels = np.asarray(model.pipeline.predict(features)).astype(str)
+    else:
+        assert model.positive_class is not None  # checked by decision_threshold
+        labels = apply_threshold(probabilities, model.classes, model.positive_class, threshold)
+    actual_scores = onnx_export.score_classifier(
+        session, feed, model.classes, model.positive_class, threshold
+    )
+    return onnx_export.parity_report(
+        shown, model.classes, (labels, probabilities), actual_scores, tolerance, threshold
+    )
 
 
 def profile_resources(onnx_model: bytes, feed: onnx_export.Feed) -> dict[str, Any]:
@@ -294,173 +388,10 @@ def manifest_metrics(
     }
 
 
-def model_card(
-    signature: artifacts.Signature,
-    manifest: Mapping[str, Any],
-    profile: Mapping[str, Any],
-    verdict: Mapping[str, Any],
-    evaluation: Mapping[str, Any],
-    parity: Mapping[str, Any],
-    resources: Mapping[str, Any],
-) -> str:
-    sections = [
-        _card_header(signature, manifest),
-        _card_data(signature, profile),
-        _card_features(signature),
-        _card_metrics(evaluation, verdict),
-        _card_acceptance(verdict),
-        _card_serving(parity, resources),
-        _card_limitations(signature, profile),
-        _card_lineage(manifest),
-    ]
-    return "\n\n".join(sections) + "\n"
-
-
-def _card_header(signature: artifacts.Signature, manifest: Mapping[str, Any]) -> str:
-    classes = ", ".join(signature["classes"])
-    return "\n".join(
-        [
-            f"# Model card: {signature['model_name']} {manifest['model_version']}",
-            "",
-            "## Intended use",
-            "",
-            f"Predicts `{signature['target']}` (one of: {classes}) from the "
-            f"{len(signature['features'])} features below, one record at a time or in batches, "
-            "through the scoring service. It returns the most likely class and the probability "
-            "of every class. It is meant for data like the training data described here; it is "
-            "not meant for records from another population or for decisions the metrics below "
-            "do not support.",
-        ]
-    )
-
-
-def _card_data(signature: artifacts.Signature, profile: Mapping[str, Any]) -> str:
-    lines = [
-        "## Training data",
-        "",
-        f"{profile['rows']} labelled rows. Class shares:",
-        "",
-        "| class | share |",
-        "|---|---:|",
-    ]
-    lines += [f"| {label} | {share:.1%} |" for label, share in profile["classes"].items()]
-    return "\n".join(lines)
-
-
-def _card_features(signature: artifacts.Signature) -> str:
-    lines = ["## Features", "", "| feature | type | seen in training |", "|---|---|---|"]
-    for feature in signature["features"]:
-        if feature["type"] == "number":
-            seen = f"{_number(feature['min'])} to {_number(feature['max'])}"
-        else:
-            seen = ", ".join(feature["categories"] or [])
-        lines.append(f"| {feature['name']} | {feature['type']} | {seen} |")
-    lines += [
-        "",
-        "Every feature may be missing: numbers are imputed, a missing category is its own.",
-    ]
-    return "\n".join(lines)
-
-
-def _card_metrics(evaluation: Mapping[str, Any], verdict: Mapping[str, Any]) -> str:
-    test = verdict["metrics"]
-    validation = {k: v for k, v in evaluation.items() if isinstance(v, int | float)}
-    lines = ["## Metrics", "", "| metric | validation set | test set |", "|---|---:|---:|"]
-    for name in sorted(set(validation) | {k for k, v in test.items() if isinstance(v, float)}):
-        lines.append(f"| {name} | {_number(validation.get(name))} | {_number(test.get(name))} |")
-    slices = test.get("slice_macro_f1", {})
-    if slices:
-        lines += ["", "Macro F1 per slice (test set):", "", "| slice | macro F1 |", "|---|---:|"]
-        lines += [f"| {name} | {_number(value)} |" for name, value in slices.items()]
-    return "\n".join(lines)
-
-
-def _card_acceptance(verdict: Mapping[str, Any]) -> str:
-    lines = [
-        "## Acceptance test",
-        "",
-        f"Verdict: {'passed' if verdict['passed'] else 'failed'}.",
-        "",
-        "| check | value | threshold | passed |",
-        "|---|---:|---:|---|",
-    ]
-    for check in verdict["checks"]:
-        lines.append(
-            f"| {check['name']} | {_number(check['value'])} | {_number(check['threshold'])} "
-            f"| {'yes' if check['passed'] else 'no'} |"
-        )
-    champion = verdict.get("champion")
-    lines += [
-        "",
-        f"Champion: {champion.get('model_version', 'invalid')} at {champion['path']}."
-        if champion
-        else "Champion: none (first accepted model).",
-    ]
-    return "\n".join(lines)
-
-
-def _card_serving(parity: Mapping[str, Any], resources: Mapping[str, Any]) -> str:
-    latency = resources["latency"]
-    requests = resources["kubernetes"]["requests"]
-    limits = resources["kubernetes"]["limits"]
-    return "\n".join(
-        [
-            "## Serving",
-            "",
-            f"ONNX parity on {parity['rows']} test rows: {parity['label_mismatches']} label "
-            f"mismatches, max probability difference {parity['max_abs_diff']:.2g} "
-            f"(tolerance {parity['tolerance']:.2g}).",
-            "",
-            f"Latency with one thread: one row {latency['rows_1']['median_ms']:.3f} ms median, "
-            f"{latency['rows_1']['p99_ms']:.3f} ms p99; 1,000 rows "
-            f"{latency['rows_1000']['median_ms']:.2f} ms median, "
-            f"{latency['rows_1000']['p99_ms']:.2f} ms p99. Peak memory of a scoring process: "
-            f"{resources['memory']['peak_rss_mib']:.0f} MiB. Suggested Kubernetes requests "
-            f"{requests['cpu']} CPU / {requests['memory']}, limits {limits['cpu']} / "
-            f"{limits['memory']}.",
-        ]
-    )
-
-
-def _card_limitations(signature: artifacts.Signature, profile: Mapping[str, Any]) -> str:
-    return "\n".join(
-        [
-            "## Limitations",
-            "",
-            f"- Trained on {profile['rows']} rows; metrics on small slices are noisy.",
-            "- A category not seen in training is accepted but carries no information "
-            "(its one-hot columns are all zero); the monitoring sidecar reports it as drift.",
-            "- Numbers outside the training range are accepted; the model extrapolates "
-            "(tree models flatten out at the range's edge).",
-            "- Probabilities are not calibrated beyond what the model family provides; read the "
-            "calibration plot of the evaluate stage before using them as risks.",
-            f"- It knows only the classes {', '.join(signature['classes'])}.",
-        ]
-    )
-
-
-def _card_lineage(manifest: Mapping[str, Any]) -> str:
-    lineage = manifest["lineage"]
-    return "\n".join(
-        [
-            "## Lineage",
-            "",
-            f"- model version: {manifest['model_version']}",
-            f"- created: {lineage['created']}",
-            f"- git commit: {lineage['git_commit']}",
-            f"- training data md5 (DVC): {lineage['data_hash']}",
-            f"- params sha256: {lineage['params_hash']}",
-            "- every packaged file's sha256: manifest.json",
-        ]
-    )
-
-
-def _number(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, int | float) else ""
-
-
 def json_bytes(value: Any) -> bytes:
-    return (json.dumps(value, indent=2) + "\n").encode()
+    """Canonical JSON of a packaged file: keys in the order built, floats as Python writes them
+    (shortest repr), UTF-8 kept as it is (the user's column names), one trailing newline."""
+    return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
 
 def make_lineage(params_path: Path, train_path: Path, created: datetime) -> artifacts.Lineage:
@@ -472,33 +403,37 @@ def make_lineage(params_path: Path, train_path: Path, created: datetime) -> arti
     }
 
 
-def package_files(
+@dataclass(frozen=True)
+class Contents:
+    """The reproducible part of a package: the same model, data and params give the same bytes."""
+
+    signature: artifacts.Signature
+    profile: dict[str, Any]
+    model: bytes  # model.onnx, with its metadata
+    version: str
+
+    def files(self) -> dict[str, bytes]:
+        return {
+            artifacts.MODEL_FILE: self.model,
+            artifacts.SIGNATURE_FILE: json_bytes(self.signature),
+            artifacts.PROFILE_FILE: json_bytes(self.profile),
+        }
+
+
+def package_contents(
     model: TrainedModel,
+    converted: onnx.ModelProto,
     train: pd.DataFrame,
-    onnx_model: bytes,
-    manifest: Mapping[str, Any],
-    reports: Mapping[str, Mapping[str, Any]],
-) -> dict[str, bytes]:
-    """Every file of the package but the manifest; ``reports`` holds the verdict, the evaluation
-    metrics, the parity report and the resource profile."""
-    signature = build_signature(model, train, manifest["model_name"])
+    model_name: str,
+    threshold: float | None,
+) -> Contents:
+    """Signature, reference profile and the versioned ONNX model (``converted`` gets its
+    metadata)."""
+    signature = build_signature(model, train, model_name, threshold)
     profile = reference_profile(model, train)
-    card = model_card(
-        signature,
-        manifest,
-        profile,
-        reports["verdict"],
-        reports["evaluation"],
-        reports["parity"],
-        reports["resources"],
-    )
-    return {
-        artifacts.MODEL_FILE: onnx_model,
-        artifacts.SIGNATURE_FILE: json_bytes(signature),
-        artifacts.PROFILE_FILE: json_bytes(profile),
-        RESOURCES_FILE: json_bytes(reports["resources"]),
-        artifacts.MODEL_CARD_FILE: card.encode(),
-    }
+    version = model_version(serialized(converted), json_bytes(signature), json_bytes(profile))
+    onnx_model = with_metadata(converted, onnx_metadata(signature, version))
+    return Contents(signature, profile, onnx_model, version)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -507,31 +442,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         arguments.add_argument(option, type=Path, required=True)
     options = arguments.parse_args(argv)
     params = load_section(options.params, "package", PackageParams)
+    name = model_name(params, load_section(options.params, "data", DataParams))
     verdict = read_json(options.verdict)
     require_accepted(verdict, options.verdict)
     evaluation = read_json(options.metrics)
     model = load_model(options.model)
+    threshold = decision_threshold(evaluation, model, options.metrics)
     train, test = read_table(options.train), read_table(options.test)
 
-    created = datetime.now(UTC)
-    lineage = make_lineage(options.params, options.train, created)
-    model_hash = artifacts.sha256_of(options.model)
-    version = model_version(created, lineage["data_hash"], lineage["params_hash"], model_hash)
-    metadata = onnx_metadata(params.model_name, version, lineage, verdict["metrics"])
     with step("package: ONNX conversion", None, announce=len(train) >= ANNOUNCE_ROWS):
-        onnx_model = export_onnx(model, params, metadata)
+        converted = export_onnx(model, params)
     with step("package: parity on the test set", len(test)):
-        parity = check_parity(model, onnx_model, test, params.parity_tolerance)
+        parity = check_parity(
+            model, serialized(converted), test, train, params.parity_tolerance, threshold
+        )
     write_json(options.reports / "parity.json", parity)
     if not parity["passed"]:
         raise StageError(onnx_export.parity_failure(parity))
-    resources = profile_resources(onnx_model, onnx_export.onnx_feed(test, model.spec))
+    contents = package_contents(model, converted, train, name, threshold)
+    resources = profile_resources(contents.model, onnx_export.onnx_feed(test, model.spec))
     write_json(options.reports / "resources.json", resources)
 
     manifest = {
-        "model_name": params.model_name,
-        "model_version": version,
-        "lineage": lineage,
+        "model_name": name,
+        "model_version": contents.version,
+        "lineage": make_lineage(options.params, options.train, datetime.now(UTC)),
         "metrics": manifest_metrics(evaluation, verdict, parity),
     }
     reports = {
@@ -540,10 +475,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "parity": parity,
         "resources": resources,
     }
-    install_package(
-        options.out, package_files(model, train, onnx_model, manifest, reports), manifest
+    card = model_card(
+        contents.signature, manifest, contents.profile, reports, target_summary(model, train)
     )
-    print(f"packaged {params.model_name} {version} into {options.out}")
+    files = {
+        **contents.files(),
+        RESOURCES_FILE: json_bytes(resources),
+        artifacts.MODEL_CARD_FILE: card.encode(),
+    }
+    install_package(options.out, files, manifest)
+    print(f"packaged {name} {contents.version} into {options.out}")
 
 
 if __name__ == "__main__":

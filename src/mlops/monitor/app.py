@@ -11,25 +11,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mlops.monitor.feedback import Feedback, FeedbackError, parse_feedback_body
+from mlops.artifacts import Task
+from mlops.monitor.feedback import FeedbackError, feedback_schema, parse_feedback_body
 from mlops.monitor.metrics import metrics_registry, render
 from mlops.monitor.page import render_page
 from mlops.monitor.service import Monitor
 
 MAX_BODY_BYTES = 4 << 20
-FEEDBACK_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "oneOf": [
-                    Feedback.model_json_schema(),
-                    {"type": "array", "items": Feedback.model_json_schema()},
-                ]
-            }
-        }
-    },
-}
+
+
+def feedback_body(task: Task) -> dict[str, Any]:
+    """The OpenAPI request body of ``POST /feedback``: the label's type follows the task."""
+    return {"required": True, "content": {"application/json": {"schema": feedback_schema(task)}}}
 
 
 def create_app(monitor: Monitor) -> FastAPI:
@@ -59,7 +52,9 @@ def create_app(monitor: Monitor) -> FastAPI:
     def performance() -> dict[str, Any]:
         return monitor.snapshot().performance.as_json()
 
-    @app.post("/feedback", openapi_extra={"requestBody": FEEDBACK_BODY})
+    task = monitor.reference.task
+
+    @app.post("/feedback", openapi_extra={"requestBody": feedback_body(task)})
     async def feedback(request: Request) -> JSONResponse:
         declared = request.headers.get("content-length", "0")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -68,7 +63,7 @@ def create_app(monitor: Monitor) -> FastAPI:
         if len(body) > MAX_BODY_BYTES:
             return _problem(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
         try:
-            items = parse_feedback_body(body)
+            items = parse_feedback_body(body, task)
         except FeedbackError as error:
             return JSONResponse({"detail": error.problems}, status_code=422)
         matched, unmatched = monitor.add_feedback(items)

@@ -3,9 +3,10 @@
 Numeric features: PSI on the reference's quantile bins, the missing rate, and the share of values
 outside the training range. Categorical features: PSI over the category shares, where categories
 never seen in training are pooled in one ``UNSEEN`` bucket (so they count as drift), the missing
-rate, and the unseen rate. Predictions: PSI of the predicted class mix against the training one.
-Nothing is flagged until the window holds ``min_window_size`` records: PSI on a handful of
-records is noise.
+rate, and the unseen rate. Predictions: a classifier's predicted class mix against the training
+class mix (PSI over the classes); a regressor's predicted numbers against its predictions on the
+training split (PSI on their quantile bins: the numeric feature rule). Nothing is flagged until the
+window holds ``min_window_size`` records: PSI on a handful of records is noise.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from mlops.artifacts import MISSING_CATEGORY
 from mlops.drift import OTHER_CATEGORY, bin_shares, category_psi, psi
 from mlops.monitor.reference import FeatureKind, FeatureReference, Reference
-from mlops.monitor.window import LoggedPrediction
+from mlops.monitor.window import Label, LoggedPrediction
 
 UNSEEN = "__unseen__"
 
@@ -75,7 +76,16 @@ class PredictionDrift:
     psi: float
     threshold: float
     drifted: bool
-    class_shares: Mapping[str, float]
+    class_shares: Mapping[str, float]  # a classifier's predicted class mix; empty for a regressor
+    numeric: bool = False  # a regressor's: then the means below
+    mean: float | None = None  # of the predictions in the window (None: no record)
+    reference_mean: float | None = None  # of the predictions on the training split
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"score": self.psi, "drifted": self.drifted}
+        if self.numeric:
+            body |= {"mean": self.mean, "reference_mean": self.reference_mean}
+        return body
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,7 @@ class DriftReport:
             "window_size": self.window_size,
             "alert": self.alert,
             "features": {feature.name: feature.as_json() for feature in self.features},
-            "prediction": {"score": self.prediction.psi, "drifted": self.prediction.drifted},
+            "prediction": self.prediction.as_json(),
         }
 
 
@@ -112,15 +122,30 @@ def assess(
         )
         for feature in reference.features
     )
-    shares = _shares(Counter(record.prediction for record in records))
-    score = category_psi(reference.class_shares, shares) if shares else 0.0
-    prediction = PredictionDrift(
-        psi=score,
-        threshold=thresholds.prediction_psi,
-        drifted=eligible and score > thresholds.prediction_psi,
-        class_shares=shares,
-    )
+    prediction = prediction_drift(reference, [r.prediction for r in records], thresholds, eligible)
     return DriftReport(len(records), features, prediction)
+
+
+def prediction_drift(
+    reference: Reference, predictions: Sequence[Label], thresholds: Thresholds, eligible: bool
+) -> PredictionDrift:
+    """The predictions against training: the class mix, or the numbers on the reference bins."""
+    threshold = thresholds.prediction_psi
+    numeric = reference.prediction
+    if numeric is None:
+        shares = _shares(Counter(str(prediction) for prediction in predictions))
+        score = category_psi(reference.class_shares, shares) if shares else 0.0
+        return PredictionDrift(score, threshold, eligible and score > threshold, shares)
+    score = numeric_statistics(numeric, predictions)[0]
+    return PredictionDrift(
+        psi=score,
+        threshold=threshold,
+        drifted=eligible and score > threshold,
+        class_shares={},
+        numeric=True,
+        mean=sum(map(float, predictions)) / len(predictions) if predictions else None,
+        reference_mean=numeric.mean,
+    )
 
 
 def feature_drift(

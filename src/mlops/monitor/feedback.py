@@ -1,32 +1,63 @@
-"""Ground truth arriving later, joined to the logged predictions: rolling accuracy and macro F1.
+"""Ground truth arriving later, joined to the logged predictions: rolling performance.
 
 Feedback is ``{"request_id", "label", "index"}`` (``index`` defaults to 0: the first record of the
-request) and is joined to the logged prediction with the same ``(request_id, index)``. The sidecar
-remembers the most recent predictions only (``MONITOR_PREDICTION_MEMORY``); feedback for a
+request) and is joined to the logged prediction with the same ``(request_id, index)``. ``label`` is
+the true class (a string) for a classifier and the true value (a JSON number) for a regressor. The
+sidecar remembers the most recent predictions only (``MONITOR_PREDICTION_MEMORY``); feedback for a
 prediction it does not remember, or a second label for the same prediction, counts as unmatched.
+
+Performance over the last labelled predictions: accuracy and macro F1 for a classifier, MAE and
+RMSE for a regressor, each compared with the packaged model's validation value.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops.monitor.reference import Reference
-from mlops.monitor.window import LoggedPrediction, load_json
+from mlops.artifacts import Task
+from mlops.monitor.reference import PERFORMANCE_METRICS, Reference
+from mlops.monitor.window import Label, LoggedPrediction, load_json
 
 MAX_FEEDBACK_PER_REQUEST = 10_000
+Pair = tuple[Label, Label]  # (true label, predicted label)
 
 
-class Feedback(BaseModel):
+class _Joined(BaseModel):
+    """What joins a label to its prediction."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     request_id: str = Field(min_length=1, max_length=256)
-    label: str = Field(min_length=1, max_length=1024)
     index: int = Field(0, ge=0)
+
+
+class ClassFeedback(_Joined):
+    """A classifier's ground truth: the true class."""
+
+    label: str = Field(min_length=1, max_length=1024)
+
+
+class ValueFeedback(_Joined):
+    """A regressor's ground truth: the true value, a JSON number (not a string)."""
+
+    label: float = Field(allow_inf_nan=False)
+
+
+Feedback = ClassFeedback | ValueFeedback
+FEEDBACK_MODELS: dict[Task, type[ClassFeedback] | type[ValueFeedback]] = {
+    "classification": ClassFeedback,
+    "regression": ValueFeedback,
+}
+LABEL_EXPECTED: dict[Task, str] = {
+    "classification": "the model is a classifier: label is the true class, a string",
+    "regression": "the model is a regressor: label is the true value, a JSON number",
+}
 
 
 class FeedbackError(ValueError):
@@ -37,7 +68,7 @@ class FeedbackError(ValueError):
         self.problems = problems
 
 
-def parse_feedback_body(body: bytes) -> list[Feedback]:
+def parse_feedback_body(body: bytes, task: Task = "classification") -> list[Feedback]:
     """One feedback object or a list of them, as sent to ``POST /feedback``."""
     try:
         raw = load_json(body)
@@ -47,14 +78,16 @@ def parse_feedback_body(body: bytes) -> list[Feedback]:
     if len(items) > MAX_FEEDBACK_PER_REQUEST:
         message = f"at most {MAX_FEEDBACK_PER_REQUEST} items per request"
         raise FeedbackError([{"field": "body", "message": message}])
-    feedback, problems = [], []
+    model = FEEDBACK_MODELS[task]
+    feedback: list[Feedback] = []
+    problems = []
     for position, item in enumerate(items):
         where = f"[{position}]" if isinstance(raw, list) else ""
         try:
-            feedback.append(Feedback.model_validate(item))
+            feedback.append(model.model_validate(item))
         except ValidationError as error:
             problems += [
-                {"field": _field_name(where, detail["loc"]), "message": detail["msg"]}
+                {"field": _field_name(where, detail["loc"]), "message": _message(detail, task)}
                 for detail in error.errors()
             ]
     if problems:
@@ -70,12 +103,26 @@ def _field_name(where: str, location: tuple[int | str, ...]) -> str:
     return where or field or "body"
 
 
-def parse_feedback_line(line: bytes) -> Feedback | None:
+def _message(detail: Any, task: Task) -> str:
+    """pydantic's message; for a label of the wrong type, also what this model expects."""
+    message = str(detail["msg"])
+    if tuple(detail["loc"]) == ("label",) and detail["type"] in ("string_type", "float_type"):
+        return f"{message}: {LABEL_EXPECTED[task]}"
+    return message
+
+
+def parse_feedback_line(line: bytes, task: Task = "classification") -> Feedback | None:
     """The feedback on one line of the feedback file, or None if the line is not valid feedback."""
     try:
-        return Feedback.model_validate(load_json(line))
+        return FEEDBACK_MODELS[task].model_validate(load_json(line))
     except (ValueError, ValidationError):
         return None
+
+
+def feedback_schema(task: Task) -> dict[str, Any]:
+    """The JSON schema of ``POST /feedback``'s body for a model of ``task``."""
+    item = FEEDBACK_MODELS[task].model_json_schema()
+    return {"oneOf": [item, {"type": "array", "items": item}]}
 
 
 class PredictionMemory:
@@ -83,7 +130,7 @@ class PredictionMemory:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._predictions: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._predictions: OrderedDict[tuple[str, int], Label] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._predictions)
@@ -95,93 +142,25 @@ class PredictionMemory:
         while len(self._predictions) > self.capacity:
             self._predictions.popitem(last=False)
 
-    def take(self, feedback: Feedback) -> str | None:
+    def take(self, feedback: Feedback) -> Label | None:
         """The prediction this feedback labels, once: a second label for it finds nothing."""
         return self._predictions.pop((feedback.request_id, feedback.index), None)
-
-
-@dataclass(frozen=True)
-class PerformanceReport:
-    labelled: int
-    accuracy: float | None
-    macro_f1: float | None
-    reference_accuracy: float | None
-    reference_macro_f1: float | None
-    degraded: bool
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "labelled": self.labelled,
-            "accuracy": self.accuracy,
-            "macro_f1": self.macro_f1,
-            "reference_accuracy": self.reference_accuracy,
-            "reference_macro_f1": self.reference_macro_f1,
-            "degraded": self.degraded,
-        }
 
 
 class LabelledWindow:
     """The last ``size`` (true label, predicted label) pairs."""
 
     def __init__(self, size: int) -> None:
-        self._pairs: deque[tuple[str, str]] = deque(maxlen=size)
+        self._pairs: deque[Pair] = deque(maxlen=size)
 
     def __len__(self) -> int:
         return len(self._pairs)
 
-    def add(self, truth: str, predicted: str) -> None:
+    def add(self, truth: Label, predicted: Label) -> None:
         self._pairs.append((truth, predicted))
 
-    def pairs(self) -> list[tuple[str, str]]:
+    def pairs(self) -> list[Pair]:
         return list(self._pairs)
-
-
-def accuracy(pairs: Sequence[tuple[str, str]]) -> float:
-    return sum(truth == predicted for truth, predicted in pairs) / len(pairs)
-
-
-def macro_f1(pairs: Sequence[tuple[str, str]]) -> float:
-    """Mean F1 over the classes occurring as a true or a predicted label (as scikit-learn does)."""
-    true_positives: Counter[str] = Counter()
-    false_positives: Counter[str] = Counter()
-    false_negatives: Counter[str] = Counter()
-    for truth, predicted in pairs:
-        if truth == predicted:
-            true_positives[truth] += 1
-        else:
-            false_positives[predicted] += 1
-            false_negatives[truth] += 1
-    classes = {label for pair in pairs for label in pair}
-    scores = [
-        2 * true_positives[c] / (2 * true_positives[c] + false_positives[c] + false_negatives[c])
-        for c in classes
-    ]
-    return sum(scores) / len(scores)
-
-
-def assess_performance(
-    pairs: Sequence[tuple[str, str]], reference: Reference, tolerance: float, min_labelled: int
-) -> PerformanceReport:
-    """Rolling accuracy and macro F1; degraded when either trails the validation value by more
-    than ``tolerance``, once at least ``min_labelled`` predictions are labelled."""
-    if not pairs:
-        return PerformanceReport(0, None, None, reference.accuracy, reference.macro_f1, False)
-    live_accuracy, live_f1 = accuracy(pairs), macro_f1(pairs)
-    below = _below(live_accuracy, reference.accuracy, tolerance) or _below(
-        live_f1, reference.macro_f1, tolerance
-    )
-    return PerformanceReport(
-        labelled=len(pairs),
-        accuracy=live_accuracy,
-        macro_f1=live_f1,
-        reference_accuracy=reference.accuracy,
-        reference_macro_f1=reference.macro_f1,
-        degraded=below and len(pairs) >= min_labelled,
-    )
-
-
-def _below(live: float, reference: float | None, tolerance: float) -> bool:
-    return reference is not None and live < reference - tolerance
 
 
 def join_feedback(
@@ -197,3 +176,97 @@ def join_feedback(
             labelled.add(item.label, predicted)
             matched += 1
     return matched, unmatched
+
+
+def accuracy(pairs: Sequence[Pair]) -> float:
+    return sum(truth == predicted for truth, predicted in pairs) / len(pairs)
+
+
+def macro_f1(pairs: Sequence[Pair]) -> float:
+    """Mean F1 over the classes occurring as a true or a predicted label (as scikit-learn does)."""
+    true_positives: Counter[Label] = Counter()
+    false_positives: Counter[Label] = Counter()
+    false_negatives: Counter[Label] = Counter()
+    for truth, predicted in pairs:
+        if truth == predicted:
+            true_positives[truth] += 1
+        else:
+            false_positives[predicted] += 1
+            false_negatives[truth] += 1
+    classes = {label for pair in pairs for label in pair}
+    scores = [
+        2 * true_positives[c] / (2 * true_positives[c] + false_positives[c] + false_negatives[c])
+        for c in classes
+    ]
+    return sum(scores) / len(scores)
+
+
+def mean_absolute_error(pairs: Sequence[Pair]) -> float:
+    return sum(abs(float(truth) - float(predicted)) for truth, predicted in pairs) / len(pairs)
+
+
+def root_mean_squared_error(pairs: Sequence[Pair]) -> float:
+    squares = sum((float(truth) - float(predicted)) ** 2 for truth, predicted in pairs)
+    return math.sqrt(squares / len(pairs))
+
+
+METRIC_FUNCTIONS = {
+    "accuracy": accuracy,
+    "macro_f1": macro_f1,
+    "mae": mean_absolute_error,
+    "rmse": root_mean_squared_error,
+}
+
+
+@dataclass(frozen=True)
+class PerformanceRules:
+    """When labelled traffic counts as degraded."""
+
+    tolerance: float  # classification: allowed drop of accuracy / macro F1 below validation
+    rmse_tolerance: float  # regression: allowed rise of RMSE over validation, a share of it
+    min_labelled: int  # labelled predictions needed before anything counts as degraded
+
+
+@dataclass(frozen=True)
+class PerformanceReport:
+    labelled: int
+    live: Mapping[str, float | None]  # the task's metrics on labelled traffic (None: no label)
+    reference: Mapping[str, float]  # the same metrics on the validation set, where packaged
+    degraded: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """``GET /performance``: ``labelled``, each metric, ``reference_<metric>``, ``degraded``."""
+        return {
+            "labelled": self.labelled,
+            **self.live,
+            **{f"reference_{name}": self.reference.get(name) for name in self.live},
+            "degraded": self.degraded,
+        }
+
+
+def assess_performance(
+    pairs: Sequence[Pair], reference: Reference, rules: PerformanceRules
+) -> PerformanceReport:
+    """The task's metrics on the labelled pairs. Degraded, once at least ``min_labelled`` are in:
+    a classifier's accuracy or macro F1 below its validation value minus ``tolerance``; a
+    regressor's RMSE above its validation RMSE times ``1 + rmse_tolerance``."""
+    names = PERFORMANCE_METRICS[reference.task]
+    if not pairs:
+        return PerformanceReport(0, dict.fromkeys(names), reference.validation, False)
+    live = {name: METRIC_FUNCTIONS[name](pairs) for name in names}
+    return PerformanceReport(
+        labelled=len(pairs),
+        live=live,
+        reference=reference.validation,
+        degraded=len(pairs) >= rules.min_labelled and _trails(live, reference, rules),
+    )
+
+
+def _trails(live: Mapping[str, float], reference: Reference, rules: PerformanceRules) -> bool:
+    validation = reference.validation
+    if reference.task == "regression":
+        limit = validation.get("rmse")
+        return limit is not None and live["rmse"] > limit * (1 + rules.rmse_tolerance)
+    return any(
+        live[name] < validation[name] - rules.tolerance for name in live if name in validation
+    )

@@ -1,7 +1,8 @@
 """The sidecar's Prometheus metrics, rendered at scrape time from the last published snapshot.
 
-Labels are bounded by the model: ``feature`` (its feature names), ``class`` (its classes), ``log``,
-``result`` and ``outcome`` (a few fixed values). Request ids never become labels.
+Labels are bounded by the model: ``feature`` (its feature names), ``class`` (a classifier's
+classes), ``log``, ``result`` and ``outcome`` (a few fixed values). Request ids never become labels.
+The prediction and performance metrics follow the model's task (``monitor_model_info{task}``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from mlops.monitor.detect import FeatureDrift
+from mlops.monitor.detect import FeatureDrift, PredictionDrift
 from mlops.monitor.reference import Reference
 from mlops.monitor.service import Snapshot
 from mlops.monitor.state import LogCounts
@@ -35,6 +36,7 @@ class MonitorCollector:
             value={
                 "model_name": self.reference.model_name,
                 "model_version": self.reference.model_version,
+                "task": self.reference.task,
             },
         )
         yield from _log_counters(snapshot.counts.logs)
@@ -96,19 +98,45 @@ def _drift_gauges(snapshot: Snapshot, classes: list[str]) -> Iterator[Metric]:
         for feature in drift.features:
             family.add_metric([feature.name], value(feature))
         yield family
-    yield GaugeMetricFamily(
-        "monitor_prediction_psi", "PSI of the predicted class mix.", value=drift.prediction.psi
-    )
-    shares = GaugeMetricFamily(
-        "monitor_prediction_class_ratio", "Share of each predicted class.", labels=["class"]
-    )
-    for label in classes:  # the model's classes only: a label from a bad log line is no label
-        shares.add_metric([label], drift.prediction.class_shares.get(label, 0.0))
-    yield shares
-    yield GaugeMetricFamily(
-        "monitor_prediction_drifted", "1 if the class mix drifted.", value=drift.prediction.drifted
-    )
+    yield from _prediction_gauges(drift.prediction, classes)
     yield GaugeMetricFamily("monitor_drift_alert", "1 if anything drifted.", value=drift.alert)
+
+
+def _prediction_gauges(prediction: PredictionDrift, classes: list[str]) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "monitor_prediction_psi",
+        "PSI of the predictions against training: the class mix, or the predicted numbers.",
+        value=prediction.psi,
+    )
+    if not prediction.numeric:
+        shares = GaugeMetricFamily(
+            "monitor_prediction_class_ratio", "Share of each predicted class.", labels=["class"]
+        )
+        for label in classes:  # the model's classes only: a label from a bad log line is no label
+            shares.add_metric([label], prediction.class_shares.get(label, 0.0))
+        yield shares
+    means = {
+        "monitor_prediction_mean": ("Mean prediction in the window.", prediction.mean),
+        "monitor_reference_prediction_mean": (
+            "Mean prediction on the training split.",
+            prediction.reference_mean,
+        ),
+    }
+    for name, (documentation, mean) in means.items():
+        if mean is not None:  # a regressor's only
+            yield GaugeMetricFamily(name, documentation, value=mean)
+    yield GaugeMetricFamily(
+        "monitor_prediction_drifted", "1 if the predictions drifted.", value=prediction.drifted
+    )
+
+
+# Per performance metric: the name of its gauge (a ratio, or in the target's units) and its meaning.
+PERFORMANCE_GAUGES = {
+    "accuracy": ("accuracy_ratio", "Accuracy"),
+    "macro_f1": ("macro_f1_ratio", "Macro F1"),
+    "mae": ("mae", "Mean absolute error (target units)"),
+    "rmse": ("rmse", "Root mean squared error (target units)"),
+}
 
 
 def _performance_gauges(snapshot: Snapshot) -> Iterator[Metric]:
@@ -118,24 +146,21 @@ def _performance_gauges(snapshot: Snapshot) -> Iterator[Metric]:
         "Labelled predictions in the performance window.",
         value=performance.labelled,
     )
-    optional = {
-        "monitor_rolling_accuracy_ratio": ("Accuracy on labelled traffic.", performance.accuracy),
-        "monitor_rolling_macro_f1_ratio": ("Macro F1 on labelled traffic.", performance.macro_f1),
-        "monitor_reference_accuracy_ratio": (
-            "Validation accuracy of the packaged model.",
-            performance.reference_accuracy,
-        ),
-        "monitor_reference_macro_f1_ratio": (
-            "Validation macro F1 of the packaged model.",
-            performance.reference_macro_f1,
-        ),
-    }
-    for name, (documentation, value) in optional.items():
-        if value is not None:
-            yield GaugeMetricFamily(name, documentation, value=value)
+    for metric, live in performance.live.items():
+        suffix, meaning = PERFORMANCE_GAUGES[metric]
+        if live is not None:
+            yield GaugeMetricFamily(
+                f"monitor_rolling_{suffix}", f"{meaning} on labelled traffic.", value=live
+            )
+        if metric in performance.reference:
+            yield GaugeMetricFamily(
+                f"monitor_reference_{suffix}",
+                f"{meaning} of the packaged model on the validation set.",
+                value=performance.reference[metric],
+            )
     yield GaugeMetricFamily(
         "monitor_performance_degraded",
-        "1 if rolling performance trails validation by more than the tolerance.",
+        "1 if rolling performance is worse than validation by more than the tolerance.",
         value=performance.degraded,
     )
 

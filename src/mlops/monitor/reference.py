@@ -8,14 +8,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlops import artifacts
+from mlops.artifacts import Task
 from mlops.stage import StageError
 
 FeatureKind = Literal["numeric", "categorical", "other"]
-# The validation metrics in the manifest: under "validation" (as the package stage writes them)
-# or at the top level; the first key found wins.
+# The validation metrics in the manifest: under "validation" (the package stage puts the evaluate
+# stage's metrics.json there) or at the top level; the first key found wins.
 VALIDATION_SECTION = "validation"
-ACCURACY_KEYS = ("accuracy",)
-MACRO_F1_KEYS = ("macro_f1", "f1_macro")
+# Per task, the metrics computed on labelled traffic, each with the names it may have in the
+# manifest's validation metrics.
+PERFORMANCE_METRICS: dict[Task, dict[str, tuple[str, ...]]] = {
+    "classification": {"accuracy": ("accuracy",), "macro_f1": ("macro_f1", "f1_macro")},
+    "regression": {"mae": ("mae",), "rmse": ("rmse",)},
+}
+# A regressor's reference profile holds the profile of its predictions on the training split here.
+PREDICTION = "prediction"
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class FeatureReference:
     bin_shares: tuple[float, ...] = ()
     low: float | None = None
     high: float | None = None
+    mean: float | None = None
     category_shares: Mapping[str, float] = field(default_factory=dict)
     categories: frozenset[str] = frozenset()  # every category seen in training
 
@@ -38,9 +46,13 @@ class Reference:
     model_name: str
     model_version: str
     features: tuple[FeatureReference, ...]
-    class_shares: Mapping[str, float]
-    accuracy: float | None
-    macro_f1: float | None
+    class_shares: Mapping[str, float]  # a classifier's training class mix; empty for a regressor
+    # The packaged validation metrics that the same metrics on labelled traffic are compared with
+    # (PERFORMANCE_METRICS of the task); a metric the manifest lacks is absent.
+    validation: Mapping[str, float] = field(default_factory=dict)
+    task: Task = "classification"
+    # A regressor's predictions on the training split, as a numeric feature (the same drift rule).
+    prediction: FeatureReference | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -71,33 +83,48 @@ def build_reference(
     missing = [f["name"] for f in signature["features"] if f["name"] not in columns]
     if missing:
         raise StageError(f"{where}: no statistics for the signature's feature(s) {missing}")
-    classes = profile.get("classes")
-    if not isinstance(classes, dict) or not classes:
-        raise StageError(f"{where}: expected a 'classes' mapping of class -> training share")
-    metrics = manifest.get("metrics", {})
+    task: Task = signature.get("task", "classification")
+    if task not in PERFORMANCE_METRICS:
+        raise StageError(
+            f"{directory / artifacts.SIGNATURE_FILE}: task {task!r} is neither "
+            "'classification' nor 'regression'"
+        )
     return Reference(
         model_name=manifest["model_name"],
         model_version=manifest["model_version"],
         features=tuple(_feature(f, columns[f["name"]]) for f in signature["features"]),
-        class_shares={str(k): float(v) for k, v in classes.items()},
-        accuracy=_metric(metrics, ACCURACY_KEYS),
-        macro_f1=_metric(metrics, MACRO_F1_KEYS),
+        class_shares=_class_shares(profile, where) if task == "classification" else {},
+        validation=validation_metrics(manifest.get("metrics", {}), task),
+        task=task,
+        prediction=_prediction(profile, where) if task == "regression" else None,
     )
+
+
+def _class_shares(profile: Mapping[str, Any], where: Path) -> dict[str, float]:
+    classes = profile.get("classes")
+    if not isinstance(classes, dict) or not classes:
+        raise StageError(
+            f"{where}: expected a 'classes' mapping of class -> training share (the model is a "
+            "classifier)"
+        )
+    return {str(k): float(v) for k, v in classes.items()}
+
+
+def _prediction(profile: Mapping[str, Any], where: Path) -> FeatureReference:
+    column = profile.get(PREDICTION)
+    if not isinstance(column, dict) or not column.get("bins"):
+        raise StageError(
+            f"{where}: expected a '{PREDICTION}' numeric profile with bins: the model's "
+            "predictions on the training split (the model is a regressor)"
+        )
+    return _numeric(PREDICTION, column)
 
 
 def _feature(feature: artifacts.Feature, column: Mapping[str, Any]) -> FeatureReference:
     missing_rate = float(column.get("missing_rate", 0.0))
     bins = column.get("bins")
     if feature["type"] == "number" and bins:
-        return FeatureReference(
-            name=feature["name"],
-            kind="numeric",
-            missing_rate=missing_rate,
-            edges=tuple(float(edge) for edge in bins["edges"]),
-            bin_shares=tuple(float(share) for share in bins["shares"]),
-            low=_first_number(feature.get("min"), column.get("min")),
-            high=_first_number(feature.get("max"), column.get("max")),
-        )
+        return _numeric(feature["name"], column, feature.get("min"), feature.get("max"))
     shares = column.get("shares")
     if feature["type"] == "string" and shares:
         seen = feature.get("categories") or list(shares)
@@ -111,17 +138,44 @@ def _feature(feature: artifacts.Feature, column: Mapping[str, Any]) -> FeatureRe
     return FeatureReference(name=feature["name"], kind="other", missing_rate=missing_rate)
 
 
+def _numeric(
+    name: str, column: Mapping[str, Any], low: float | None = None, high: float | None = None
+) -> FeatureReference:
+    """A numeric column's reference; its range from the signature if given, else the profile's."""
+    bins = column["bins"]
+    return FeatureReference(
+        name=name,
+        kind="numeric",
+        missing_rate=float(column.get("missing_rate", 0.0)),
+        edges=tuple(float(edge) for edge in bins["edges"]),
+        bin_shares=tuple(float(share) for share in bins["shares"]),
+        low=_first_number(low, column.get("min")),
+        high=_first_number(high, column.get("max")),
+        mean=_first_number(column.get("mean")),
+    )
+
+
 def _first_number(*candidates: Any) -> float | None:
-    return next((float(value) for value in candidates if value is not None), None)
+    """The first candidate that is a number (not None, not a boolean or text), as a float."""
+    return next(
+        (
+            float(value)
+            for value in candidates
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        ),
+        None,
+    )
 
 
-def _metric(metrics: Mapping[str, Any], keys: tuple[str, ...]) -> float | None:
+def validation_metrics(metrics: Mapping[str, Any], task: Task) -> dict[str, float]:
+    """The task's performance metrics as the manifest records them for the validation set."""
     validation = metrics.get(VALIDATION_SECTION)
-    for section in (validation if isinstance(validation, Mapping) else {}, metrics):
-        for key in keys:
-            if isinstance(section.get(key), int | float):
-                return float(section[key])
-    return None
+    sections = (validation if isinstance(validation, Mapping) else {}, metrics)
+    found = {
+        name: _first_number(*(section.get(key) for section in sections for key in keys))
+        for name, keys in PERFORMANCE_METRICS[task].items()
+    }
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def _check_digest(directory: Path, name: str, manifest: artifacts.Manifest) -> None:

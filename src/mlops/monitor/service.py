@@ -15,6 +15,7 @@ from mlops.monitor.feedback import (
     Feedback,
     LabelledWindow,
     PerformanceReport,
+    PerformanceRules,
     PredictionMemory,
     assess_performance,
     join_feedback,
@@ -68,6 +69,11 @@ class Monitor:
             out_of_range=settings.out_of_range_threshold,
             min_window_size=settings.min_window_size,
             feature_psi=settings.feature_psi_thresholds,
+        )
+        self.performance_rules = PerformanceRules(
+            tolerance=settings.performance_tolerance,
+            rmse_tolerance=settings.rmse_tolerance,
+            min_labelled=settings.min_feedback,
         )
         self._followers = {
             PREDICTIONS: LogFollower(settings.prediction_log, state.positions[PREDICTIONS]),
@@ -156,10 +162,15 @@ class Monitor:
     def poll(self) -> bool:
         """Read what is new, recompute, signal, save; True if more data is waiting already."""
         now = self._clock()
+        task = self.reference.task
         predictions = self._followers[PREDICTIONS].poll()
-        records = [r for r in map(parse_prediction, predictions.lines) if r is not None]
+        records = [
+            r for line in predictions.lines if (r := parse_prediction(line, task)) is not None
+        ]
         feedback_read = self._followers[FEEDBACK].poll()
-        feedback = [f for f in map(parse_feedback_line, feedback_read.lines) if f is not None]
+        feedback = [
+            f for line in feedback_read.lines if (f := parse_feedback_line(line, task)) is not None
+        ]
         with self._lock:
             self._add_records(records, now)
             self._counts.logs[PREDICTIONS].add(predictions, len(records))
@@ -196,9 +207,7 @@ class Monitor:
         if not changed:
             return self._snapshot.drift, self._snapshot.performance
         drift = assess(records, self.reference, self.thresholds)
-        performance = assess_performance(
-            pairs, self.reference, self.settings.performance_tolerance, self.settings.min_feedback
-        )
+        performance = assess_performance(pairs, self.reference, self.performance_rules)
         return drift, performance
 
     def _publish(

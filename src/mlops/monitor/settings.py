@@ -60,7 +60,8 @@ class MonitorSettings(BaseSettings):
 
     performance_window: int = Field(default=500, ge=1, le=1_000_000)
     min_feedback: int = Field(default=50, ge=1)
-    performance_tolerance: float = Field(default=0.05, ge=0, le=1)
+    performance_tolerance: float = Field(default=0.05, ge=0, le=1)  # classification, points
+    rmse_tolerance: float = Field(default=0.2, ge=0, le=10)  # regression, a share of the RMSE
     prediction_memory: int = Field(default=100_000, ge=1, le=10_000_000)
 
     alert_hold_seconds: float = Field(default=600.0, ge=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -10,6 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from mlops.artifacts import Task
+
+# The value a prediction or a ground-truth label holds: a class, or a regressor's number.
+Label = str | float
 
 
 @dataclass(frozen=True)
@@ -20,19 +26,22 @@ class LoggedPrediction:
     request_id: str
     index: int
     features: Mapping[str, Any]
-    prediction: str
+    prediction: Label  # a class for a classifier, a finite number for a regressor
 
 
-def parse_prediction(line: bytes) -> LoggedPrediction | None:
-    """The record on one log line, or None if the line is not a valid prediction record."""
+def parse_prediction(line: bytes, task: Task = "classification") -> LoggedPrediction | None:
+    """The record on one log line, or None if the line is not a valid prediction record of a
+    model of ``task``."""
     try:
         raw = load_json(line)
+        prediction = raw["prediction"]
         record = LoggedPrediction(
             timestamp=parse_timestamp(raw["ts"]),
             request_id=raw["request_id"],
             index=raw.get("index", 0),
             features=raw["features"],
-            prediction=raw["prediction"],
+            # an integral JSON number arrives as an int
+            prediction=float(prediction) if is_label(prediction, "regression") else prediction,
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
@@ -40,9 +49,16 @@ def parse_prediction(line: bytes) -> LoggedPrediction | None:
         isinstance(record.request_id, str)
         and type(record.index) is int
         and isinstance(record.features, dict)
-        and isinstance(record.prediction, str)
+        and is_label(record.prediction, task)
     )
     return record if valid else None
+
+
+def is_label(value: Any, task: Task) -> bool:
+    """A class (text) for a classifier; a finite number (not a boolean) for a regressor."""
+    if task == "classification":
+        return isinstance(value, str)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_json(line: bytes) -> Any:

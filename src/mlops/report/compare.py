@@ -13,8 +13,11 @@ from mlops.drift import OTHER_CATEGORY, bin_shares, category_psi, psi
 
 # A metric whose name contains one of these is better when lower.
 LOWER_IS_BETTER = ("loss", "error", "_ms", "mib", "bytes", "seconds")
-# Counts, not qualities: their changes are shown, neither better nor worse.
-NEUTRAL = ("rows", "support")
+# Errors of a regression and of probabilities: better when lower (also as ``baseline_rmse``).
+LOWER_IS_BETTER_ENDINGS = ("mae", "rmse", "mape", "brier")
+# Counts, descriptions of the data and settings, not qualities: their changes are shown, neither
+# better nor worse.
+NEUTRAL = ("rows", "support", "mape_rows", "target_mean", "target_std", "decision_threshold")
 # Differences smaller than this are noise of floating point, not a change.
 TOLERANCE = 1e-9
 # PSI bands, as the monitoring sidecar reads them: below 0.1 stable, from 0.2 drifted.
@@ -49,7 +52,11 @@ def is_neutral(name: str) -> bool:
 
 
 def lower_is_better(name: str) -> bool:
-    return any(part in name.lower() for part in LOWER_IS_BETTER)
+    lowered = name.lower()
+    last = lowered.rsplit(".", 1)[-1]
+    return last.endswith(LOWER_IS_BETTER_ENDINGS) or any(
+        part in lowered for part in LOWER_IS_BETTER
+    )
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

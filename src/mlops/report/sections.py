@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
-from mlops.report.compare import MISSING, Delta, deltas, is_neutral, params_diff, shift_level
-from mlops.report.inputs import STAGE_FILES, Document, ReportInputs
+from mlops.report.compare import (
+    MISSING,
+    Delta,
+    deltas,
+    is_neutral,
+    lower_is_better,
+    params_diff,
+    shift_level,
+)
+from mlops.report.inputs import STAGE_FILES, Document, Plot, ReportInputs
 from mlops.report.markdown import (
     BETTER,
     FAILED,
@@ -21,10 +31,19 @@ from mlops.report.markdown import (
     signed,
     table,
 )
+from mlops.report.tasks import (
+    HEADLINE,
+    METRIC_NAMES,
+    POSITIVE_CLASS_PLOTS,
+    SLICE_COMPARED,
+    SLICE_METRICS,
+    TASK_PLOTS,
+    RunTask,
+    incomparable,
+    run_task,
+)
 
 WATERMARK_TITLE = "Model report"
-# Metrics shown in the headline table; per-class numbers go in a collapsed table.
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "log_loss", "rows")
 # A GitHub pull request body holds at most 65,536 characters.
 MAX_TEXT = 60_000
 
@@ -103,9 +122,42 @@ def base_line(inputs: ReportInputs) -> str:
 
 
 def header(inputs: ReportInputs) -> str:
-    return "\n\n".join(
-        [f"## {WATERMARK_TITLE}: {inputs.model_name}", verdict_line(inputs), base_line(inputs)]
-    )
+    lines = [f"## {WATERMARK_TITLE}: {inputs.model_name}", verdict_line(inputs), base_line(inputs)]
+    lines += [task_line(inputs), _incomparable_line(inputs)]
+    return "\n\n".join(line for line in lines if line)
+
+
+def task_line(inputs: ReportInputs) -> str:
+    """The task this run trained for and why; validate's preview too when it differs."""
+    current = run_task(inputs.current)
+    target = f" of `{current.target}`" if current.target else ""
+    line = f"Task: **{current.task}**{target}"
+    line += f" ({current.kind})" if current.task == "classification" else ""
+    line += f": {current.reason}." if current.reason else "."
+    preview = (inputs.current.get("validation") or {}).get("task") or {}
+    if preview.get("task") and preview["task"] != current.task:
+        line += (
+            f" {WARNING} The validate stage's preview on the raw data said {preview['task']} "
+            f"({preview.get('reason')}); the labels decided."
+        )
+    return line
+
+
+def _incomparable_line(inputs: ReportInputs) -> str:
+    reason = _incomparable(inputs)
+    return f"{WARNING} {reason}" if reason else ""
+
+
+def _incomparable(inputs: ReportInputs) -> str | None:
+    """Why the base's metrics do not compare with this run's (None: they do, or there are none)."""
+    if not inputs.base.has_metrics:
+        return None
+    return incomparable(run_task(inputs.current), run_task(inputs.base), inputs.base_name)
+
+
+def compared(inputs: ReportInputs) -> bool:
+    """Whether metrics are shown against the base's: it has some, and they measure the same."""
+    return inputs.base.has_metrics and _incomparable(inputs) is None
 
 
 def stale_note(inputs: ReportInputs, *files: str) -> str:
@@ -132,7 +184,29 @@ def trigger_section(trigger: Document | None) -> str:
     if trigger.get("window_size"):
         since = f", alerting since {trigger['alert_since']}" if trigger.get("alert_since") else ""
         lines.append(f"Window: {trigger['window_size']} predictions{since}.")
+    prediction = trigger.get("prediction") or {}
+    if prediction.get("drifted"):
+        lines.append(f"The predictions drifted: PSI {number(prediction.get('psi'))}.")
+    lines.append(_live_performance(trigger.get("performance") or {}))
     return section("Why this retrain", *lines)
+
+
+def _live_performance(performance: Document) -> str:
+    """The sidecar's rolling metrics on labelled traffic against the validation ones."""
+    measured = [
+        f"{METRIC_NAMES.get(name, name)} {number(value)} "
+        f"(validation {number(performance.get(f'reference_{name}'))})"
+        for name, value in performance.items()
+        if name not in ("labelled", "degraded") and not name.startswith("reference_")
+        if isinstance(value, int | float)
+    ]
+    if not measured:
+        return ""
+    state = f"{FAILED} degraded" if performance.get("degraded") else "within tolerance"
+    return (
+        f"Performance on {performance.get('labelled')} labelled predictions: "
+        f"{', '.join(measured)}: {state}."
+    )
 
 
 def trend_mark(delta: Delta) -> str:
@@ -161,32 +235,74 @@ def metrics_section(inputs: ReportInputs) -> str:
     metrics = inputs.current.get("metrics")
     if metrics is None:
         return section("Metrics", f"{WARNING} No metrics: the `evaluate` stage has not run.")
-    with_base = inputs.base.has_metrics
-    base_metrics = inputs.base.get("metrics")
-    validation = sorted(
-        (d for d in deltas(metrics, base_metrics) if d.name in HEADLINE),
-        key=lambda d: HEADLINE.index(d.name),
+    with_base = compared(inputs)
+    base_metrics = inputs.base.get("metrics") if with_base else None
+    headline = HEADLINE[run_task(inputs.current).kind]
+    rows = deltas(metrics, base_metrics)
+    validation = _ordered([row for row in rows if row.name in headline], headline)
+    per_class = [row for row in rows if row.name.startswith("per_class.")]
+    others = [row for row in rows if row.name not in headline and row not in per_class]
+    test = _ordered(
+        deltas(_test_metrics(inputs.current), _test_metrics(inputs.base) if with_base else None),
+        headline,
     )
-    per_class = [d for d in deltas(metrics, base_metrics) if d.name.startswith("per_class.")]
-    test = deltas(_test_metrics(inputs.current), _test_metrics(inputs.base))
     blocks = [
         stale_note(inputs, "metrics", "verdict"),
+        _decision_line(metrics),
         "Validation set (the evaluate stage):",
         delta_table(validation, with_base, inputs.base_name),
+        _undefined_line(metrics, headline),
         "Test set (the acceptance stage):",
         delta_table(test, with_base, inputs.base_name) if test else "no verdict yet",
-        details("Per class (validation set)", delta_table(per_class, with_base, inputs.base_name)),
     ]
+    if per_class:
+        table_text = delta_table(per_class, with_base, inputs.base_name)
+        blocks.append(details("Per class (validation set)", table_text))
+    if others:
+        table_text = delta_table(others, with_base, inputs.base_name)
+        blocks.append(details("Other metrics (validation set)", table_text))
     if with_base:
         blocks.append(f"{BETTER} better, {WORSE} worse, {SAME} unchanged, against the base.")
     return section("Metrics", *blocks)
 
 
+def _ordered(rows: Sequence[Delta], order: Sequence[str]) -> list[Delta]:
+    """The rows named in ``order`` first, in that order, then the others as they came."""
+    return sorted(rows, key=lambda row: order.index(row.name) if row.name in order else len(order))
+
+
+def _decision_line(metrics: Document) -> str:
+    """A binary classifier's positive class and the probability from which it is predicted."""
+    positive = metrics.get("positive_class")
+    if positive is None:
+        return ""
+    threshold = metrics.get("decision_threshold")
+    how = {
+        "max_f1": "chosen on the validation set for the best F1 of the positive class",
+        "fixed": "set in params (`evaluate.decision_threshold`)",
+    }.get(str(metrics.get("threshold_method")), "the default")
+    return (
+        f"Positive class: `{positive}`; predicted from a probability of "
+        f"{number(threshold)} ({how})."
+    )
+
+
+def _undefined_line(metrics: Document, headline: Sequence[str]) -> str:
+    """Headline metrics the evaluate stage could not compute (null), e.g. MAPE of zero targets."""
+    missing = [name for name in headline if name in metrics and metrics[name] is None]
+    notes = {"mape": "no validation row has a non-zero target"}
+    return "\n".join(
+        f"{WARNING} `{name}` is not defined: {notes.get(name, 'not computable on this data')}."
+        for name in missing
+    )
+
+
 def _test_metrics(outputs: Any) -> Document | None:
+    """The candidate's test-set metrics from the verdict (the per-slice minimum is a check)."""
     verdict = outputs.get("verdict")
     if verdict is None:
         return None
-    return {k: v for k, v in verdict.get("metrics", {}).items() if k != "slice_macro_f1"}
+    return {k: v for k, v in verdict.get("metrics", {}).items() if not k.startswith("slice_")}
 
 
 def params_section(inputs: ReportInputs) -> str:
@@ -200,7 +316,10 @@ def params_section(inputs: ReportInputs) -> str:
 
 
 def _value(value: Any) -> str:
-    return value if value is MISSING else f"`{value}`"
+    """A params value as YAML writes it (``null``, ``true``), or the absent marker."""
+    if value is MISSING:
+        return str(value)
+    return f"`{json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value}`"
 
 
 def acceptance_section(inputs: ReportInputs) -> str:
@@ -234,24 +353,32 @@ def champion_section(inputs: ReportInputs) -> str:
         lines.append("No champion was compared: acceptance used the thresholds only.")
         return section("Champion", *lines)
     test = verdict.get("metrics", {})
+    check = next((c for c in verdict["checks"] if c["name"].startswith("champion")), None)
+    compared_on = check["name"].removeprefix("champion_") if check is not None else None
+    headline = HEADLINE[run_task(inputs.current).kind]
+    candidates = (compared_on, *headline) if compared_on is not None else headline
+    names = [name for name in candidates if name in champion and name in test]
     rows = []
-    for name in ("macro_f1", "accuracy"):
-        if name in champion:
-            delta = Delta(name, test.get(name), champion[name])
-            rows.append([f"`{name}`", delta.current, delta.base, _change(delta)])
+    for name in dict.fromkeys(names):  # the compared metric first, each once
+        delta = Delta(name, test.get(name), champion[name])
+        rows.append([f"`{name}`", delta.current, delta.base, _change(delta)])
     version = (inputs.champion or {}).get("version") or champion.get("model_version", "?")
-    lines.append(
-        table(["metric (test set)", "candidate", f"champion {version}", "change"], rows, "lrrr")
-    )
-    check = next((c for c in verdict["checks"] if c["name"] == "champion_macro_f1"), None)
+    if rows:
+        header = ["metric (test set)", "candidate", f"champion {version}", "change"]
+        lines.append(table(header, rows, "lrrr"))
     if check is not None and check.get("reason"):
         lines.append(f"{FAILED} {check['reason']}")
-    elif check is not None:
-        lines.append(
-            f"{mark(check['passed'])} The candidate may trail the champion's macro F1 by at most "
-            f"{number(check.get('max_regression'))}."
-        )
+    elif check is not None and compared_on is not None:
+        lines.append(f"{mark(check['passed'])} {_champion_rule(compared_on, check)}")
     return section("Champion", *lines)
+
+
+def _champion_rule(metric: str, check: Document) -> str:
+    allowed = check.get("max_regression")
+    if lower_is_better(metric):
+        share = "" if allowed is None else f"{100 * float(allowed):.3g}%"
+        return f"The candidate's {metric} may exceed the champion's by at most {share}."
+    return f"The candidate may trail the champion's {metric} by at most {number(allowed)}."
 
 
 def _change(delta: Delta) -> str:
@@ -259,32 +386,53 @@ def _change(delta: Delta) -> str:
 
 
 def plots_section(inputs: ReportInputs, images: bool) -> str:
-    if not inputs.plots:
+    plots = task_plots(inputs.plots, run_task(inputs.current), inputs.current.get("metrics") or {})
+    if not plots:
         return ""
     if not images:
-        names = ", ".join(plot.title for plot in inputs.plots)
+        names = ", ".join(plot.title for plot in plots)
         return section("Plots", f"{names}: in the pull request comment and the run's artifacts.")
-    blocks = [f"**{plot.title}**\n\n![{plot.title}]({plot.link})" for plot in inputs.plots]
+    blocks = [f"**{plot.title}**\n\n![{plot.title}]({plot.link})" for plot in plots]
     return section("Plots (validation set)", stale_note(inputs, "metrics"), *blocks)
+
+
+def task_plots(plots: Sequence[Plot], task: RunTask, metrics: Document) -> list[Plot]:
+    """The plots of this run's task (a stale one of the other task left out); a binary
+    classifier's curves titled with its positive class."""
+    foreign = set().union(*(names for name, names in TASK_PLOTS.items() if name != task.task))
+    shown = []
+    for plot in plots:
+        name = PurePosixPath(plot.link).name
+        if name in foreign:
+            continue
+        if task.kind == "binary" and name in POSITIVE_CLASS_PLOTS:
+            plot = Plot(
+                f"{plot.title}: positive class `{metrics.get('positive_class')}`", plot.link
+            )
+        shown.append(plot)
+    return shown
 
 
 def slices_section(inputs: ReportInputs) -> str:
     slices = inputs.current.get("slices")
     if not slices or not slices.get("slices"):
         return ""
-    base = ((inputs.base.get("slices") or {}).get("slices")) or {}
+    kind = run_task(inputs.current).kind
+    shown, key = SLICE_METRICS[kind], SLICE_COMPARED[kind]
+    base_slices = inputs.base.get("slices") if compared(inputs) else None
+    base = (base_slices or {}).get("slices") or {}
     with_base = bool(base)
     rows = []
     for name, scores in slices["slices"].items():
-        delta = Delta("macro_f1", scores.get("macro_f1"), (base.get(name) or {}).get("macro_f1"))
-        row: list[object] = [name, scores.get("rows"), scores.get("accuracy"), delta.current]
+        delta = Delta(key, scores.get(key), (base.get(name) or {}).get(key))
+        row: list[object] = [name, scores.get("rows"), *(scores.get(metric) for metric in shown)]
         if with_base:
             row += [delta.base, _change(delta)]
         rows.append(row)
-    header = ["slice", "rows", "accuracy", "macro F1"]
-    header += [f"macro F1 {inputs.base_name}", "change"] if with_base else []
+    header = ["slice", "rows", *(METRIC_NAMES[metric] for metric in shown)]
+    header += [f"{METRIC_NAMES[key]} {inputs.base_name}", "change"] if with_base else []
     title = f"Slices by `{slices.get('column')}` (validation set)"
-    return section(title, stale_note(inputs, "slices"), table(header, rows, "lrrrrr"))
+    return section(title, stale_note(inputs, "slices"), table(header, rows, "lrrrrrr"))
 
 
 def training_section(inputs: ReportInputs) -> str:
@@ -292,7 +440,12 @@ def training_section(inputs: ReportInputs) -> str:
     if not training:
         return ""
     base = inputs.base.get("training") or {}
-    score = Delta("best_cv_score", training.get("best_cv_score"), base.get("best_cv_score"))
+    same_scoring = compared(inputs) and base.get("scoring") == training.get("scoring")
+    score = Delta(
+        "best_cv_score",
+        training.get("best_cv_score"),
+        base.get("best_cv_score") if same_scoring else None,
+    )
     line = (
         f"`{training.get('model')}`, {training.get('search')} search over "
         f"{training.get('n_candidates')} candidates x {training.get('cv_folds')} folds on "
@@ -303,8 +456,24 @@ def training_section(inputs: ReportInputs) -> str:
         line += f" ({inputs.base_name}: {number(score.base)}, {_change(score)})"
     params = ", ".join(f"`{k}={v}`" for k, v in (training.get("best_params") or {}).items())
     return section(
-        "Training", stale_note(inputs, "training"), line + ".", f"Best params: {params}."
+        "Training",
+        stale_note(inputs, "training"),
+        line + ".",
+        f"Best params: {params}.",
+        excluded_block(training),
     )
+
+
+def excluded_block(training: Document) -> str:
+    """The columns kept out of the features, and why (identifiers, date-times, params); nothing
+    from a train stage that did not record them."""
+    if "excluded" not in training:
+        return ""
+    excluded = training["excluded"] or {}
+    if not excluded:
+        return "Every column but the target is a feature."
+    rows = [[f"`{column}`", reason] for column, reason in excluded.items()]
+    return details(f"Not features: {len(rows)} column(s)", table(["column", "why"], rows))
 
 
 def data_section(inputs: ReportInputs) -> str:
@@ -363,12 +532,9 @@ def pipeline_rows_block(inputs: ReportInputs) -> str:
                 )
             )
     if label:
-        classes = ", ".join(
-            f"{name} {count}" for name, count in (label.get("classes") or {}).items()
-        )
         lines.append(
             f"Labels ({label.get('method')}): {label.get('labelled')} labelled, "
-            f"{label.get('unlabelled')} unlabelled; classes: {classes}."
+            f"{label.get('unlabelled')} unlabelled; {_targets(label)}."
         )
     if split:
         parts = [
@@ -381,6 +547,21 @@ def pipeline_rows_block(inputs: ReportInputs) -> str:
 
 
 CLEAN_COUNTS = ("normalised", "coerced", "imputed", "clipped", "dropped")
+
+
+def _targets(label: Document) -> str:
+    """The class counts, or a regression target's statistics, of the labelled rows."""
+    statistics = label.get("target_statistics")
+    if statistics is not None:
+        if not statistics.get("count"):
+            return "no target values"
+        return (
+            f"target mean {number(statistics.get('mean'))}, standard deviation "
+            f"{number(statistics.get('std'))}, from {number(statistics.get('min'))} to "
+            f"{number(statistics.get('max'))}"
+        )
+    classes = label.get("classes") or {}
+    return "classes: " + ", ".join(f"{name} {count}" for name, count in classes.items())
 
 
 def profile_block(inputs: ReportInputs) -> str:
@@ -434,12 +615,7 @@ def serving_section(inputs: ReportInputs) -> str:
         return ""
     blocks = [stale_note(inputs, "parity", "resources")]
     if parity is not None:
-        difference, tolerance = parity.get("max_abs_diff"), parity.get("tolerance")
-        blocks.append(
-            f"{mark(bool(parity.get('passed')))} ONNX parity on {parity.get('rows')} test rows: "
-            f"{parity.get('label_mismatches')} label mismatches, largest probability difference "
-            f"{number(difference, 2)} (tolerance {number(tolerance, 2)})."
-        )
+        blocks.append(parity_line(parity))
     if resources is not None:
         blocks.append(resources_table(resources, inputs.base.get("resources"), inputs.base_name))
         kubernetes = resources.get("kubernetes") or {}
@@ -450,6 +626,23 @@ def serving_section(inputs: ReportInputs) -> str:
                 f"{requests.get('memory')}, limits {limits.get('cpu')} / {limits.get('memory')}."
             )
     return section("Serving: ONNX parity and resources", *blocks)
+
+
+def parity_line(parity: Document) -> str:
+    """scikit-learn against onnxruntime on the test rows: labels and probabilities of a
+    classifier, predictions relative to the target's standard deviation for a regressor."""
+    difference, tolerance = parity.get("max_abs_diff"), parity.get("tolerance")
+    start = f"{mark(bool(parity.get('passed')))} ONNX parity on {parity.get('rows')} test rows: "
+    if parity.get("task") == "regression":
+        return start + (
+            f"largest prediction difference {number(difference, 2)}, "
+            f"{number(parity.get('max_relative_diff'), 2)} of the target's standard deviation "
+            f"{number(parity.get('scale'))} (tolerance {number(tolerance, 2)})."
+        )
+    return start + (
+        f"{parity.get('label_mismatches')} label mismatches, largest probability difference "
+        f"{number(difference, 2)} (tolerance {number(tolerance, 2)})."
+    )
 
 
 def resources_table(resources: Document, base: Document | None, base_name: str) -> str:

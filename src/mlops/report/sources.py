@@ -18,6 +18,8 @@ from mlops.stage import StageError
 Reader = Callable[[str], str | None]
 # Plots first in this order, then any other PNG the evaluate stage writes, by name.
 PLOT_TITLES = {
+    "predicted_actual.png": "Predicted against actual",
+    "residuals.png": "Residuals against predicted",
     "confusion_matrix.png": "Confusion matrix",
     "roc.png": "ROC curves (one class against the rest)",
     "precision_recall.png": "Precision and recall",

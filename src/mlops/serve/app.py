@@ -37,7 +37,13 @@ from mlops.serve.metrics import PUBLISH_SECONDS, MetricsMiddleware, ScorerMetric
 from mlops.serve.model import Prediction, Scorer
 from mlops.serve.openapi import openapi_document
 from mlops.serve.predlog import PredictionLogWriter, ScoredBatch
-from mlops.serve.responses import infer_body, model_metadata_body, predict_body
+from mlops.serve.responses import (
+    infer_body,
+    model_metadata_body,
+    model_parameters,
+    predict_body,
+    regression_predict_body,
+)
 from mlops.serve.settings import ServeSettings
 from mlops.serve.validation import (
     InputError,
@@ -225,23 +231,39 @@ class Service:
         batch, records = validate_records(body, self.schema, self.settings.max_records)
         prediction = await self.score(batch)
         request_id = new_request_id()
-        maps = prediction.probability_maps(self.scorer.classes)
-        content = orjson.dumps(
-            predict_body(
-                request_id, self.scorer.model_version, prediction.labels, maps, batch.warnings
-            )
-        )
-        scored = ScoredBatch(
+        version = self.scorer.model_version
+        maps = None
+        if self.scorer.regression:
+            answer = regression_predict_body(request_id, version, prediction.values, batch.warnings)
+        else:
+            maps = prediction.probability_maps(self.scorer.classes)
+            answer = predict_body(request_id, version, prediction.labels, maps, batch.warnings)
+        content = orjson.dumps(answer)
+        scored = self.scored(received, started, request_id, records, prediction, maps)
+        await self.record(PREDICT_ROUTE, batch, scored)
+        return json_bytes_response(content, request_id)
+
+    def scored(
+        self,
+        received: float,
+        started: float,
+        request_id: str,
+        records: list[dict[str, Any]],
+        prediction: Prediction,
+        maps: list[dict[str, float]] | None,
+    ) -> ScoredBatch:
+        """What the prediction log records of a request: a classifier's labels and probability
+        maps (``maps``, shared with the answer), or a regressor's values."""
+        predictions = prediction.values if self.scorer.regression else prediction.labels
+        return ScoredBatch(
             received,
             request_id,
             self.scorer.model_version,
             records,
-            prediction.labels,
+            predictions,
             maps,
             time.perf_counter() - started,
         )
-        await self.record(PREDICT_ROUTE, batch, scored)
-        return json_bytes_response(content, request_id)
 
     async def metadata(self, request: Request) -> Response:
         self.require_token(request)
@@ -250,6 +272,7 @@ class Service:
             {
                 "model_name": manifest["model_name"],
                 "model_version": manifest["model_version"],
+                "task": self.scorer.task,
                 "lineage": manifest["lineage"],
                 "metrics": manifest["metrics"],
                 "signature": self.scorer.signature,
@@ -296,7 +319,11 @@ class Service:
         self.check_model(request)
         return json_response(
             model_metadata_body(
-                self.scorer.model_name, self.scorer.model_version, self.schema, self.scorer.classes
+                self.scorer.model_name,
+                self.scorer.model_version,
+                self.schema,
+                self.scorer.classes,
+                model_parameters(self.scorer.signature),
             )
         )
 
@@ -306,7 +333,7 @@ class Service:
         self.check_model(request)
         body = await self.read_json(request)
         request_id = new_request_id()
-        client_id, wanted = check_inference_request(body)
+        client_id, wanted = check_inference_request(body, self.scorer.outputs)
         columns, size = tensors_to_columns(body["inputs"], self.schema, self.settings.max_records)
         batch = validate_columns(columns, size, self.schema)
         prediction = await self.score(batch)
@@ -322,15 +349,8 @@ class Service:
         records = [
             {name: columns[name][index] for name in self.schema.order} for index in range(size)
         ]
-        scored = ScoredBatch(
-            received,
-            request_id,
-            self.scorer.model_version,
-            records,
-            prediction.labels,
-            prediction.probability_maps(self.scorer.classes),
-            time.perf_counter() - started,
-        )
+        maps = None if self.scorer.regression else prediction.probability_maps(self.scorer.classes)
+        scored = self.scored(received, started, request_id, records, prediction, maps)
         await self.record(INFER_ROUTE, batch, scored)
         return json_bytes_response(content, request_id)
 
@@ -471,7 +491,7 @@ def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter
     token = settings.api_token
     document = openapi_document(
         schema,
-        scorer.classes,
+        scorer.signature,
         scorer.model_name,
         scorer.model_version,
         settings.max_records,

@@ -2,8 +2,8 @@
 
 Same packaged model, same validation as the HTTP service, one chunk at a time so memory stays flat
 however large the file. Every input row ends up in exactly one place: the output (with its
-prediction, class probabilities and any warnings) or the rejected file (with its row number and
-the reasons), never dropped silently.
+prediction, a classifier's class probabilities, and any warnings) or the rejected file (with its
+row number and the reasons), never dropped silently.
 
 CSV is read with the standard library: an empty cell or a usual missing marker (``NA``, ``null``,
 ``NaN`` ...) is a missing value, a number column's text is parsed as a number. Parquet needs
@@ -69,8 +69,15 @@ class RowWriter(Protocol):
     def close(self) -> None: ...
 
 
-def output_columns(input_columns: Sequence[str], classes: Sequence[str]) -> list[str]:
-    added = [PREDICTION_COLUMN, *(f"probability_{name}" for name in classes), WARNINGS_COLUMN]
+def added_columns(scorer: Scorer) -> list[str]:
+    """What scoring adds to each row: the prediction (a label or a number), a classifier's
+    ``probability_<class>`` per class, and the warnings."""
+    probabilities = [] if scorer.regression else [f"probability_{c}" for c in scorer.classes]
+    return [PREDICTION_COLUMN, *probabilities, WARNINGS_COLUMN]
+
+
+def output_columns(input_columns: Sequence[str], scorer: Scorer) -> list[str]:
+    added = added_columns(scorer)
     clashes = sorted(set(added) & set(input_columns))
     if clashes:
         raise StageError(f"the input already has column(s) {clashes}, which batch scoring writes")
@@ -203,11 +210,14 @@ def score_chunk(chunk: Chunk, scorer: Scorer, schema: InputSchema) -> ScoredChun
     prediction = scorer.predict(batch.feed)
     for position, index in enumerate(kept):
         row = dict(chunk.rows[index])
-        row[PREDICTION_COLUMN] = prediction.labels[position]
-        for name, probability in zip(
-            scorer.classes, prediction.probabilities[position], strict=True
-        ):
-            row[f"probability_{name}"] = probability
+        if scorer.regression:
+            row[PREDICTION_COLUMN] = prediction.values[position]
+        else:
+            row[PREDICTION_COLUMN] = prediction.labels[position]
+            for name, probability in zip(
+                scorer.classes, prediction.probabilities[position], strict=True
+            ):
+                row[f"probability_{name}"] = probability
         warnings = batch.warnings.get(position, [])
         row[WARNINGS_COLUMN] = "; ".join(f"{w['field']}: {w['message']}" for w in warnings)
         result.scored.append(row)
@@ -271,9 +281,9 @@ class ParquetWriter:
         self.writer.close()
 
 
-def parquet_schema(source: Source, schema: InputSchema, classes: list[str], path: Path) -> Any:
+def parquet_schema(source: Source, schema: InputSchema, scorer: Scorer, path: Path) -> Any:
     """The input's own column types (for a CSV input: features per the signature, the rest text),
-    then the prediction, one probability per class and the warnings."""
+    then the prediction (text or a number), a classifier's probability per class, the warnings."""
     arrow, _ = pyarrow_modules(path)
 
     if source.arrow_schema is not None:
@@ -284,20 +294,20 @@ def parquet_schema(source: Source, schema: InputSchema, classes: list[str], path
             arrow.field(n, arrow.float64() if n in numbers else arrow.string())
             for n in source.columns
         ]
-    fields.append(arrow.field(PREDICTION_COLUMN, arrow.string()))
-    fields.extend(arrow.field(f"probability_{name}", arrow.float64()) for name in classes)
-    fields.append(arrow.field(WARNINGS_COLUMN, arrow.string()))
+    for name in added_columns(scorer):
+        number = name != WARNINGS_COLUMN and (scorer.regression or name != PREDICTION_COLUMN)
+        fields.append(arrow.field(name, arrow.float64() if number else arrow.string()))
     return arrow.schema(fields)
 
 
-def open_writer(path: Path, source: Source, schema: InputSchema, classes: list[str]) -> RowWriter:
+def open_writer(path: Path, source: Source, schema: InputSchema, scorer: Scorer) -> RowWriter:
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return CsvWriter(path, output_columns(source.columns, classes))
+        return CsvWriter(path, output_columns(source.columns, scorer))
     if suffix == ".jsonl":
         return JsonLinesWriter(path)
     if suffix == ".parquet":
-        return ParquetWriter(path, parquet_schema(source, schema, classes, path))
+        return ParquetWriter(path, parquet_schema(source, schema, scorer, path))
     raise StageError(f"{path}: unknown output format '{suffix}'; use .csv, .jsonl or .parquet")
 
 
@@ -311,12 +321,12 @@ def score_file(
         reader = read_csv(source, schema, chunk_rows)
     else:
         raise StageError(f"{source}: unknown input format '{source.suffix}'; use .csv or .parquet")
-    output_columns(reader.columns, scorer.classes)
+    output_columns(reader.columns, scorer)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".scoring-") as scratch:
         partial_output = Path(scratch) / f"output{output.suffix}"
         partial_rejected = Path(scratch) / "rejected.jsonl"
-        writer = open_writer(partial_output, reader, schema, scorer.classes)
+        writer = open_writer(partial_output, reader, schema, scorer)
         rejects = JsonLinesWriter(partial_rejected)
         summary = Summary()
         try:

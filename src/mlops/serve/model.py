@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -15,29 +15,54 @@ import onnxruntime as ort
 from mlops.artifacts import (
     LABEL_OUTPUT,
     MODEL_FILE,
+    PREDICTION_OUTPUT,
     PROBABILITIES_OUTPUT,
+    SIGNATURE_FILE,
     ArtifactError,
     Manifest,
     Signature,
     load_signature,
     verify,
 )
+from mlops.decision import apply_threshold
 
 ONNX_TYPES = {"number": "tensor(float)", "string": "tensor(string)"}
 PROBABILITY_DECIMALS = 6  # float32 holds about 7 significant digits; more would be noise
+PREDICTION_DIGITS = 7  # significant digits of a regressor's float32 prediction
 
 
 @dataclass(slots=True)
 class Prediction:
+    """What the model said about a batch: a classifier's labels and probabilities, or a
+    regressor's values (the other task's lists stay empty)."""
+
     labels: list[str]
     probabilities: list[list[float]]  # [n, n_classes] in ``classes`` order
+    values: list[float] = field(default_factory=list)
 
     def rows(self, start: int, stop: int) -> Prediction:
-        return Prediction(self.labels[start:stop], self.probabilities[start:stop])
+        return Prediction(
+            self.labels[start:stop], self.probabilities[start:stop], self.values[start:stop]
+        )
 
     def probability_maps(self, classes: list[str]) -> list[dict[str, float]]:
         """``{class: p}`` per record (rows are as wide as ``classes``: the model was checked)."""
         return list(map(dict, map(zip, repeat(classes), self.probabilities)))
+
+
+def round_significant(values: npt.NDArray[Any], digits: int = PREDICTION_DIGITS) -> list[float]:
+    """Each value rounded to ``digits`` significant digits (a float32 prediction of 3.2 is
+    3.200000047683716 in float64: clients get 3.2). Vectorised; zero and non-finite values pass
+    unchanged. Dividing by an exact power of ten gives the double nearest the decimal."""
+    wide = np.asarray(values, dtype=np.float64).reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exponent = np.floor(np.log10(np.abs(wide)))
+    shift = np.where(np.isfinite(exponent), digits - 1 - exponent, 0.0)
+    up = 10.0 ** np.maximum(shift, 0.0)  # exact powers of ten up to 1e22
+    down = 10.0 ** np.maximum(-shift, 0.0)
+    rounded = np.round(wide * up / down) * down / up
+    kept: list[float] = np.where(np.isfinite(rounded), rounded, wide).tolist()
+    return kept
 
 
 class Scorer:
@@ -49,12 +74,26 @@ class Scorer:
         self.session = session
         self.signature = signature
         self.manifest = manifest
+        self.task = signature["task"]
+        self.regression = self.task == "regression"
         self.classes = list(signature["classes"])
         self.model_name: str = manifest["model_name"]
         self.model_version: str = manifest["model_version"]
+        threshold, positive = signature["threshold"], signature["positive_class"]
+        self.decision = None if threshold is None or positive is None else (positive, threshold)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The model's outputs, in the order V2 answers them."""
+        return (PREDICTION_OUTPUT,) if self.regression else (LABEL_OUTPUT, PROBABILITIES_OUTPUT)
 
     def predict(self, feed: Mapping[str, npt.NDArray[Any]]) -> Prediction:
+        if self.regression:
+            (values,) = self.session.run([PREDICTION_OUTPUT], dict(feed))
+            return Prediction([], [], round_significant(values))
         labels, probabilities = self.session.run([LABEL_OUTPUT, PROBABILITIES_OUTPUT], dict(feed))
+        if self.decision is not None:
+            labels = apply_threshold(probabilities, self.classes, *self.decision)
         rounded = probabilities.astype(np.float64).round(PROBABILITY_DECIMALS)
         names = labels.tolist() if labels.dtype == object else labels.astype(str).tolist()
         return Prediction(names, rounded.tolist())
@@ -94,7 +133,7 @@ def load_scorer(directory: Path, threads: int) -> Scorer:
 
 def check_interface(session: ort.InferenceSession, signature: Signature, directory: Path) -> None:
     """The model's inputs and outputs must be exactly what the signature promises."""
-    expected = {feature["name"]: ONNX_TYPES[feature["type"]] for feature in signature["features"]}
+    expected = {f["input_name"]: ONNX_TYPES[f["type"]] for f in signature["features"]}
     actual = {node.name: node.type for node in session.get_inputs()}
     if actual != expected:
         raise ArtifactError(
@@ -102,14 +141,38 @@ def check_interface(session: ort.InferenceSession, signature: Signature, directo
             f"signature.json's features {expected}"
         )
     outputs = {node.name: node for node in session.get_outputs()}
-    for name in (LABEL_OUTPUT, PROBABILITIES_OUTPUT):
+    regression = signature["task"] == "regression"
+    wanted = (PREDICTION_OUTPUT,) if regression else (LABEL_OUTPUT, PROBABILITIES_OUTPUT)
+    for name in wanted:
         if name not in outputs:
             raise ArtifactError(
-                f"{directory / MODEL_FILE}: has no output '{name}'; outputs are {sorted(outputs)}"
+                f"{directory / MODEL_FILE}: has no output '{name}' (signature.json says the "
+                f"task is {signature['task']}); outputs are {sorted(outputs)}"
             )
+    if regression:
+        return
     width = outputs[PROBABILITIES_OUTPUT].shape[-1]
     if isinstance(width, int) and width != len(signature["classes"]):
         raise ArtifactError(
             f"{directory / MODEL_FILE}: '{PROBABILITIES_OUTPUT}' has {width} columns but "
             f"signature.json lists {len(signature['classes'])} classes"
+        )
+    check_decision(signature, directory)
+
+
+def check_decision(signature: Signature, directory: Path) -> None:
+    """A decision threshold needs two classes, one of them the positive class, and 0 < t < 1."""
+    threshold, positive = signature["threshold"], signature["positive_class"]
+    if threshold is None:
+        return
+    if len(signature["classes"]) != 2 or positive not in signature["classes"]:
+        raise ArtifactError(
+            f"{directory / SIGNATURE_FILE}: a decision threshold needs two classes, one of them "
+            f"the positive class; classes are {signature['classes']}, positive class {positive!r}"
+        )
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise ArtifactError(f"{directory / SIGNATURE_FILE}: threshold {threshold!r} is no number")
+    if not 0 < threshold < 1:
+        raise ArtifactError(
+            f"{directory / SIGNATURE_FILE}: threshold {threshold} is not between 0 and 1"
         )

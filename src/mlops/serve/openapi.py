@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlops.artifacts import PREDICTION_OUTPUT, Signature
 from mlops.serve.validation import NUMBER_V2_DATATYPE, STRING_V2_DATATYPE, FieldSpec, InputSchema
 
 JSON = "application/json"
@@ -21,12 +22,14 @@ def ref(name: str) -> Schema:
 
 def openapi_document(
     schema: InputSchema,
-    classes: list[str],
+    signature: Signature,
     model_name: str,
     model_version: str,
     max_records: int,
     auth: bool,
 ) -> dict[str, Any]:
+    """The document for the served model: its features, and its task's answers (a label and
+    class probabilities, or a number)."""
     security: list[dict[str, list[str]]] | None = [{"bearerAuth": []}] if auth else None
     return {
         "openapi": "3.1.0",
@@ -38,11 +41,11 @@ def openapi_document(
                 "/v2/... is the Open Inference Protocol V2 (KServe, Triton, MLServer clients)."
             ),
         },
-        "paths": _paths(security),
+        "paths": _paths(security, signature),
         "components": {
             "schemas": {
-                **_rest_schemas(schema, classes, max_records),
-                **_v2_schemas(schema),
+                **_rest_schemas(schema, signature, max_records),
+                **_v2_schemas(schema, signature),
             },
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
@@ -64,8 +67,30 @@ def _feature_schema(spec: FieldSpec, schema: InputSchema) -> Schema:
     return result
 
 
-def _rest_schemas(schema: InputSchema, classes: list[str], max_records: int) -> dict[str, Schema]:
-    probability = {"type": "number", "minimum": 0, "maximum": 1}
+def _prediction_schema(signature: Signature) -> Schema:
+    warnings = {"type": "array", "items": ref("FieldWarning")}
+    if signature["task"] == "regression":
+        value = {"type": "number", "description": f"the predicted {signature['target']}"}
+        properties: dict[str, Schema] = {PREDICTION_OUTPUT: value, "warnings": warnings}
+        required = [PREDICTION_OUTPUT]
+    else:
+        classes = signature["classes"]
+        probability = {"type": "number", "minimum": 0, "maximum": 1}
+        properties = {
+            "label": {"type": "string", "enum": classes},
+            "probabilities": _object({name: probability for name in classes}),
+            "warnings": warnings,
+        }
+        required = ["label", "probabilities"]
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def _rest_schemas(schema: InputSchema, signature: Signature, max_records: int) -> dict[str, Schema]:
     return {
         "Record": {
             "type": "object",
@@ -87,16 +112,7 @@ def _rest_schemas(schema: InputSchema, classes: list[str], max_records: int) -> 
             "additionalProperties": False,
         },
         "FieldWarning": _object({"field": {"type": "string"}, "message": {"type": "string"}}),
-        "Prediction": {
-            "type": "object",
-            "properties": {
-                "label": {"type": "string", "enum": classes},
-                "probabilities": _object({name: probability for name in classes}),
-                "warnings": {"type": "array", "items": ref("FieldWarning")},
-            },
-            "required": ["label", "probabilities"],
-            "additionalProperties": False,
-        },
+        "Prediction": _prediction_schema(signature),
         "PredictResponse": _object(
             {
                 "request_id": {"type": "string"},
@@ -130,6 +146,7 @@ def _rest_schemas(schema: InputSchema, classes: list[str], max_records: int) -> 
             {
                 "model_name": {"type": "string"},
                 "model_version": {"type": "string"},
+                "task": {"type": "string", "enum": ["classification", "regression"]},
                 "lineage": {"type": "object"},
                 "metrics": {"type": "object"},
                 "signature": {"type": "object"},
@@ -138,7 +155,7 @@ def _rest_schemas(schema: InputSchema, classes: list[str], max_records: int) -> 
     }
 
 
-def _v2_schemas(schema: InputSchema) -> dict[str, Schema]:
+def _v2_schemas(schema: InputSchema, signature: Signature) -> dict[str, Schema]:
     tensor_data: Schema = {"type": "array"}
     shape = {"type": "array", "items": {"type": "integer"}}
     parameters: Schema = {"type": "object"}
@@ -165,6 +182,7 @@ def _v2_schemas(schema: InputSchema) -> dict[str, Schema]:
                 "platform": {"type": "string"},
                 "inputs": {"type": "array", "items": ref("V2MetadataTensor")},
                 "outputs": {"type": "array", "items": ref("V2MetadataTensor")},
+                "parameters": _object(_parameter_properties(signature)),
             }
         ),
         "V2RequestInput": {
@@ -180,7 +198,10 @@ def _v2_schemas(schema: InputSchema) -> dict[str, Schema]:
         },
         "V2RequestOutput": {
             "type": "object",
-            "properties": {"name": {"type": "string"}, "parameters": parameters},
+            "properties": {
+                "name": {"type": "string", "enum": list(_outputs(signature))},
+                "parameters": parameters,
+            },
             "required": ["name"],
         },
         "V2InferenceRequest": {
@@ -215,6 +236,25 @@ def _v2_schemas(schema: InputSchema) -> dict[str, Schema]:
             }
         ),
     }
+
+
+def _outputs(signature: Signature) -> tuple[str, ...]:
+    if signature["task"] == "regression":
+        return (PREDICTION_OUTPUT,)
+    return ("label", "probabilities")
+
+
+def _parameter_properties(signature: Signature) -> dict[str, Schema]:
+    """The V2 model metadata's ``parameters`` (``responses.model_parameters``)."""
+    properties: dict[str, Schema] = {
+        "task": {"type": "string", "enum": [signature["task"]]},
+        "target": {"type": "string"},
+    }
+    if signature["positive_class"] is not None:
+        properties["positive_class"] = {"type": "string"}
+    if signature["threshold"] is not None:
+        properties["threshold"] = {"type": "number"}
+    return properties
 
 
 def _object(properties: dict[str, Schema]) -> Schema:
@@ -283,13 +323,19 @@ def _path_parameters(*names: str) -> list[dict[str, Any]]:
     ]
 
 
-def _paths(security: list[dict[str, list[str]]] | None) -> dict[str, Any]:
+def _paths(security: list[dict[str, list[str]]] | None, signature: Signature) -> dict[str, Any]:
     model = _path_parameters("model_name")
     versioned = _path_parameters("model_name", "model_version")
+    regression = signature["task"] == "regression"
+    answers = (
+        f"the predicted {signature['target']} (output 'prediction', FP32 [n, 1])"
+        if regression
+        else "labels and class probabilities"
+    )
     v2_infer = _operation(
         "Open Inference Protocol V2 inference: one [n, 1] input tensor per feature",
         {
-            "200": _json("V2InferenceResponse", "labels and class probabilities"),
+            "200": _json("V2InferenceResponse", answers),
             **_v2_errors(400, 401, 404, 413, 415, 503),
         },
         security,
@@ -311,7 +357,9 @@ def _paths(security: list[dict[str, list[str]]] | None) -> dict[str, Any]:
     return {
         "/predict": {
             "post": _operation(
-                "Score records: a label and class probabilities for each",
+                f"Score records: a predicted {signature['target']} for each"
+                if regression
+                else "Score records: a label and class probabilities for each",
                 {
                     "200": _json("PredictResponse", "one prediction per record, in order"),
                     **_rest_errors(400, 401, 413, 415, 422, 503),

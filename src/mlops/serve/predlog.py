@@ -39,8 +39,8 @@ class ScoredBatch:
     request_id: str
     model_version: str
     features: list[dict[str, Any]]
-    labels: list[str]
-    probabilities: list[dict[str, float]]  # shared with the response, not copied
+    predictions: Sequence[str | float]  # a classifier's labels or a regressor's values
+    probabilities: list[dict[str, float]] | None  # shared with the response; None: a regressor
     latency_seconds: float
 
 
@@ -67,18 +67,21 @@ def log_lines(batch: ScoredBatch) -> bytearray:
         "model_version": batch.model_version,
         "features": {},
         "prediction": "",
-        "probabilities": {},
+        "probabilities": None,
         "latency_seconds": round(batch.latency_seconds * 1e6) / 1e6,  # round(x, 6) is slower
     }
     dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     lines = bytearray()
-    for index, (features, label, probabilities) in enumerate(
-        zip(batch.features, batch.labels, batch.probabilities, strict=True)
+    probabilities: Sequence[dict[str, float] | None] = batch.probabilities or [None] * len(
+        batch.predictions
+    )
+    for index, (features, prediction, shares) in enumerate(
+        zip(batch.features, batch.predictions, probabilities, strict=True)
     ):
         record["index"] = index
         record["features"] = features
-        record["prediction"] = label
-        record["probabilities"] = probabilities
+        record["prediction"] = prediction
+        record["probabilities"] = shares
         lines += dumps(record, option=option)
     return lines
 
@@ -190,7 +193,7 @@ class PredictionLogWriter:
                 return False
             self._chunks.append(lines)
             self._chunk_bytes += len(lines)
-            self._pending += len(batch.labels)
+            self._pending += len(batch.predictions)
             self._pending_bytes += len(lines)
             urgent = self._chunk_bytes >= FLUSH_BYTES
         if urgent:

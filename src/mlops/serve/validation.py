@@ -46,7 +46,6 @@ NUMERIC_V2_DATATYPES = frozenset(
 )
 STRING_V2_DATATYPE = "BYTES"
 NUMBER_V2_DATATYPE = "FP32"
-V2_OUTPUTS = ("label", "probabilities")
 
 UnknownCategoryPolicy = Literal["score", "reject"]
 OutOfRangePolicy = Literal["flag", "reject", "ignore"]
@@ -98,7 +97,8 @@ def describe_issue(issue: Issue) -> str:
 
 @dataclass(frozen=True)
 class FieldSpec:
-    name: str
+    name: str  # the column's name: what clients send
+    input_name: str  # the ONNX graph's input for it
     is_number: bool
     nullable: bool
     categories: frozenset[str] | None
@@ -167,6 +167,7 @@ def input_schema(
     fields = tuple(
         FieldSpec(
             name=feature["name"],
+            input_name=feature["input_name"],
             is_number=feature["type"] == "number",
             nullable=bool(feature["nullable"]),
             categories=None if feature["categories"] is None else frozenset(feature["categories"]),
@@ -203,13 +204,14 @@ class ModelInput:
 def model_feed(
     schema: InputSchema, parts: Sequence[Mapping[str, ColumnValues]]
 ) -> dict[str, npt.NDArray[Any]]:
-    """The model's inputs, one ``[n, 1]`` array per feature, from one or more validated batches."""
+    """The model's inputs, one ``[n, 1]`` array per feature keyed by its ONNX input name, from one
+    or more validated batches (whose columns are keyed by the feature's name)."""
     feed = {}
     for spec in schema.fields:
         columns = [part[spec.name] for part in parts]
         values = columns[0] if len(columns) == 1 else list(chain.from_iterable(columns))
         dtype = np.float32 if spec.is_number else object
-        feed[spec.name] = np.asarray(values, dtype=dtype).reshape(-1, 1)
+        feed[spec.input_name] = np.asarray(values, dtype=dtype).reshape(-1, 1)
     return feed
 
 
@@ -572,8 +574,9 @@ def _strings_one_by_one(spec: FieldSpec, values: Sequence[Any], column: _Column)
     return strings
 
 
-def check_inference_request(body: object) -> tuple[str | None, list[str]]:
-    """The V2 inference request object around its inputs: its id and the outputs it asks for."""
+def check_inference_request(body: object, outputs: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The V2 inference request object around its inputs: its id and which of the model's
+    ``outputs`` it asks for (all of them when it names none)."""
     if not isinstance(body, dict):
         raise InputError("expected an inference request object with 'inputs'")
     unknown = sorted(set(body) - {"id", "parameters", "inputs", "outputs"})
@@ -588,11 +591,11 @@ def check_inference_request(body: object) -> tuple[str | None, list[str]]:
         raise InputError("'parameters' must be an object")
     requested = body.get("outputs")
     if requested is None:
-        return client_id, list(V2_OUTPUTS)
+        return client_id, list(outputs)
     if not isinstance(requested, list) or not all(
-        isinstance(output, dict) and output.get("name") in V2_OUTPUTS for output in requested
+        isinstance(output, dict) and output.get("name") in outputs for output in requested
     ):
-        raise InputError(f"'outputs' must be a list of {{'name': ...}} naming {list(V2_OUTPUTS)}")
+        raise InputError(f"'outputs' must be a list of {{'name': ...}} naming {list(outputs)}")
     return client_id, [output["name"] for output in requested]
 
 
