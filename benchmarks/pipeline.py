@@ -2,6 +2,7 @@
 
     python benchmarks/pipeline.py --output /tmp/pipeline.json                  # bundled data
     python benchmarks/pipeline.py --rows 100000 --rows 1000000 --output ...     # synthetic data
+    python benchmarks/pipeline.py --rows 1000000 --target body_mass_g --output ...  # regression
 
 Each run copies the project's files (as a fork would start: tracked and untracked-but-not-ignored)
 into a temporary git repository, never touching the workspace it runs from. With ``--rows N`` it
@@ -96,14 +97,15 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
-def use_synthetic_source(root: Path, rows: int) -> float:
-    """Write ``rows`` synthetic rows and point data.source at them; returns the seconds taken."""
+def use_synthetic_source(root: Path, rows: int, target: str | None = None) -> float:
+    """Write ``rows`` synthetic rows and point data.source at them (and data.target at ``target``,
+    a numeric column for a regression); returns the seconds taken."""
     started = time.perf_counter()
     subprocess.run(
         [
             sys.executable, "-m", "mlops.data.synth", "--params", "params.yaml",
             "--fit", "data/penguins.csv", "--rows", str(rows), "--seed", str(SEED),
-            "--out", SYNTHETIC_SOURCE,
+            "--out", SYNTHETIC_SOURCE, *(["--target", target] if target else []),
         ],
         cwd=root, check=True, capture_output=True, env=environment(),
     )  # fmt: skip
@@ -111,6 +113,8 @@ def use_synthetic_source(root: Path, rows: int) -> float:
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
     params["data"]["source"] = SYNTHETIC_SOURCE
+    if target:
+        params["data"]["target"] = target
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return seconds
 
@@ -249,28 +253,36 @@ def _rounded(usage: StageUsage) -> StageUsage:
 # --- one benchmark run ---------------------------------------------------------------------------
 
 
-def benchmark_project(root: Path, rows: int | None) -> dict[str, Any]:
-    """Synthetic source (if ``rows``), then a full ``dvc repro --force`` and a no-op one."""
+def benchmark_project(
+    root: Path, rows: int | None, target: str | None = None, noop: bool = True
+) -> dict[str, Any]:
+    """Synthetic source (if ``rows``; predicting ``target`` if given), then a full
+    ``dvc repro --force`` and (if ``noop``) a no-op one beside DVC's one-stage floor."""
     result: dict[str, Any] = {"rows": rows, "source": "data/penguins.csv (bundled)"}
     if rows is not None:
-        result["synth_seconds"] = round(use_synthetic_source(root, rows), 2)
+        result["synth_seconds"] = round(use_synthetic_source(root, rows, target), 2)
         result["source"] = f"{SYNTHETIC_SOURCE} ({rows:,} synthetic rows, seed {SEED})"
+    if target is not None:
+        result["target"] = target
     log = root / "bench.log"
     full = measure(["dvc", "repro", "--force"], root, log)
     if full.returncode != 0:
         raise RuntimeError(f"dvc repro failed in {root}; see {log}:\n{_tail(log)}")
+    result["repro"] = asdict(full)
+    result["repro"]["dvc_seconds"] = round(full.seconds - sum(s.seconds for s in full.stages), 2)
+    result["task"] = json.loads((root / "reports/evaluate/metrics.json").read_text())["task"]
+    result["progress"] = [line for line in log.read_text().splitlines() if "rows/s" in line]
+    if not noop:
+        return result
     floor = _one_stage_project(root.parent / f"{root.name}-dvc-floor")
     noop, floor_runs = [], []
     for _ in range(NOOP_RUNS):
         noop.append(measure(["dvc", "repro"], root, log).seconds)
         floor_runs.append(measure(["dvc", "repro"], floor, log).seconds)
-    result["repro"] = asdict(full)
-    result["repro"]["dvc_seconds"] = round(full.seconds - sum(s.seconds for s in full.stages), 2)
     result["noop_seconds"] = statistics.median(noop)
     result["noop_runs"] = noop
     result["dvc_floor_seconds"] = statistics.median(floor_runs)
     result["dvc_floor_runs"] = floor_runs
-    result["progress"] = [line for line in log.read_text().splitlines() if "rows/s" in line]
     return result
 
 
@@ -294,15 +306,20 @@ def _tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def run_benchmarks(sizes: Sequence[int | None], keep: bool = False) -> list[dict[str, Any]]:
+def run_benchmarks(
+    sizes: Sequence[int | None], keep: bool = False, target: str | None = None
+) -> list[dict[str, Any]]:
+    """One fresh project copy per size; with ``target`` a regression on it, without the no-op
+    measurements (they do not depend on the task)."""
     results = []
     for rows in sizes:
         scratch = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
         try:
             root = copy_project(scratch / "project")
             label = "bundled data" if rows is None else f"{rows:,} rows"
+            label += f", predicting {target}" if target else ""
             print(f"pipeline benchmark: {label} in {root}", flush=True)
-            results.append(benchmark_project(root, rows))
+            results.append(benchmark_project(root, rows, target, noop=target is None))
             print(stage_table([results[-1]]), flush=True)
         finally:
             if not keep:
@@ -332,8 +349,9 @@ def stage_table(results: Sequence[dict[str, Any]]) -> str:
         f"**{r['repro']['seconds']:.1f}** | **{r['repro']['peak_rss_mib']:.0f}**" for r in results
     ]
     lines.append("| **dvc repro --force** | " + " | ".join(total) + " |")
-    noop = [f"{r['noop_seconds']:.2f} | " for r in results]
-    lines.append("| no-op dvc repro | " + " | ".join(noop) + "|")
+    if all("noop_seconds" in r for r in results):
+        noop = [f"{r['noop_seconds']:.2f} | " for r in results]
+        lines.append("| no-op dvc repro | " + " | ".join(noop) + "|")
     return "\n".join(lines)
 
 
@@ -341,7 +359,8 @@ def _label(result: dict[str, Any]) -> str:
     rows = result["rows"]
     if rows is None:
         return "penguins"
-    return f"{rows // 1_000_000} M" if rows >= 1_000_000 else f"{rows // 1000} k"
+    size = f"{rows // 1_000_000} M" if rows >= 1_000_000 else f"{rows // 1000} k"
+    return f"{size} {result['task']}" if "target" in result else size
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -354,6 +373,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--bundled", action="store_true", help="also run on the bundled data")
     parser.add_argument("--output", type=Path, required=True, help="where to write the JSON")
     parser.add_argument("--keep", action="store_true", help="keep the project copies")
+    parser.add_argument(
+        "--target", help="a numeric column of the synthetic rows to predict instead (regression)"
+    )
     return parser.parse_args(argv)
 
 
@@ -362,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes: list[int | None] = list(arguments.rows or [])
     if arguments.bundled or not sizes:
         sizes.insert(0, None)
-    results = run_benchmarks(sizes, keep=arguments.keep)
+    results = run_benchmarks(sizes, keep=arguments.keep, target=arguments.target)
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import numpy as np
 import onnxruntime
 
@@ -26,6 +27,7 @@ from conftest import PROJECT_ROOT
 from mlops.artifacts import MISSING_CATEGORY
 
 STARTUP_SECONDS = 90  # generous: the test machine is shared
+JSON_HEADERS = {"content-type": "application/json"}
 # What a client sees of a scorer that has shut down (or is shutting down) between two requests.
 SHUTDOWN_ERRORS = {"ConnectError", "RemoteProtocolError", "ReadError"}
 
@@ -161,8 +163,26 @@ def bundled_records(signature: dict[str, Any], limit: int | None = None) -> list
     return records
 
 
-def onnx_reference(package: Path, signature: dict[str, Any], records: list[dict[str, Any]]) -> Any:
-    """Score ``records`` with onnxruntime directly, typed as the artifacts contract says."""
+def table_records(package: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows of the test table a ``package_fixtures`` package was checked on (beside it), as the
+    scorer takes them: the signature's features under the user's names, missing as null."""
+    import pandas as pd
+
+    signature = signature_of(package)
+    frame = pd.read_parquet(package.parent / "test.parquet").head(limit)
+    names = [feature["name"] for feature in signature["features"]]
+    rows = frame[names].astype(object).where(frame[names].notna(), None)
+    return [
+        {name: value.item() if hasattr(value, "item") else value for name, value in row.items()}
+        for row in rows.to_dict(orient="records")
+    ]
+
+
+def onnx_outputs(
+    package: Path, signature: dict[str, Any], records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Score ``records`` with onnxruntime directly, typed and named as the artifacts contract
+    says (inputs by ``input_name``); every output of the model by name."""
     session = onnxruntime.InferenceSession(str(package / "model.onnx"))
     feed = {}
     for feature in signature["features"]:
@@ -171,9 +191,54 @@ def onnx_reference(package: Path, signature: dict[str, Any], records: list[dict[
             column = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
         else:
             column = np.array([MISSING_CATEGORY if v is None else v for v in values], dtype=object)
-        feed[feature["name"]] = column.reshape(-1, 1)
-    labels, probabilities = session.run(["label", "probabilities"], feed)
-    return labels.tolist(), probabilities
+        feed[feature["input_name"]] = column.reshape(-1, 1)
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, feed), strict=True))
+
+
+def onnx_reference(package: Path, signature: dict[str, Any], records: list[dict[str, Any]]) -> Any:
+    """A classifier's ``(labels, probabilities)`` from onnxruntime (the model's own labels)."""
+    outputs = onnx_outputs(package, signature, records)
+    return outputs["label"].tolist(), outputs["probabilities"]
+
+
+def conforms(openapi: dict[str, Any], schema_name: str, body: Any) -> None:
+    """The body matches the schema the service documents for it."""
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": openapi["components"]}
+    jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+
+
+def post_json(client: httpx.Client, path: str, body: Any, **headers: str) -> httpx.Response:
+    return client.post(path, content=json.dumps(body), headers={**JSON_HEADERS, **headers})
+
+
+def v2_request(
+    signature: dict[str, Any],
+    records: list[dict[str, Any]],
+    nested: bool = False,
+    outputs: tuple[str, ...] = ("label", "probabilities"),
+) -> dict[str, Any]:
+    """An inference request as the Open Inference Protocol REST specification writes one, one
+    tensor per feature named as the data's column (``parameters`` as KServe's Python client
+    sends them for strings)."""
+    inputs = []
+    for feature in signature["features"]:
+        values = [record[feature["name"]] for record in records]
+        tensor = {
+            "name": feature["name"],
+            "shape": [len(values), 1],
+            "datatype": "FP32" if feature["type"] == "number" else "BYTES",
+            "data": [[value] for value in values] if nested else values,
+        }
+        if feature["type"] == "string":
+            tensor["parameters"] = {"content_type": "str"}
+        inputs.append(tensor)
+    return {
+        "id": "42",
+        "parameters": {},
+        "inputs": inputs,
+        "outputs": [{"name": name} for name in outputs],
+    }
 
 
 @dataclass

@@ -95,6 +95,13 @@ class PredictionRecord(TypedDict):
     latency_seconds: float  # of the whole request
 
 
+def output_names(task: Task) -> tuple[str, ...]:
+    """The ONNX model's outputs for a task: ``label`` and ``probabilities``, or ``prediction``."""
+    if task == "regression":
+        return (PREDICTION_OUTPUT,)
+    return (LABEL_OUTPUT, PROBABILITIES_OUTPUT)
+
+
 class ArtifactError(Exception):
     """The packaged model directory is missing a file, or a file does not match its manifest."""
 

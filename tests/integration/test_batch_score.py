@@ -10,14 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow
 import pyarrow.parquet as parquet
 import pytest
 
 from conftest import PROJECT_ROOT
+from mlops.decision import apply_threshold
 from mlops.serve.batch import main
 from mlops.stage import run
-from serve_fixtures import bundled_records, copy_package, onnx_reference, signature_of
+from package_fixtures import binary_package, regression_package
+from serve_fixtures import (
+    bundled_records,
+    copy_package,
+    onnx_outputs,
+    onnx_reference,
+    signature_of,
+    table_records,
+)
 
 # Reports its own peak memory after scoring, so the test can compare a small file with a large one.
 MEASURED_RUN = """
@@ -87,7 +97,7 @@ def test_a_csv_is_scored_and_every_invalid_row_is_set_aside_with_its_reason(
         [[float(row[f"probability_{c}"]) for c in signature["classes"]] for row in scored]
     )
     assert np.allclose(served, probabilities, atol=1e-6)
-    assert [row["year"] for row in scored][:3] == ["2007"] * 3  # other columns pass through
+    assert [row["species"] for row in scored][:3] == ["Adelie"] * 3  # other columns pass through
 
 
 def test_a_parquet_file_keeps_its_column_types(
@@ -230,3 +240,79 @@ def test_memory_stays_flat_as_the_file_grows(packaged_model: Path, tmp_path: Pat
         peaks[rows] = int(result.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB
     # Ten times the rows (some 80 MB more if held as Python objects) may cost only a few MB more.
     assert peaks[100_000] - peaks[10_000] < 20 * (1 << 20), peaks
+
+
+# --- other tasks, under the user's column names -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return regression_package(tmp_path_factory.mktemp("regression"))
+
+
+def test_a_regressors_csv_gets_one_number_per_row_under_the_users_headers(
+    regression: Path, tmp_path: Path
+) -> None:
+    table = pd.read_parquet(regression.parent / "test.parquet")  # with its id and date columns
+    changed = "2nd.line calls/month"
+    text = table.astype(object).assign(**{changed: table[changed].astype(object)})
+    text.loc[text.index[3], changed] = "three"  # a word where a number belongs
+    source = tmp_path / "new orders.csv"
+    text.to_csv(source, index=False)
+    output = tmp_path / "scored.csv"
+
+    result = score("--input", source, "--output", output, "--model-dir", regression)
+
+    assert result.returncode == 0, result.stderr
+    scored = read_csv(output)
+    assert list(scored[0]) == [*table.columns, "prediction", "warnings"]  # no probabilities
+    rejected = [
+        json.loads(line) for line in Path(f"{output}.rejected.jsonl").read_text().splitlines()
+    ]
+    assert [(r["row"], r["reasons"][0]["field"]) for r in rejected] == [(4, changed)]
+    records = [r for number, r in enumerate(table_records(regression)) if number != 3]
+    expected = onnx_outputs(regression, signature_of(regression), records)["prediction"][:, 0]
+    assert np.allclose([float(row["prediction"]) for row in scored], expected, rtol=1e-6, atol=0)
+    assert [row["customer id"] for row in scored][:2] == list(table["customer id"][:2])
+
+
+def test_a_regressors_parquet_output_holds_the_prediction_as_a_number(
+    regression: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = regression.parent / "test.parquet"
+    output = tmp_path / "scored.parquet"
+
+    code, errors = score_here(
+        capsys, "--input", source, "--output", output, "--model-dir", regression
+    )
+
+    assert code == 0, errors
+    scored = parquet.read_table(output)
+    assert scored.schema.field("prediction").type == pyarrow.float64()
+    assert not any(name.startswith("probability_") for name in scored.schema.names)
+    assert scored.num_rows == parquet.read_table(source).num_rows
+
+
+def test_a_binary_models_rows_are_labelled_by_its_decision_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    package = binary_package(tmp_path / "binary", threshold=0.3)
+    output = tmp_path / "scored.jsonl"
+
+    code, errors = score_here(
+        capsys,
+        "--input",
+        package.parent / "test.parquet",
+        "--output",
+        output,
+        "--model-dir",
+        package,
+    )
+
+    assert code == 0, errors
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    probabilities = np.array([[row["probability_no"], row["probability_yes"]] for row in rows])
+    outputs = onnx_outputs(package, signature_of(package), table_records(package))
+    expected = apply_threshold(outputs["probabilities"], ["no", "yes"], "yes", 0.3).tolist()
+    assert [row["prediction"] for row in rows] == expected
+    assert np.allclose(probabilities, outputs["probabilities"], atol=1e-6)

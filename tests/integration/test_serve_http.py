@@ -11,25 +11,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import numpy as np
 import pytest
 
 from mlops.artifacts import PredictionRecord
 from serve_fixtures import (
+    JSON_HEADERS,
     SHUTDOWN_ERRORS,
     BackgroundTraffic,
     Scorer,
     bundled_records,
+    conforms,
     copy_package,
     launch_to_refusal,
     onnx_reference,
+    post_json,
     running_scorer,
     signature_of,
+    v2_request,
 )
 
 TOKEN = "integration-test-token-0123456789"
-JSON_HEADERS = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +77,6 @@ def openapi(client: httpx.Client) -> dict[str, Any]:
     assert response.status_code == 200
     document: dict[str, Any] = response.json()
     return document
-
-
-def conforms(openapi: dict[str, Any], schema_name: str, body: Any) -> None:
-    """The body matches the schema the service documents for it."""
-    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": openapi["components"]}
-    jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
-
-
-def post_json(client: httpx.Client, path: str, body: Any, **headers: str) -> httpx.Response:
-    return client.post(path, content=json.dumps(body), headers={**JSON_HEADERS, **headers})
 
 
 def test_health_routes(
@@ -228,31 +220,6 @@ def test_unknown_routes_and_methods_answer_json(client: httpx.Client) -> None:
     wrong = client.get("/predict")
     assert wrong.status_code == 405 and wrong.json() == {"error": "Method Not Allowed"}
     assert "POST" in wrong.headers["allow"]
-
-
-def v2_request(
-    signature: dict[str, Any], records: list[dict[str, Any]], nested: bool = False
-) -> dict[str, Any]:
-    """An inference request as the Open Inference Protocol REST specification writes one
-    (``parameters`` as KServe's Python client sends them for strings)."""
-    inputs = []
-    for feature in signature["features"]:
-        values = [record[feature["name"]] for record in records]
-        tensor = {
-            "name": feature["name"],
-            "shape": [len(values), 1],
-            "datatype": "FP32" if feature["type"] == "number" else "BYTES",
-            "data": [[value] for value in values] if nested else values,
-        }
-        if feature["type"] == "string":
-            tensor["parameters"] = {"content_type": "str"}
-        inputs.append(tensor)
-    return {
-        "id": "42",
-        "parameters": {},
-        "inputs": inputs,
-        "outputs": [{"name": "label"}, {"name": "probabilities"}],
-    }
 
 
 def test_v2_model_metadata_describes_one_input_per_feature(

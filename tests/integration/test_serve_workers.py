@@ -92,7 +92,7 @@ def test_a_worker_that_cannot_load_the_model_stops_the_server(
     restarting them in a loop."""
     package = copy_package(packaged_model, tmp_path / "package")
     signature: dict[str, Any] = json.loads((package / "signature.json").read_text())
-    signature["features"][0]["name"] = "renamed_feature"
+    signature["features"][0].update(name="renamed_feature", input_name="renamed_feature")
     (package / "signature.json").write_text(json.dumps(signature))
     manifest = json.loads((package / "manifest.json").read_text())
     manifest["files"]["signature.json"] = sha256_of(package / "signature.json")

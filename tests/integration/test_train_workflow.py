@@ -186,7 +186,7 @@ def merged_to_main(fork: Fork, first_pull_request: PullRequestRun) -> MainRun:
 
 @pytest.fixture(scope="module")
 def second_pull_request(fork: Fork, merged_to_main: MainRun) -> PullRequestRun:
-    return open_pull_request(fork, 2, r"^  model: random_forest", "  model: logistic_regression")
+    return open_pull_request(fork, 2, r"^  model: random_forest", "  model: linear")
 
 
 def test_a_pull_request_runs_the_steps_in_order_and_skips_main_only_ones(
@@ -259,7 +259,7 @@ def test_a_second_pull_request_shows_deltas_params_and_the_champion(
 ) -> None:
     report = second_pull_request.report
     assert_succeeded(second_pull_request.train)
-    assert "| `train.model` | `random_forest` | `logistic_regression` |" in report
+    assert "| `train.model` | `random_forest` | `linear` |" in report
     assert "this is the first run" not in report
     metrics = report.split("### Metrics")[1].split("### Params")[0]
     assert re.search(r"\| `macro_f1` \| [\d.]+ \| [\d.]+ \| (🟢|🔴|⚪) [+-][\d.e-]+ \|", metrics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from mlops.artifacts import MISSING_CATEGORY
 from mlops.model.evaluate import (
     PLOT_FILES,
     TASK_PLOTS,
+    Evaluation,
     calibration_curves,
     check_known_classes,
     classification_metrics,
@@ -29,7 +31,7 @@ from mlops.model.evaluate import (
     slice_metrics,
     slice_values,
 )
-from mlops.model.features import model_input, save_model
+from mlops.model.features import TrainedModel, model_input, save_model
 from mlops.model.train import train_model
 from mlops.params import EvaluateParams, TrainParams
 from mlops.stage import StageError, run
@@ -348,33 +350,35 @@ def test_a_regression_validation_target_holding_text_stops_naming_it(
 
 # --- two classes ------------------------------------------------------------------------------
 
+Binary = tuple[TrainedModel, pd.DataFrame]
+
 
 @pytest.fixture(scope="module")
-def binary() -> tuple[object, pd.DataFrame]:
+def binary() -> Binary:
     train, validation = split(binary_table(rows=400), target=BINARY_TARGET)
     return trained_on(train, BINARY_TARGET, "linear"), validation
 
 
-def evaluated(binary: tuple[object, pd.DataFrame], threshold: object) -> dict[str, object]:
+def evaluated(binary: Binary, threshold: Any) -> Evaluation:
     model, validation = binary
-    params = EvaluateParams(decision_threshold=threshold, permutation_repeats=1)  # type: ignore[arg-type]
-    return evaluate_model(model, validation, params)  # type: ignore[arg-type,return-value]
+    params = EvaluateParams(decision_threshold=threshold, permutation_repeats=1)
+    return evaluate_model(model, validation, params)
 
 
-def test_two_classes_are_scored_on_the_positive_class(binary: tuple[object, pd.DataFrame]) -> None:
+def test_two_classes_are_scored_on_the_positive_class(binary: Binary) -> None:
     model, validation = binary
-    evaluation = evaluate_model(model, validation, EvaluateParams(permutation_repeats=1))  # type: ignore[arg-type]
+    evaluation = evaluate_model(model, validation, EvaluateParams(permutation_repeats=1))
 
     metrics = evaluation.metrics
     truth = (validation[BINARY_TARGET] == POSITIVE).to_numpy()
-    probability = model.pipeline.predict_proba(model_input(validation, model.spec))[:, 1]  # type: ignore[attr-defined]
+    probability = model.pipeline.predict_proba(model_input(validation, model.spec))[:, 1]
     assert metrics["positive_class"] == POSITIVE
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(truth, probability))
     assert metrics["pr_auc"] == pytest.approx(average_precision_score(truth, probability))
     assert metrics["brier"] == pytest.approx(np.mean((probability - truth) ** 2))
     assert metrics["decision_threshold"] == 0.5 and metrics["threshold_method"] is None
     predicted = evaluation.plot_data["confusion"]["predicted"]
-    assert (predicted == model.pipeline.predict(model_input(validation, model.spec))).all()  # type: ignore[attr-defined]
+    assert (predicted == model.pipeline.predict(model_input(validation, model.spec))).all()
     assert metrics["positive_recall"] == pytest.approx(
         ((predicted == POSITIVE).to_numpy() & truth).sum() / truth.sum()
     )
@@ -384,14 +388,14 @@ def test_two_classes_are_scored_on_the_positive_class(binary: tuple[object, pd.D
 
 
 def test_max_f1_chooses_the_best_threshold_on_validation_and_records_it(
-    binary: tuple[object, pd.DataFrame],
+    binary: Binary,
 ) -> None:
-    chosen = evaluated(binary, "max_f1").metrics  # type: ignore[attr-defined]
-    default = evaluated(binary, None).metrics  # type: ignore[attr-defined]
+    chosen = evaluated(binary, "max_f1").metrics
+    default = evaluated(binary, None).metrics
 
     model, validation = binary
     truth = validation[BINARY_TARGET] == POSITIVE
-    probability = model.pipeline.predict_proba(model_input(validation, model.spec))[:, 1]  # type: ignore[attr-defined]
+    probability = model.pipeline.predict_proba(model_input(validation, model.spec))[:, 1]
     best = max(f1_score(truth, probability >= cut) for cut in np.unique(probability))
     assert chosen["threshold_method"] == "max_f1"
     assert chosen["positive_f1"] == pytest.approx(best)
@@ -402,9 +406,9 @@ def test_max_f1_chooses_the_best_threshold_on_validation_and_records_it(
     assert chosen["roc_auc"] == default["roc_auc"]  # the threshold moves labels, not scores
 
 
-def test_a_fixed_threshold_is_applied_and_recorded(binary: tuple[object, pd.DataFrame]) -> None:
-    strict = evaluated(binary, 0.9).metrics  # type: ignore[attr-defined]
-    lenient = evaluated(binary, 0.1).metrics  # type: ignore[attr-defined]
+def test_a_fixed_threshold_is_applied_and_recorded(binary: Binary) -> None:
+    strict = evaluated(binary, 0.9).metrics
+    lenient = evaluated(binary, 0.1).metrics
 
     assert strict["decision_threshold"] == 0.9 and strict["threshold_method"] == "fixed"
     assert strict["positive_recall"] < lenient["positive_recall"]
@@ -413,7 +417,7 @@ def test_a_fixed_threshold_is_applied_and_recorded(binary: tuple[object, pd.Data
 
 @pytest.mark.parametrize("threshold", [1.5, 0.0, "max_precision"])
 def test_a_threshold_that_is_not_a_probability_names_the_key(
-    binary: tuple[object, pd.DataFrame], threshold: object
+    binary: Binary, threshold: Any
 ) -> None:
     with pytest.raises(StageError, match=r"evaluate\.decision_threshold: .* must be null, max_f1"):
         evaluated(binary, threshold)
@@ -435,26 +439,26 @@ def test_max_f1_cuts_halfway_between_the_probabilities_either_side() -> None:
     )
 
 
-def test_the_recorded_decision_must_fit_the_model(binary: tuple[object, pd.DataFrame]) -> None:
+def test_the_recorded_decision_must_fit_the_model(binary: Binary) -> None:
     model = binary[0]
     metrics = {"task": "classification", "positive_class": POSITIVE}
     path = Path("metrics.json")
 
     chosen = recorded_decision(
         {**metrics, "decision_threshold": 0.3, "threshold_method": "max_f1"},
-        model,  # type: ignore[arg-type]
+        model,
         path,
     )
-    none = recorded_decision({**metrics, "threshold_method": None}, model, path)  # type: ignore[arg-type]
+    none = recorded_decision({**metrics, "threshold_method": None}, model, path)
 
     assert (chosen.threshold, chosen.method, none.threshold) == (0.3, "max_f1", None)
     with pytest.raises(StageError, match=r"metrics\.json: written for a regression model"):
-        recorded_decision({"task": "regression"}, model, path)  # type: ignore[arg-type]
+        recorded_decision({"task": "regression"}, model, path)
     with pytest.raises(
         StageError, match=r"decision_threshold 0\.3 \(fixed\) for positive class 'no'"
     ):
         wrong = {**metrics, "positive_class": "no", "decision_threshold": 0.3}
-        recorded_decision({**wrong, "threshold_method": "fixed"}, model, path)  # type: ignore[arg-type]
+        recorded_decision({**wrong, "threshold_method": "fixed"}, model, path)
 
 
 def test_three_classes_ignore_the_decision_threshold(

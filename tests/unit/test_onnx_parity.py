@@ -16,6 +16,7 @@ from mlops.decision import DecisionError, apply_threshold
 from mlops.model import onnx_export, package
 from mlops.model.features import MODEL_NAMES, TrainedModel, model_input
 from mlops.params import PackageParams, TrainParams, load_section
+from mlops.stage import StageError
 from model_fixtures import (
     BINARY_TARGET,
     POSITIVE,
@@ -349,3 +350,19 @@ def test_renaming_moves_a_clashing_inner_value_out_of_the_way() -> None:
         (["y_1"], ["out"]),
     ]
     onnx.checker.check_model(onnx.helper.make_model(graph), full_check=True)
+
+
+def test_two_columns_one_onnx_name_stop_the_export_naming_both() -> None:
+    train, _ = split(regression_table(), target=REGRESSION_TARGET)
+    clashing = train.assign(**{"Monthly Charge [$]": train["Monthly Charge ($)"] * 2})
+    model = fitted(clashing, REGRESSION_TARGET)
+
+    with pytest.raises(StageError) as caught:
+        package.export_onnx(model, PackageParams())
+
+    assert str(caught.value) == (
+        "the model's features cannot be ONNX inputs: columns 'Monthly Charge ($)' and "
+        "'Monthly Charge [$]' both become the model input name 'Monthly_Charge____' (characters "
+        "other than letters, digits and _ become _); rename one of them at the source or drop "
+        "one (data.drop_columns)"
+    )

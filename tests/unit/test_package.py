@@ -575,3 +575,15 @@ def test_kubernetes_sizing_follows_the_measurements() -> None:
     assert slow["requests"] == {"cpu": "1000m", "memory": "832Mi"}  # 10 ms * 50 rps * 2
     slower = package.kubernetes_resources(single_row_median_ms=50.0, peak_rss_bytes=60 << 20)
     assert slower["requests"]["cpu"] == slower["limits"]["cpu"] == "1000m"
+
+
+def test_metrics_that_are_not_numbers_reach_the_manifest_as_null() -> None:
+    evaluation = {"roc_auc": float("nan"), "per_class": {"a": {"f1": float("inf")}}, "rows": 3}
+    metrics = package.manifest_metrics(
+        evaluation, {"metrics": {}, "passed": True}, {"max_abs_diff": 0.0}
+    )
+
+    assert metrics["validation"] == {"roc_auc": None, "per_class": {"a": {"f1": None}}, "rows": 3}
+    json.loads(package.json_bytes(metrics), parse_constant=pytest.fail)  # plain JSON
+    with pytest.raises(StageError, match="NaN or infinite number"):
+        package.json_bytes({"mean": float("nan")})

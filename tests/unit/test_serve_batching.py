@@ -6,7 +6,7 @@ import numpy as np
 from mlops.serve.batching import MicroBatcher
 from mlops.serve.model import Prediction
 from mlops.serve.validation import input_schema, records_to_columns, validate_columns
-from signatures import number, signature, string
+from signatures import number, regression_signature, signature, string
 
 SIGNATURE = signature(number("size"), string("colour", ["red"]), classes=("small", "big"))
 SCHEMA = input_schema(SIGNATURE)
@@ -108,3 +108,33 @@ def test_nothing_waiting_is_nothing_to_do() -> None:
     scorer = CountingScorer()
     MicroBatcher(scorer, SCHEMA).score_waiting()  # type: ignore[arg-type]
     assert scorer.calls == []
+
+
+def test_a_regressors_merged_values_go_back_to_their_own_requests() -> None:
+    """User-named features reach the model under their ONNX input names; each request gets its
+    own predicted values back."""
+    signature = regression_signature(number("Distance (km)"), string("plan/type", ["basic"]))
+    schema = input_schema(signature)
+    calls: list[list[float]] = []
+
+    class Regressor:
+        def predict(self, feed: dict[str, Any]) -> Prediction:
+            distances = feed["Distance__km_"][:, 0].tolist()
+            assert feed["plan_type"].dtype == object
+            calls.append(distances)
+            return Prediction([], [], [2.0 * distance for distance in distances])
+
+    def batch(*distances: float) -> Any:
+        records = [{"Distance (km)": d, "plan/type": "basic"} for d in distances]
+        columns, _ = records_to_columns({"records": records}, schema, 100)
+        return validate_columns(columns, len(records), schema)
+
+    async def concurrent() -> list[Prediction]:
+        batcher = MicroBatcher(Regressor(), schema)  # type: ignore[arg-type]
+        futures = [batcher.predict(batch(1.5)), batcher.predict(batch(2.0, 3.0))]
+        return list(await asyncio.gather(*futures))
+
+    first, second = asyncio.run(concurrent())
+    assert calls == [[1.5, 2.0, 3.0]]
+    assert (first.values, second.values) == ([3.0], [4.0, 6.0])
+    assert first.labels == second.labels == []

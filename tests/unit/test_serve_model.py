@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from mlops.artifacts import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ArtifactError, sha256_of
-from mlops.serve.model import load_scorer, session_options
+from mlops.decision import apply_threshold
+from mlops.serve.model import load_scorer, round_significant, session_options
 from mlops.serve.validation import input_schema, records_to_columns, validate_columns
-from serve_fixtures import bundled_records, copy_package, signature_of
+from package_fixtures import binary_package, regression_package
+from serve_fixtures import bundled_records, copy_package, signature_of, table_records
 
 
 def feed_of(package: Path, records: list[dict[str, object]]) -> dict[str, np.ndarray]:
@@ -34,8 +36,93 @@ def test_the_packaged_model_loads_and_scores_in_class_order(packaged_model: Path
     )
 
 
-def test_a_changed_model_file_is_refused(packaged_model: Path, tmp_path: Path) -> None:
-    package = copy_package(packaged_model, tmp_path / "package")
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return regression_package(tmp_path_factory.mktemp("regression"))
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return binary_package(tmp_path_factory.mktemp("binary"), threshold=0.3)
+
+
+def rewrite_signature(package: Path, **changes: object) -> None:
+    """Change signature.json and re-sign it in the manifest (a package that verifies)."""
+    signature = signature_of(package)
+    signature.update(changes)
+    (package / SIGNATURE_FILE).write_text(json.dumps(signature))
+    manifest = json.loads((package / MANIFEST_FILE).read_text())
+    manifest["files"][SIGNATURE_FILE] = sha256_of(package / SIGNATURE_FILE)
+    (package / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+def test_a_regressor_scores_one_number_per_record_as_onnxruntime_computes_it(
+    regression: Path,
+) -> None:
+    scorer = load_scorer(regression, threads=1)
+    records = table_records(regression, limit=30)
+    feed = feed_of(regression, records)
+
+    prediction = scorer.predict(feed)
+
+    assert scorer.regression and scorer.task == "regression" and scorer.outputs == ("prediction",)
+    assert prediction.labels == [] and prediction.probabilities == []
+    (raw,) = scorer.session.run(["prediction"], feed)
+    assert prediction.values == pytest.approx(raw[:, 0].tolist(), rel=1e-6)
+    assert all(type(value) is float for value in prediction.values)
+    assert prediction.rows(5, 7).values == prediction.values[5:7]
+
+
+def test_a_binary_scorer_applies_the_decision_threshold(binary: Path, tmp_path: Path) -> None:
+    records = table_records(binary, limit=80)
+    scorer = load_scorer(binary, threads=1)
+    feed = feed_of(binary, records)
+
+    prediction = scorer.predict(feed)
+
+    labels, probabilities = scorer.session.run(["label", "probabilities"], feed)
+    expected = apply_threshold(probabilities, ["no", "yes"], "yes", 0.3).tolist()
+    assert prediction.labels == expected
+    assert prediction.labels != labels.tolist()  # the threshold changed some answers
+    untouched = copy_package(binary, tmp_path / "plain")
+    rewrite_signature(untouched, threshold=None)
+    assert load_scorer(untouched, threads=1).predict(feed).labels == labels.tolist()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"threshold": 1.5}, r"threshold 1.5 is not between 0 and 1"),
+        ({"positive_class": "maybe"}, r"a decision threshold needs two classes"),
+        ({"task": "regression"}, r"has no output 'prediction' \(signature.json says the task"),
+    ],
+)
+def test_a_signature_the_model_cannot_honour_is_refused(
+    binary: Path, tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    package = copy_package(binary, tmp_path / "package")
+    rewrite_signature(package, **changes)
+    with pytest.raises(ArtifactError, match=message):
+        load_scorer(package, threads=1)
+
+
+def test_a_regression_signature_on_a_classifier_is_refused(
+    regression: Path, tmp_path: Path
+) -> None:
+    package = copy_package(regression, tmp_path / "package")
+    rewrite_signature(package, task="classification", classes=["a", "b"])
+    with pytest.raises(ArtifactError, match=r"has no output 'label'"):
+        load_scorer(package, threads=1)
+
+
+def test_predictions_are_rounded_to_what_float32_holds() -> None:
+    values = np.array([[3.2], [0.1], [123456.78], [-7.777777], [0.0], [3.3e-9]], np.float32)
+    assert round_significant(values) == [3.2, 0.1, 123456.8, -7.777777, 0.0, 3.3e-9]
+    assert round_significant(np.array([np.nan, np.inf], np.float32))[1] == np.inf
+
+
+def test_a_changed_model_file_is_refused(regression: Path, tmp_path: Path) -> None:
+    package = copy_package(regression, tmp_path / "package")
     with (package / MODEL_FILE).open("ab") as model:
         model.write(b"\0")
     with pytest.raises(ArtifactError, match=r"model.onnx: sha256 .* does not match the manifest"):
@@ -43,15 +130,12 @@ def test_a_changed_model_file_is_refused(packaged_model: Path, tmp_path: Path) -
 
 
 def test_a_signature_that_does_not_match_the_model_is_refused(
-    packaged_model: Path, tmp_path: Path
+    regression: Path, tmp_path: Path
 ) -> None:
-    package = copy_package(packaged_model, tmp_path / "package")
-    signature = signature_of(package)
-    signature["features"][0]["name"] = "renamed"
-    (package / SIGNATURE_FILE).write_text(json.dumps(signature))
-    manifest = json.loads((package / MANIFEST_FILE).read_text())
-    manifest["files"][SIGNATURE_FILE] = sha256_of(package / SIGNATURE_FILE)
-    (package / MANIFEST_FILE).write_text(json.dumps(manifest))
+    package = copy_package(regression, tmp_path / "package")
+    features = signature_of(package)["features"]
+    features[0]["input_name"] = "renamed"
+    rewrite_signature(package, features=features)
     with pytest.raises(ArtifactError, match=r"do not match signature\.json's features"):
         load_scorer(package, threads=1)
 
@@ -67,9 +151,11 @@ def test_session_threads_come_from_settings_and_never_spin() -> None:
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
+@pytest.mark.parametrize("task", ["regression", "binary"])
 def test_the_service_imports_neither_scikit_learn_nor_pandas(
-    packaged_model: Path, tmp_path: Path
+    task: str, regression: Path, binary: Path, tmp_path: Path
 ) -> None:
+    packaged_model = regression if task == "regression" else binary
     program = f"""
 import sys
 from pathlib import Path

@@ -443,7 +443,11 @@ def test_a_declared_positive_class_is_kept_and_checked() -> None:
     ("frame", "target", "message"),
     [
         (penguins_table(), "species", r"applies to two classes; target 'species' .* is 3 classes"),
-        (regression_table(60), REGRESSION_TARGET, r"applies .* target 'Monthly Spend \(€\)' .* is a regression target"),
+        (
+            regression_table(60),
+            REGRESSION_TARGET,
+            r"applies .* target 'Monthly Spend \(€\)' .* is a regression target",
+        ),
     ],
 )
 def test_a_positive_class_for_other_tasks_is_refused(
@@ -486,7 +490,7 @@ def test_a_scorer_of_two_classes_for_three_is_refused_by_name(penguins: pd.DataF
 # --- folds that respect the split ------------------------------------------------------------
 
 
-class Recorder(BaseEstimator, TransformerMixin):  # type: ignore[misc]
+class Recorder(BaseEstimator, TransformerMixin):
     """Passes rows through, noting the table index of every row it is fitted on or transforms:
     a search's fit on a fold's training rows, then its scoring of the fold's test rows."""
 

@@ -359,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_json(options.out, verdict)
     if not verdict["passed"]:
         raise StageError(failure_message(verdict, options.out))
-    print(f"acceptance passed: {len(verdict['checks'])} checks (see {options.out})")
+    print(f"acceptance passed: {len(verdict['checks'])} check(s) (see {options.out})")
 
 
 if __name__ == "__main__":

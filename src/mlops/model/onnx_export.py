@@ -93,12 +93,6 @@ def input_names_of(signature: Signature) -> dict[str, str]:
     return {feature["name"]: feature["input_name"] for feature in signature["features"]}
 
 
-def output_names(model: TrainedModel) -> tuple[str, ...]:
-    if model.task == "regression":
-        return (PREDICTION_OUTPUT,)
-    return (LABEL_OUTPUT, PROBABILITIES_OUTPUT)
-
-
 def convert(model: TrainedModel, target_opset: int) -> onnx.ModelProto:
     """The pipeline in ONNX: a ``[None, 1]`` input per feature named by ``artifacts.input_names``,
     and the task's outputs (``label`` and ``probabilities``, or ``prediction``).
@@ -112,6 +106,10 @@ def convert(model: TrainedModel, target_opset: int) -> onnx.ModelProto:
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     spec = model.spec
+    try:
+        input_names = artifacts.input_names(spec.features)
+    except artifacts.ArtifactError as error:
+        raise StageError(f"the model's features cannot be ONNX inputs: {error}") from None
     inputs = [
         (name, FloatTensorType([None, 1]) if name in spec.numeric else StringTensorType([None, 1]))
         for name in spec.features
@@ -136,11 +134,13 @@ def convert(model: TrainedModel, target_opset: int) -> onnx.ModelProto:
     renames = dict(
         zip(
             [value.name for value in graph.input],
-            artifacts.input_names(spec.features).values(),
+            input_names.values(),
             strict=True,
         )
     )
-    renames.update(zip([value.name for value in graph.output], output_names(model), strict=True))
+    renames.update(
+        zip([value.name for value in graph.output], artifacts.output_names(model.task), strict=True)
+    )
     rename_values(graph, renames)
     _sort_opsets(converted)
     return converted

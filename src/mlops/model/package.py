@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -380,18 +381,41 @@ def _swap_in(new: Path, out: Path) -> None:
 def manifest_metrics(
     evaluation: Mapping[str, Any], verdict: Mapping[str, Any], parity: Mapping[str, Any]
 ) -> dict[str, Any]:
-    return {
-        "validation": dict(evaluation),
-        "test": verdict["metrics"],
-        "acceptance_passed": verdict["passed"],
-        "parity_max_abs_diff": parity["max_abs_diff"],
-    }
+    """The metrics the manifest carries; a metric that is not a number (NaN: a ROC AUC of a
+    slice with one class) becomes null, as JSON has no NaN."""
+    return finite(
+        {
+            "validation": dict(evaluation),
+            "test": verdict["metrics"],
+            "acceptance_passed": verdict["passed"],
+            "parity_max_abs_diff": parity["max_abs_diff"],
+        }
+    )
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, however deep, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
 
 
 def json_bytes(value: Any) -> bytes:
     """Canonical JSON of a packaged file: keys in the order built, floats as Python writes them
-    (shortest repr), UTF-8 kept as it is (the user's column names), one trailing newline."""
-    return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+    (shortest repr), UTF-8 kept as it is (the user's column names), one trailing newline. NaN and
+    infinities are refused: they are not JSON, and the scorer and sidecar could not read them."""
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError as error:
+        raise StageError(
+            f"a packaged file would hold a NaN or infinite number ({error}); the training "
+            "data or the model gives a statistic that is not finite"
+        ) from None
+    return (text + "\n").encode()
 
 
 def make_lineage(params_path: Path, train_path: Path, created: datetime) -> artifacts.Lineage:

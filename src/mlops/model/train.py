@@ -424,7 +424,7 @@ def whole_groups(groups: pd.Series, max_rows: int, seed: int) -> np.ndarray:
     sizes = groups.value_counts(sort=False)
     names = sorted(sizes.index, key=str)
     drawn = [names[index] for index in np.random.default_rng(seed).permutation(len(names))]
-    rows_before = np.cumsum([0, *sizes[drawn].to_numpy()[:-1]])
+    rows_before = np.cumsum([0, *sizes.loc[drawn].to_numpy()[:-1]])
     return groups.isin(
         [name for name, before in zip(drawn, rows_before, strict=True) if before < max_rows]
     ).to_numpy()

@@ -22,6 +22,7 @@ from mlops.artifacts import (
     Manifest,
     Signature,
     load_signature,
+    output_names,
     verify,
 )
 from mlops.decision import apply_threshold
@@ -79,13 +80,10 @@ class Scorer:
         self.classes = list(signature["classes"])
         self.model_name: str = manifest["model_name"]
         self.model_version: str = manifest["model_version"]
+        # the model's outputs, in the order V2 answers them
+        self.outputs = output_names(self.task)
         threshold, positive = signature["threshold"], signature["positive_class"]
         self.decision = None if threshold is None or positive is None else (positive, threshold)
-
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        """The model's outputs, in the order V2 answers them."""
-        return (PREDICTION_OUTPUT,) if self.regression else (LABEL_OUTPUT, PROBABILITIES_OUTPUT)
 
     def predict(self, feed: Mapping[str, npt.NDArray[Any]]) -> Prediction:
         if self.regression:
@@ -141,15 +139,13 @@ def check_interface(session: ort.InferenceSession, signature: Signature, directo
             f"signature.json's features {expected}"
         )
     outputs = {node.name: node for node in session.get_outputs()}
-    regression = signature["task"] == "regression"
-    wanted = (PREDICTION_OUTPUT,) if regression else (LABEL_OUTPUT, PROBABILITIES_OUTPUT)
-    for name in wanted:
+    for name in output_names(signature["task"]):
         if name not in outputs:
             raise ArtifactError(
                 f"{directory / MODEL_FILE}: has no output '{name}' (signature.json says the "
                 f"task is {signature['task']}); outputs are {sorted(outputs)}"
             )
-    if regression:
+    if signature["task"] == "regression":
         return
     width = outputs[PROBABILITIES_OUTPUT].shape[-1]
     if isinstance(width, int) and width != len(signature["classes"]):

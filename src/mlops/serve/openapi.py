@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.artifacts import PREDICTION_OUTPUT, Signature
+from mlops.artifacts import PREDICTION_OUTPUT, Signature, output_names
 from mlops.serve.validation import NUMBER_V2_DATATYPE, STRING_V2_DATATYPE, FieldSpec, InputSchema
 
 JSON = "application/json"
@@ -199,7 +199,7 @@ def _v2_schemas(schema: InputSchema, signature: Signature) -> dict[str, Schema]:
         "V2RequestOutput": {
             "type": "object",
             "properties": {
-                "name": {"type": "string", "enum": list(_outputs(signature))},
+                "name": {"type": "string", "enum": list(output_names(signature["task"]))},
                 "parameters": parameters,
             },
             "required": ["name"],
@@ -236,12 +236,6 @@ def _v2_schemas(schema: InputSchema, signature: Signature) -> dict[str, Schema]:
             }
         ),
     }
-
-
-def _outputs(signature: Signature) -> tuple[str, ...]:
-    if signature["task"] == "regression":
-        return (PREDICTION_OUTPUT,)
-    return ("label", "probabilities")
 
 
 def _parameter_properties(signature: Signature) -> dict[str, Schema]:
