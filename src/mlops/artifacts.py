@@ -11,9 +11,9 @@ A packaged model directory holds:
   ``signature.classes`` order); a regressor has ``prediction`` (float32, ``[None, 1]``).
 - ``signature.json``: see ``Signature``.
 - ``reference_profile.json``: ``mlops.profile.profile_table`` of the training features (the drift
-  reference), with, for a classifier, ``"classes": {class: share}`` of the training labels and, for
-  a regressor, ``"prediction"``: the ``profile_column`` of the model's predictions on the training
-  split (what live predictions are compared with).
+  reference) and what live predictions are compared with, the model's own predictions on the test
+  split: for a classifier ``"classes": {class: share}`` (after its decision threshold), for a
+  regressor ``"prediction"``: the ``profile_column`` of its numbers.
 - ``model_card.md``: for people.
 - ``resources.json``: latency and peak memory measured at packaging, and the Kubernetes requests
   and limits derived from them.

@@ -300,8 +300,10 @@ def test_a_fork_is_served_over_rest_and_v2_and_watched_by_the_sidecar(
             assert outputs["label"]["data"] == labels[:25]
             accuracy = float(np.mean(np.array(labels) == np.array([str(t) for t in truth])))
             assert accuracy >= 0.75
+        answered = len(records) + 25  # the log's writer flushes within 50 ms of an answer
+        wait_until(lambda: len(scorer.log_lines()) >= answered, 10, "the prediction log")
         logged = [json.loads(line) for line in scorer.log_lines()]
-        assert len(logged) == len(records) + 25
+        assert len(logged) == answered
         assert set(logged[0]["features"]) == set(features)  # the user's names in the log
         _watch_with_the_sidecar(tmp_path, package, scorer.prediction_log, github, table, truth)
 

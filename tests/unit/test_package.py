@@ -161,13 +161,15 @@ def test_signature_describes_features_ranges_categories_and_classes(
 def test_reference_profile_is_the_validate_profile_of_the_training_features(
     packaged: dict[str, Path], data: Split, model: TrainedModel
 ) -> None:
-    train = data[0]
+    train, test = data[0], data[-1]
     profile = artifacts.load_reference_profile(packaged["out"])
     expected = json.loads(json.dumps(profile_table(train[list(model.spec.features)])))
+    predicted = model.pipeline.predict(model_input(test, model.spec))
 
     assert profile["columns"] == expected["columns"]
     assert profile["rows"] == len(train)
-    assert profile["classes"]["Adelie"] == pytest.approx((train["species"] == "Adelie").mean())
+    # the live predictions are compared with the model's own predictions on unseen rows
+    assert profile["classes"]["Adelie"] == pytest.approx(np.mean(predicted == "Adelie"))
     assert sum(profile["classes"].values()) == pytest.approx(1.0)
     assert "prediction" not in profile
 
@@ -238,12 +240,11 @@ def test_a_regressor_is_packaged_under_the_users_column_names(
     assert '"Größe"' in raw  # the user's names as written, not escaped
 
 
-def test_a_regressors_reference_profile_holds_its_training_predictions(
+def test_a_regressors_reference_profile_holds_its_predictions_on_the_test_split(
     regression: dict[str, Path], regressor: TrainedModel, spending: Split
 ) -> None:
-    train = spending[0]
     profile = artifacts.load_reference_profile(regression["out"])
-    predictions = regressor.pipeline.predict(model_input(train, regressor.spec))
+    predictions = regressor.pipeline.predict(model_input(spending[-1], regressor.spec))
     expected = profile_column(pd.Series(np.asarray(predictions, dtype=np.float64)))
 
     assert "classes" not in profile
@@ -321,6 +322,14 @@ def test_a_binary_package_records_the_positive_class_and_the_threshold(
     card = (out / artifacts.MODEL_CARD_FILE).read_text()
     assert "`yes` when its probability is at least 0.3" in card
     assert "| yes (positive class) |" in card
+    # the prediction reference is the class mix the scorer will answer: after the threshold
+    test = churn[-1]
+    positive = binary.pipeline.predict_proba(model_input(test, binary.spec))[:, 1] >= 0.3
+    profile = artifacts.load_reference_profile(out)
+    assert profile["classes"]["yes"] == pytest.approx(positive.mean())
+    assert positive.mean() != pytest.approx(
+        np.mean(binary.pipeline.predict(model_input(test, binary.spec)) == "yes")
+    )
 
 
 def test_without_a_threshold_method_the_models_own_labels_stand(

@@ -631,3 +631,23 @@ def test_main_reads_the_split_and_the_positive_class(tmp_path: Path) -> None:
     assert summary["cv"] == "3 folds grouped by 'region/zone'"
     assert summary["positive_class"] == "no" and summary["scoring"] == "roc_auc"
     assert load_model(tmp_path / "models" / "pipeline.joblib").positive_class == "no"
+
+
+def test_whole_number_classes_train_a_balanced_forest_per_tree_and_refuse_balanced() -> None:
+    """scikit-learn's forest fails on class_weight 'balanced' with classes "1", "2", "3"; the
+    default space's balanced_subsample works, and 'balanced' is refused by name before a fit."""
+    rng = np.random.default_rng(0)
+    codes = rng.choice(["1", "2", "3"], 90)
+    frame = pd.DataFrame({"x (cm)": codes.astype(float) + rng.normal(0, 0.3, 90), "code": codes})
+    spaces = {"classification": {"random_forest": {"n_estimators": [5]}}}
+
+    def forest(class_weight: str) -> TrainParams:
+        space = {**spaces["classification"]["random_forest"], "class_weight": [class_weight]}
+        return dataclasses.replace(
+            FAST, model="random_forest", search_spaces={"classification": {"random_forest": space}}
+        )
+
+    result = train_model(frame, "code", [], forest("balanced_subsample"))
+    assert result.model.classes == ("1", "2", "3")
+    with pytest.raises(StageError, match=r"random_forest\.class_weight: 'balanced'.*'1', '2'"):
+        train_model(frame, "code", [], forest("balanced"))

@@ -165,19 +165,36 @@ def decision_threshold(
     return float(threshold)
 
 
-def reference_profile(model: TrainedModel, train: pd.DataFrame) -> dict[str, Any]:
+def reference_profile(
+    model: TrainedModel, train: pd.DataFrame, held_out: pd.DataFrame, threshold: float | None
+) -> dict[str, Any]:
     """The training features' profile (as the validate stage computes it), and what the live
-    predictions are compared with: the class shares of a classifier's training labels, or the
-    profile of a regressor's predictions on the training split."""
+    predictions are compared with: the model's predictions on ``held_out`` rows (the test split),
+    as the scorer makes them — a classifier's class shares after its decision threshold, or the
+    profile of a regressor's numbers. Predictions on the training rows would not do: a model
+    fits those better than any it has not seen (a forest repeats their labels), so a weak or
+    thresholded model would seem to drift on traffic like its own data."""
     profile = profile_table(train[list(model.spec.features)])
+    predictions = pd.Series(predict(model, held_out, threshold), name="prediction")
     if model.task == "regression":
-        predictions = model.pipeline.predict(model_input(train, model.spec, "training table"))
-        column = pd.Series(np.asarray(predictions, dtype=np.float64), name="prediction")
-        profile["prediction"] = profile_column(column)
+        profile["prediction"] = profile_column(predictions.astype(np.float64))
         return profile
-    shares = model_target(train, model.target, "training table").value_counts(normalize=True)
+    shares = predictions.value_counts(normalize=True)
     profile["classes"] = {label: float(shares.get(label, 0.0)) for label in model.classes}
     return profile
+
+
+def predict(model: TrainedModel, frame: pd.DataFrame, threshold: float | None) -> np.ndarray:
+    """scikit-learn's predictions of ``frame`` as the scorer makes them with the ONNX model: the
+    numbers of a regressor, the labels of a classifier after its decision threshold."""
+    features = model_input(frame, model.spec, "test table")
+    if model.task == "regression":
+        return np.asarray(model.pipeline.predict(features), dtype=np.float64).reshape(-1)
+    if threshold is None:
+        return np.asarray(model.pipeline.predict(features)).astype(str)
+    assert model.positive_class is not None  # checked by decision_threshold
+    probabilities = np.asarray(model.pipeline.predict_proba(features), dtype=np.float64)
+    return apply_threshold(probabilities, model.classes, model.positive_class, threshold)
 
 
 def target_summary(model: TrainedModel, train: pd.DataFrame) -> dict[str, float | None]:
@@ -267,26 +284,21 @@ def check_parity(
 ) -> dict[str, Any]:
     """Score ``test`` with scikit-learn and with onnxruntime and compare (see
     ``onnx_export.parity_report`` and ``regression_parity_report``)."""
-    features = model_input(test, model.spec, "test table")
     session = onnx_export.open_session(onnx_model)
     feed = onnx_export.onnx_feed(test, model.spec, "test table")
     shown = test[list(model.spec.features)]
+    expected = predict(model, test, threshold)
     if model.task == "regression":
-        expected = np.asarray(model.pipeline.predict(features), dtype=np.float64).reshape(-1)
         actual = onnx_export.score_regressor(session, feed)
         scale = onnx_export.target_scale(train[model.target])
         return onnx_export.regression_parity_report(shown, expected, actual, scale, tolerance)
+    features = model_input(test, model.spec, "test table")
     probabilities = np.asarray(model.pipeline.predict_proba(features), dtype=np.float64)
-    if threshold is None:
-        labels = np.asarray(model.pipeline.predict(features)).astype(str)
-    else:
-        assert model.positive_class is not None  # checked by decision_threshold
-        labels = apply_threshold(probabilities, model.classes, model.positive_class, threshold)
     actual_scores = onnx_export.score_classifier(
         session, feed, model.classes, model.positive_class, threshold
     )
     return onnx_export.parity_report(
-        shown, model.classes, (labels, probabilities), actual_scores, tolerance, threshold
+        shown, model.classes, (expected, probabilities), actual_scores, tolerance, threshold
     )
 
 
@@ -448,13 +460,14 @@ def package_contents(
     model: TrainedModel,
     converted: onnx.ModelProto,
     train: pd.DataFrame,
+    test: pd.DataFrame,
     model_name: str,
     threshold: float | None,
 ) -> Contents:
     """Signature, reference profile and the versioned ONNX model (``converted`` gets its
     metadata)."""
     signature = build_signature(model, train, model_name, threshold)
-    profile = reference_profile(model, train)
+    profile = reference_profile(model, train, test, threshold)
     version = model_version(serialized(converted), json_bytes(signature), json_bytes(profile))
     onnx_model = with_metadata(converted, onnx_metadata(signature, version))
     return Contents(signature, profile, onnx_model, version)
@@ -483,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_json(options.reports / "parity.json", parity)
     if not parity["passed"]:
         raise StageError(onnx_export.parity_failure(parity))
-    contents = package_contents(model, converted, train, name, threshold)
+    contents = package_contents(model, converted, train, test, name, threshold)
     resources = profile_resources(contents.model, onnx_export.onnx_feed(test, model.spec))
     write_json(options.reports / "resources.json", resources)
 

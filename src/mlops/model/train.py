@@ -319,6 +319,8 @@ def tune(
     """The fitted (not refitted) search over a sample of at most about ``max_tuning_rows`` rows,
     the rows it used and its folds."""
     space = search_space(params, build_pipeline(params.model, spec, params.seed, task), task)
+    if task == "classification" and params.model == "random_forest":
+        check_forest_class_weight(space, rows.target)
     tuning = tuning_sample(rows, params.max_tuning_rows, params.seed, task)
     check_scoring_suits(scoring, tuning, task)
     folds = make_folds(tuning, task, params.cv_folds, params.seed)
@@ -385,6 +387,21 @@ def search_space(
         for value in values:
             _check_value(estimator, name, value, where)
     return {MODEL_STEP + name: list(values) for name, values in space.items()}
+
+
+def check_forest_class_weight(space: dict[str, list[Any]], labels: pd.Series) -> None:
+    """scikit-learn's random forest with ``class_weight: balanced`` fails on class labels that are
+    whole numbers written as text ("1", "2", "3": it looks the labels up as numbers in the
+    weights it computed). ``balanced_subsample`` weighs the classes the same way, per tree."""
+    if "balanced" not in space.get(f"{MODEL_STEP}class_weight", []):
+        return
+    numeric = sorted(label for label in labels.unique() if str(label).lstrip("-").isdigit())
+    if numeric:
+        raise StageError(
+            "train.search_spaces.classification.random_forest.class_weight: 'balanced' fails in "
+            f"scikit-learn's random forest when classes are whole numbers ({numeric[:5]}); use "
+            "balanced_subsample, which weighs the classes the same way per tree"
+        )
 
 
 def _check_value(estimator: Any, name: str, value: Any, where: str) -> None:

@@ -3,9 +3,9 @@
 Numeric features: PSI on the reference's quantile bins, the missing rate, and the share of values
 outside the training range. Categorical features: PSI over the category shares, where categories
 never seen in training are pooled in one ``UNSEEN`` bucket (so they count as drift), the missing
-rate, and the unseen rate. Predictions: a classifier's predicted class mix against the training
-class mix (PSI over the classes); a regressor's predicted numbers against its predictions on the
-training split (PSI on their quantile bins: the numeric feature rule). Nothing is flagged until the
+rate, and the unseen rate. Predictions: against the model's own predictions on the test split at
+packaging — a classifier's class mix (PSI over the classes), a regressor's numbers (PSI on their
+quantile bins: the numeric feature rule). Nothing is flagged until the
 window holds ``min_window_size`` records: PSI on a handful of records is noise.
 """
 
@@ -79,7 +79,7 @@ class PredictionDrift:
     class_shares: Mapping[str, float]  # a classifier's predicted class mix; empty for a regressor
     numeric: bool = False  # a regressor's: then the means below
     mean: float | None = None  # of the predictions in the window (None: no record)
-    reference_mean: float | None = None  # of the predictions on the training split
+    reference_mean: float | None = None  # of the predictions on the test split
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"score": self.psi, "drifted": self.drifted}

@@ -118,7 +118,7 @@ def _prediction_gauges(prediction: PredictionDrift, classes: list[str]) -> Itera
     means = {
         "monitor_prediction_mean": ("Mean prediction in the window.", prediction.mean),
         "monitor_reference_prediction_mean": (
-            "Mean prediction on the training split.",
+            "Mean prediction on the test split at packaging.",
             prediction.reference_mean,
         ),
     }

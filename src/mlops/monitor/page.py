@@ -53,13 +53,13 @@ def render_page(reference: Reference, snapshot: Snapshot, min_window_size: int) 
 
 
 def _predictions(reference: Reference, prediction: PredictionDrift) -> str:
-    """A classifier's class mix (live against training), or a regressor's predicted numbers."""
+    """A classifier's class mix (live against the reference), or a regressor's predicted numbers."""
     flag = _flag(prediction.drifted, "drifted", "stable")
     if prediction.numeric:
         return (
             f"<p>Predictions: PSI {prediction.psi:.3f} ({flag}) on the bins of the predictions "
-            f"on the training split; mean {_number(prediction.mean)} "
-            f"(training {_number(prediction.reference_mean)}).</p>"
+            f"on the test split at packaging; mean {_number(prediction.mean)} "
+            f"(reference {_number(prediction.reference_mean)}).</p>"
         )
     rows = "".join(
         f"<tr><td>{escape(label)}</td><td>{prediction.class_shares.get(label, 0.0):.1%}</td>"

@@ -21,7 +21,7 @@ PERFORMANCE_METRICS: dict[Task, dict[str, tuple[str, ...]]] = {
     "classification": {"accuracy": ("accuracy",), "macro_f1": ("macro_f1", "f1_macro")},
     "regression": {"mae": ("mae",), "rmse": ("rmse",)},
 }
-# A regressor's reference profile holds the profile of its predictions on the training split here.
+# A regressor's reference profile holds the profile of its predictions on the test split here.
 PREDICTION = "prediction"
 
 
@@ -46,12 +46,12 @@ class Reference:
     model_name: str
     model_version: str
     features: tuple[FeatureReference, ...]
-    class_shares: Mapping[str, float]  # a classifier's training class mix; empty for a regressor
+    class_shares: Mapping[str, float]  # a classifier's predicted class mix on the test split; empty for a regressor
     # The packaged validation metrics that the same metrics on labelled traffic are compared with
     # (PERFORMANCE_METRICS of the task); a metric the manifest lacks is absent.
     validation: Mapping[str, float] = field(default_factory=dict)
     task: Task = "classification"
-    # A regressor's predictions on the training split, as a numeric feature (the same drift rule).
+    # A regressor's predictions on the test split, as a numeric feature (the same drift rule).
     prediction: FeatureReference | None = None
 
     @property
@@ -115,7 +115,7 @@ def _prediction(profile: Mapping[str, Any], where: Path) -> FeatureReference:
     if not isinstance(column, dict) or not column.get("bins"):
         raise StageError(
             f"{where}: expected a '{PREDICTION}' numeric profile with bins: the model's "
-            "predictions on the training split (the model is a regressor)"
+            "predictions on the test split (the model is a regressor)"
         )
     return _numeric(PREDICTION, column)
 
