@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlops import artifacts
-from mlops.stage import StageError
+from mlops.errors import StageError
 
 FeatureKind = Literal["numeric", "categorical", "other"]
 # The validation metrics in the manifest: under "validation" (as the package stage writes them)
