@@ -56,10 +56,11 @@ test: $(SYNCED) ## run the whole test suite
 	pytest
 
 .PHONY: lint
-lint: $(SYNCED) ## ruff (lint + format check), mypy, and the workflow linters (lint-infra)
+lint: $(SYNCED) ## ruff (lint + format check), mypy, the import contracts, the workflow linters (lint-infra)
 	ruff check src tests
 	ruff format --check src tests
 	mypy
+	lint-imports --no-cache
 	$(MAKE) lint-infra
 
 .PHONY: format
