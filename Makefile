@@ -57,10 +57,11 @@ test: $(SYNCED) ## run the whole test suite
 	pytest
 
 .PHONY: lint
-lint: $(SYNCED) ## ruff (lint + format check), mypy, and the workflow linters (lint-infra)
+lint: $(SYNCED) ## ruff (lint + format check), mypy, the import contracts, the workflow linters (lint-infra)
 	ruff check src tests
 	ruff format --check src tests
 	mypy
+	lint-imports --no-cache
 	$(MAKE) lint-infra
 
 .PHONY: format
@@ -105,7 +106,7 @@ dvc-push: $(SYNCED) ## push outputs and run cache to DVC_REMOTE_URL (skipped whe
 
 .PHONY: champion
 champion: $(SYNCED) ## fetch the production model version into accept.champion (or CHAMPION_REV=<rev>)
-	python -m mlops.registry champion $(if $(CHAMPION_REV),--rev "$(CHAMPION_REV)")
+	python -m mlops.gitops.registry champion $(if $(CHAMPION_REV),--rev "$(CHAMPION_REV)")
 
 .PHONY: retrain
 retrain: $(SYNCED) ## re-ingest the source even if unchanged on disk, then reproduce the pipeline
@@ -123,14 +124,14 @@ report-summary: ## the report's text into the GitHub job summary (or on the term
 
 .PHONY: registration-plan register promote release-dispatch
 registration-plan: $(SYNCED) ## decide whether this run's accepted model becomes a new version
-	python -m mlops.registry plan
+	python -m mlops.gitops.registry plan
 
 register: $(SYNCED) ## tag MODEL_VERSION (model MODEL_SHA256) as a version (GTO) and push the tag
-	python -m mlops.registry register --version "$${MODEL_VERSION:?}" \
+	python -m mlops.gitops.registry register --version "$${MODEL_VERSION:?}" \
 		--model-sha256 "$${MODEL_SHA256:?}" --push
 
 promote: $(SYNCED) ## assign VERSION to STAGE (default prod) and push the tag: starts a release
-	python -m mlops.registry promote --version "$(VERSION)" --stage "$(or $(STAGE),prod)" --push
+	python -m mlops.gitops.registry promote --version "$(VERSION)" --stage "$(or $(STAGE),prod)" --push
 
 release-dispatch: ## start the release workflow on RELEASE_REF (tags pushed by CI start no workflow)
 	gh workflow run release.yml --ref "$${RELEASE_REF:?}"
@@ -140,14 +141,14 @@ model: $(SYNCED) dvc-pull ## the packaged model of this commit: pulled when poss
 	dvc repro package
 
 release-info: $(SYNCED) ## version, image tags and label values of the release on GITHUB_REF
-	python -m mlops.registry release-info --ref-name "$${GITHUB_REF_NAME:?}" \
+	python -m mlops.gitops.registry release-info --ref-name "$${GITHUB_REF_NAME:?}" \
 		--ref-type "$${GITHUB_REF_TYPE:?}" --commit "$${GITHUB_SHA:?}" \
 		--repository "$${IMAGE_REPOSITORY:?}" \
 		--source-url "$${GITHUB_SERVER_URL:-https://github.com}/$${GITHUB_REPOSITORY:-}" \
 		--deploy-requested "$${DEPLOY_REQUESTED:-false}" --kubeconfig-set "$${KUBE_CONFIG_SET:-false}"
 
 smoke: ## smoke-test a running scorer and sidecar (SCORER_URL, SIDECAR_URL)
-	PYTHONPATH=src python3 -m mlops.smoke --scorer "$(SCORER_URL)" --sidecar "$(SIDECAR_URL)"
+	PYTHONPATH=src python3 -m mlops.gitops.smoke --scorer "$(SCORER_URL)" --sidecar "$(SIDECAR_URL)"
 
 kind-smoke: ## load IMAGE into the kind cluster KIND_CLUSTER, deploy it and smoke-test it
 	scripts/ci/k8s-release.sh smoke
@@ -166,7 +167,7 @@ base-image: ## build python:3.11-slim from Debian packages, for machines without
 	scripts/base-image.sh python
 
 deploy-resources: $(SYNCED) ## write deploy/k8s/resources.yaml from models/package/resources.json
-	python scripts/k8s-resources.py
+	python -m mlops.gitops.k8s_resources
 
 up: ## run scorer + sidecar + Prometheus locally (deploy/compose.yaml), building what is missing
 	IMAGE="$(IMAGE)" scripts/compose.sh up

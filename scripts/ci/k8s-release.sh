@@ -3,7 +3,7 @@
 #
 #   IMAGE=<ref> [KIND_CLUSTER=mlops-smoke] scripts/ci/k8s-release.sh smoke
 #       load the image into a kind cluster, deploy one replica into the namespace mlops-smoke,
-#       port-forward the Service and run the smoke test (python -m mlops.smoke) against it
+#       port-forward the Service and run the smoke test (python -m mlops.gitops.smoke) against it
 #   IMAGE=<ref@sha256:...> KUBE_CONFIG=<kubeconfig text> [NAMESPACE=mlops] scripts/ci/k8s-release.sh deploy
 #       apply the manifests with the image to the cluster KUBE_CONFIG points at; wait for the rollout
 #
@@ -70,7 +70,7 @@ smoke() {
         >"$work/port-forward.log" 2>&1 &
     local forward=$!
     local status=0
-    PYTHONPATH=src python3 -m mlops.smoke --timeout 120 \
+    PYTHONPATH=src python3 -m mlops.gitops.smoke --timeout 120 \
         --scorer "http://127.0.0.1:$SCORER_PORT" --sidecar "http://127.0.0.1:$SIDECAR_PORT" || status=$?
     kill "$forward" 2>/dev/null || true
     if [[ $status -ne 0 ]]; then

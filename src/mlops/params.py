@@ -16,14 +16,9 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from mlops.errors import ParamsError
+
 T = TypeVar("T")
-
-
-class ParamsError(ValueError):
-    """params.yaml is missing a key, has an unknown key, or holds a value of the wrong type."""
-
-
-Task = Literal["classification", "regression"]
 
 
 @dataclass(frozen=True)

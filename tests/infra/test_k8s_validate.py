@@ -17,7 +17,7 @@ from infra.tools import load_yaml_documents, require_tool
 
 BASE = PROJECT_ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"  # the oldest release that still gets patches; the HPA needs >= 1.30
-SCRIPT = PROJECT_ROOT / "scripts" / "k8s-resources.py"
+RESOURCES_MODULE = "mlops.gitops.k8s_resources"  # `make deploy-resources`
 
 
 def kustomization() -> dict[str, Any]:
@@ -149,7 +149,7 @@ def test_resources_patch_targets_the_scorer_container(objects: dict[str, dict[st
 
 
 def run_resources_script(profile: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, str(SCRIPT), "--profile", str(profile), "--out", str(out)]
+    command = [sys.executable, "-m", RESOURCES_MODULE, "--profile", str(profile), "--out", str(out)]
     return run(command, PROJECT_ROOT, check=False)
 
 

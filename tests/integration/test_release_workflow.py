@@ -42,7 +42,7 @@ def released(reproduced_project: Path, tmp_path_factory: pytest.TempPathFactory)
     run(["git", "add", "dvc.lock", "reports"], root)
     run(["git", "commit", "-q", "-m", "results", "--", "dvc.lock", "reports"], root)
     sha = artifacts.load_manifest(root / "models" / "package")["files"]["model.onnx"]
-    registry = [str(BIN / "python"), "-m", "mlops.registry"]
+    registry = [str(BIN / "python"), "-m", "mlops.gitops.registry"]
     run([*registry, "register", "--version", "v1.0.0", "--model-sha256", sha], root)
     run([*registry, "promote", "--version", "v1.0.0", "--stage", "prod"], root)
     return root
@@ -198,7 +198,7 @@ def test_the_smoke_test_fails_when_the_sidecar_never_sees_the_predictions(
     pod: dict[str, Any],
 ) -> None:
     wait_ready(pod["lonely"])
-    command = [str(BIN / "python"), "-m", "mlops.smoke", "--timeout", "8"]
+    command = [str(BIN / "python"), "-m", "mlops.gitops.smoke", "--timeout", "8"]
     command += ["--scorer", pod["scorer"].url, "--sidecar", pod["lonely"].url]
     result = run(command, pod["root"], check=False)
     assert result.returncode == 1

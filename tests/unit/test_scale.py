@@ -84,9 +84,7 @@ def table(rows: int = 60) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize(
-    ("model_name", "n_jobs"), [("random_forest", 2), ("linear", None)]
-)
+@pytest.mark.parametrize(("model_name", "n_jobs"), [("random_forest", 2), ("linear", None)])
 def test_the_refit_uses_n_jobs_for_the_fit_only(model_name: str, n_jobs: int | None) -> None:
     frame = table()
     spec = feature_spec(frame, "species", [])

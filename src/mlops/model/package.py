@@ -35,7 +35,7 @@ import pandas as pd
 from mlops import artifacts
 from mlops.decision import apply_threshold
 from mlops.model import onnx_export
-from mlops.model.features import TrainedModel, load_model, model_input, model_target
+from mlops.model.features import TrainedModel, load_model, model_input
 from mlops.model.model_card import model_card
 from mlops.params import (
     AcceptParams,

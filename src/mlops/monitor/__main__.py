@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from mlops.errors import run
 from mlops.monitor.app import create_app
 from mlops.monitor.service import build_monitor
 from mlops.monitor.settings import load_settings, settings_help
-from mlops.stage import run
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from mlops import artifacts
 from mlops.artifacts import Task
-from mlops.stage import StageError
+from mlops.errors import StageError
 
 FeatureKind = Literal["numeric", "categorical", "other"]
 # The validation metrics in the manifest: under "validation" (the package stage puts the evaluate
@@ -46,7 +46,8 @@ class Reference:
     model_name: str
     model_version: str
     features: tuple[FeatureReference, ...]
-    class_shares: Mapping[str, float]  # a classifier's predicted class mix on the test split; empty for a regressor
+    # a classifier's class mix as predicted on the test split at packaging; empty for a regressor
+    class_shares: Mapping[str, float]
     # The packaged validation metrics that the same metrics on labelled traffic are compared with
     # (PERFORMANCE_METRICS of the task); a metric the manifest lacks is absent.
     validation: Mapping[str, float] = field(default_factory=dict)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlops.atomic import atomic_write_bytes
+from mlops.errors import StageError
 from mlops.monitor.follow import Position, ReadResult
 from mlops.monitor.retrain import OUTCOMES
-from mlops.stage import StageError, atomic_write_bytes
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"

@@ -11,10 +11,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from mlops.errors import StageError, run
 from mlops.serve.process import serve, serve_workers
 from mlops.serve.server import configure_logging
 from mlops.serve.settings import SettingsError, describe, load_settings, warn_if_exposed
-from mlops.stage import StageError, run
 
 logger = logging.getLogger("mlops.serve")
 

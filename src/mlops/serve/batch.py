@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import orjson
 
 from mlops.artifacts import ArtifactError
+from mlops.errors import StageError, run
 from mlops.serve.model import Scorer, load_scorer
 from mlops.serve.validation import (
     FieldSpec,
@@ -32,7 +33,6 @@ from mlops.serve.validation import (
     input_schema,
     validate_columns,
 )
-from mlops.stage import StageError, run
 
 DEFAULT_CHUNK_ROWS = 10_000
 # The strings pandas reads as missing by default, so a file scores as the pipeline would read it.

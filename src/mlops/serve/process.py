@@ -21,12 +21,12 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from mlops.artifacts import ArtifactError, verify
+from mlops.errors import StageError
 from mlops.serve.app import create_app
 from mlops.serve.model import load_scorer
 from mlops.serve.predlog import PredictionLogWriter, RotatingFile
 from mlops.serve.server import configure_logging, uvicorn_config
 from mlops.serve.settings import ServeSettings, load_settings
-from mlops.stage import StageError
 
 logger = logging.getLogger("mlops.serve")
 

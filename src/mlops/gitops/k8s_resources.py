@@ -1,7 +1,7 @@
 """Write the Kubernetes resources patch for the scorer from the packaged model's resource profile.
 
-    python scripts/k8s-resources.py [--profile models/package/resources.json]
-                                    [--out deploy/k8s/resources.yaml]
+    python -m mlops.gitops.k8s_resources [--profile models/package/resources.json]
+                                         [--out deploy/k8s/resources.yaml]
 
 The package stage measures the model's latency and peak memory and suggests requests and limits
 (``resources.json``, key ``kubernetes``); this turns them into the strategic-merge patch the
@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from mlops.stage import StageError, run, write_text
+from mlops.atomic import write_text
+from mlops.errors import StageError, run
 
 CONTAINER = "scorer"
 DEPLOYMENT = "mlops-scorer"

@@ -1,22 +1,22 @@
+"""The pure rules of mlops.gitops: versions, the registration plan, release naming, outputs."""
+
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from conftest import PROJECT_ROOT
-from mlops.registry import (
+from mlops.errors import StageError
+from mlops.gitops.outputs import github_outputs
+from mlops.gitops.release import release_info, release_version, should_deploy
+from mlops.gitops.versions import (
     RegisteredVersion,
-    github_outputs,
     next_version,
     recorded_sha256,
     registration_plan,
-    release_info,
-    release_version,
-    should_deploy,
     signature_changed,
     tag_message,
 )
-from mlops.stage import StageError
 
 SHA = "a" * 64
 OTHER_SHA = "b" * 64

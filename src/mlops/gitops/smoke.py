@@ -1,10 +1,12 @@
 """Smoke test of a deployed scorer and its monitoring sidecar, over HTTP (standard library only).
 
-``python -m mlops.smoke --scorer URL --sidecar URL``: waits until both are ready, then checks the
-scorer's metadata, a batch prediction built from the model's own signature, the rejection of a
-bad request with a 4xx, the V2 readiness routes and ``/metrics``; then that the sidecar has read
-the scored records from the prediction log (``GET /drift``) and serves ``/metrics``. Prints one
-line per check and stops at the first failure. ``SCORER_API_TOKEN`` is sent when set.
+``python -m mlops.gitops.smoke --scorer URL --sidecar URL``: waits until both are ready, then
+checks the scorer's metadata, a batch prediction built from the model's own signature, the
+rejection of a bad request with a 4xx, the V2 readiness routes and ``/metrics``; then that the
+sidecar has read the scored records from the prediction log (``GET /drift``) and serves
+``/metrics``. Prints one line per check and stops at the first failure. ``SCORER_API_TOKEN`` is
+sent when set. It imports nothing outside the standard library but ``mlops.errors`` (itself
+standard library only), so ``make smoke`` runs it with any python3, without the project's venv.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.stage import StageError, run
+from mlops.errors import StageError, run
 
 RECORDS = 20
 PROBABILITY_TOLERANCE = 1e-3

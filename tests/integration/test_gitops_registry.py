@@ -13,7 +13,7 @@ from conftest import BIN, run
 from mlops import artifacts
 from workflows import filters_match, load_workflow, parse_output_file
 
-REGISTRY = [str(BIN / "python"), "-m", "mlops.registry"]
+REGISTRY = [str(BIN / "python"), "-m", "mlops.gitops.registry"]
 PARAMS = "package:\n  model_name: penguins\naccept:\n  champion: models/champion\n"
 
 

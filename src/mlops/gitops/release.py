@@ -1,0 +1,73 @@
+"""A release, named by the git ref that started it: its version, image tags, labels, deployment."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from mlops.errors import StageError
+from mlops.gitops.versions import PRODUCTION_STAGE, model_sha256
+
+VERSION_TAG = re.compile(r"^(?P<name>[^@#]+)@(?P<version>v\d+\.\d+\.\d+)$")
+STAGE_TAG = re.compile(r"^(?P<name>[^@#]+)#(?P<stage>[^#]+)(#\d+)?$")
+
+
+def release_version(
+    ref_name: str, ref_type: str, resolve_stage: Callable[[str], str]
+) -> tuple[str | None, str]:
+    """(registry version or None, stage or "") named by the git ref that started the release."""
+    if ref_type != "tag":
+        return None, ""
+    if match := VERSION_TAG.match(ref_name):
+        return match["version"], ""
+    if match := STAGE_TAG.match(ref_name):
+        return resolve_stage(ref_name), match["stage"]
+    raise StageError(
+        f"tag '{ref_name}' is neither a version (<model>@vX.Y.Z) nor a stage (<model>#<stage>#N)"
+    )
+
+
+def release_info(
+    manifest: Mapping[str, Any],
+    version: str | None,
+    stage: str,
+    repository: str,
+    commit: str,
+    source_url: str,
+    created: datetime,
+) -> dict[str, str]:
+    """Image references, and the Dockerfile's build arguments that become its OCI labels.
+
+    The image version is the registry version (an unregistered build: the manifest's version);
+    the model version and sha256 are the manifest's, which the scorer reports and verifies.
+    """
+    name = manifest["model_name"]
+    image_version = version or manifest["model_version"]
+    image = repository.lower()
+    tags = [f"{image}:{name}-{image_version}", f"{image}:sha-{commit[:12]}"]
+    if stage:
+        tags.append(f"{image}:{name}-{stage}")
+    build_args = {
+        "SOURCE": source_url,
+        "REVISION": commit,
+        "VERSION": image_version,
+        "CREATED": created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "MODEL_NAME": name,
+        "MODEL_VERSION": manifest["model_version"],
+        "MODEL_SHA256": model_sha256(manifest),
+    }
+    return {
+        "version": image_version,
+        "stage": stage,
+        "image": image,
+        "image-tag": tags[0],
+        "tags": "\n".join(tags),
+        "build-args": "\n".join(f"{key}={value}" for key, value in build_args.items()),
+    }
+
+
+def should_deploy(stage: str, requested: bool, kubeconfig_set: bool) -> bool:
+    """Deploy a promotion to production, or a manual release that asks for it, given a cluster."""
+    return kubeconfig_set and (stage == PRODUCTION_STAGE or requested)
