@@ -154,10 +154,21 @@ class PackageParams:
 MODEL_NAME_PATTERN = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
-def model_name(package: PackageParams, data: DataParams) -> str:
+def project_model_name(path: Path) -> str:
+    """The model's name as params.yaml at ``path`` gives it (``model_name``); the data section is
+    read only when ``package.model_name`` is left out."""
+    package = load_optional_section(path, "package", PackageParams)
+    if package.model_name is not None:
+        return model_name(package, None)
+    return model_name(package, load_section(path, "data", DataParams))
+
+
+def model_name(package: PackageParams, data: DataParams | None) -> str:
     """``package.model_name``, or a name made from ``data.source``'s last path part (``penguins``
     for ``data/penguins.csv``): lower-case letters, digits and dashes, as GTO and URLs want it."""
-    if package.model_name is not None:
+    if package.model_name is not None or data is None:
+        if package.model_name is None:
+            raise ParamsError("package.model_name: not set, and no data.source to name it after")
         if not MODEL_NAME_PATTERN.fullmatch(package.model_name):
             raise ParamsError(
                 f"package.model_name: {package.model_name!r} must be lower-case letters, digits "

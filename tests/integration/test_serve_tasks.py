@@ -17,7 +17,7 @@ import pytest
 
 from mlops.artifacts import PredictionRecord
 from mlops.decision import apply_threshold
-from mlops.smoke import check_predictions
+from mlops.gitops.smoke import check_predictions
 from mlops.stage import StageError
 from package_fixtures import REGRESSION_RENAMES, binary_package, regression_package
 from serve_fixtures import (

@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 
 from conftest import PROJECT_ROOT
-from mlops import artifacts, registry
+from mlops import artifacts
+from mlops.gitops import versions as registry
 from mlops.model import package
 from mlops.model.features import TrainedModel, model_input
 from mlops.profile import profile_column, profile_table

@@ -14,6 +14,7 @@ from mlops.params import (
     SplitParams,
     TrainParams,
     load_section,
+    project_model_name,
 )
 
 SECTIONS = {
@@ -72,3 +73,25 @@ def test_bad_params_name_the_key_and_what_was_expected(
         load_section(write(tmp_path, text), section, schema)
     assert message in str(raised.value)
     assert str(tmp_path / "params.yaml") in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("data: {source: data/penguins.csv, target: species}\n", "penguins"),
+        ("data: {source: 's3://bucket/raw/Wine Quality.parquet', target: q}\n", "wine-quality"),
+        ("data: {source: 'sqlite:///shop.db', target: q}\n", "shop"),
+        ("data: {source: data/*.csv, target: q}\n", "model"),
+        ("package: {model_name: churn-v2}\n", "churn-v2"),  # no data section needed
+    ],
+)
+def test_the_model_is_named_after_the_source_unless_named(
+    tmp_path: Path, text: str, name: str
+) -> None:
+    assert project_model_name(write(tmp_path, text)) == name
+
+
+@pytest.mark.parametrize("bad", ["Churn", "churn_model", "-churn", "a" * 64])
+def test_a_model_name_that_urls_and_tags_cannot_hold_is_refused(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ParamsError, match=r"package.model_name: .* lower-case letters"):
+        project_model_name(write(tmp_path, f"package: {{model_name: '{bad}'}}\n"))

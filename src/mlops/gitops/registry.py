@@ -37,15 +37,13 @@ from mlops.gitops.versions import (
     signature_changed,
     tag_message,
 )
-from mlops.params import AcceptParams, DataParams, PackageParams, load_section
-from mlops.params import model_name as params_model_name
+from mlops.params import AcceptParams, load_section, project_model_name
 from mlops.stage import StageError, read_json, run, write_json
 
 
 def model_name(params: Path) -> str:
     """The model's name: ``package.model_name``, or named after ``data.source``."""
-    package = load_section(params, "package", PackageParams)
-    return params_model_name(package, load_section(params, "data", DataParams))
+    return project_model_name(params)
 
 
 def read_optional_json(path: Path) -> Any:

@@ -47,7 +47,7 @@ from mlops.params import (
     SplitParams,
     TrainParams,
     load_section,
-    model_name,
+    project_model_name,
 )
 from mlops.profile import profile_column, profile_table
 from mlops.progress import ANNOUNCE_ROWS, step
@@ -479,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         arguments.add_argument(option, type=Path, required=True)
     options = arguments.parse_args(argv)
     params = load_section(options.params, "package", PackageParams)
-    name = model_name(params, load_section(options.params, "data", DataParams))
+    name = project_model_name(options.params)
     verdict = read_json(options.verdict)
     require_accepted(verdict, options.verdict)
     evaluation = read_json(options.metrics)

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops.params import DataParams, PackageParams, load_section, model_name
+from mlops.params import project_model_name
 from mlops.report.compare import distribution_shift
 from mlops.report.inputs import Outputs, ReportInputs
 from mlops.report.sections import build_report
@@ -46,9 +46,7 @@ def load_inputs(
     base_profile = base.get("profile")
     frame = read_raw_table(raw) if base_profile is not None else None
     return ReportInputs(
-        model_name=model_name(
-            load_section(params, "package", PackageParams), load_section(params, "data", DataParams)
-        ),
+        model_name=project_model_name(params),
         current=current,
         base=base,
         base_name=base_label(base_rev, base_commit),
