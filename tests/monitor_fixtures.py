@@ -21,7 +21,7 @@ import httpx
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops import artifacts
+from mlops.core import artifacts
 from mlops.profile import profile_column, profile_table
 from serve_fixtures import free_port
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlops.artifacts import Task
+from mlops.core.artifacts import Task
 from mlops.model import package
 from mlops.model.features import TrainedModel
 from model_fixtures import (

@@ -24,7 +24,7 @@ import numpy as np
 import onnxruntime
 
 from conftest import PROJECT_ROOT
-from mlops.artifacts import MISSING_CATEGORY
+from mlops.core.artifacts import MISSING_CATEGORY
 
 STARTUP_SECONDS = 90  # generous: the test machine is shared
 JSON_HEADERS = {"content-type": "application/json"}

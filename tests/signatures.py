@@ -6,7 +6,7 @@ user-style headers (``"Distance (km)"``) are mapped as in a real package.
 
 from __future__ import annotations
 
-from mlops.artifacts import Feature, Signature, Task, input_names
+from mlops.core.artifacts import Feature, Signature, Task, input_names
 
 
 def number(

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from mlops.errors import ParamsError
+from mlops.core.errors import ParamsError
 
 T = TypeVar("T")
 

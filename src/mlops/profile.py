@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.drift import OTHER_CATEGORY, bin_shares, quantile_edges
+from mlops.core.drift import OTHER_CATEGORY, bin_shares, quantile_edges
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 TOP_CATEGORIES = 10
@@ -89,7 +89,7 @@ class NumericSummary:
     mean: float
     std: float
     quantiles: list[float]  # at QUANTILES
-    edges: list[float]  # interior bin edges (mlops.drift.quantile_edges)
+    edges: list[float]  # interior bin edges (mlops.core.drift.quantile_edges)
     shares: list[float]  # of the present values in each bin
 
 

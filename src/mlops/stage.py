@@ -1,8 +1,8 @@
 """The thin shell every pipeline stage shares: arguments, atomic writes, readable failures.
 
-The failures and the atomic writes live in ``mlops.errors`` and ``mlops.atomic`` (standard library
-only, so the scorer and the sidecar use them without this training-side module); they are
-re-exported here so a stage imports its shell from one place.
+The failures and the atomic writes live in ``mlops.core.errors`` and ``mlops.core.atomic``
+(standard library only, so the scorer and the sidecar use them without this training-side
+module); they are re-exported here so a stage imports its shell from one place.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlops.atomic import atomic_write_bytes, write_json, write_text
-from mlops.errors import ParamsError, StageError, run
+from mlops.core.atomic import atomic_write_bytes, write_json, write_text
+from mlops.core.errors import ParamsError, StageError, run
 
 __all__ = [
     "ParamsError",

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mlops.artifacts import Task
+from mlops.core.artifacts import Task
 
 # An integer target with at most this many distinct values is a set of class codes (ratings 1-5,
 # a 0/1 flag); with more it is a count or an amount (age, price in cents).

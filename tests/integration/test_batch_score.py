@@ -16,7 +16,7 @@ import pyarrow.parquet as parquet
 import pytest
 
 from conftest import PROJECT_ROOT
-from mlops.decision import apply_threshold
+from mlops.core.decision import apply_threshold
 from mlops.serve.batch import main
 from mlops.stage import run
 from package_fixtures import binary_package, regression_package

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import BIN, run
-from mlops import artifacts
+from mlops.core import artifacts
 from workflows import filters_match, load_workflow, parse_output_file
 
 REGISTRY = [str(BIN / "python"), "-m", "mlops.gitops.registry"]

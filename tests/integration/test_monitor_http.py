@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops import artifacts
+from mlops.core import artifacts
 from mlops.profile import profile_table
 from monitor_fixtures import (
     GITHUB_TOKEN,

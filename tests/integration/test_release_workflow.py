@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from conftest import BIN, PROJECT_ROOT, run
-from mlops import artifacts
+from mlops.core import artifacts
 from serve_fixtures import free_port
 from workflows import WorkflowRun, load_workflow, runner_environment, use_project_venv
 

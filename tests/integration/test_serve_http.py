@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from mlops.artifacts import PredictionRecord
+from mlops.core.artifacts import PredictionRecord
 from serve_fixtures import (
     JSON_HEADERS,
     SHUTDOWN_ERRORS,

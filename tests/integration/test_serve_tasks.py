@@ -15,8 +15,8 @@ import httpx
 import numpy as np
 import pytest
 
-from mlops.artifacts import PredictionRecord
-from mlops.decision import apply_threshold
+from mlops.core.artifacts import PredictionRecord
+from mlops.core.decision import apply_threshold
 from mlops.gitops.smoke import check_predictions
 from mlops.stage import StageError
 from package_fixtures import REGRESSION_RENAMES, binary_package, regression_package

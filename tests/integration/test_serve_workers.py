@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from mlops.artifacts import sha256_of
+from mlops.core.artifacts import sha256_of
 from mlops.serve.metrics import PUBLISH_SECONDS, Counts
 from serve_fixtures import (
     bundled_records,

@@ -14,7 +14,7 @@ import yaml
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from conftest import PROJECT_ROOT
-from mlops.artifacts import MISSING_CATEGORY
+from mlops.core.artifacts import MISSING_CATEGORY
 from mlops.model.evaluate import (
     PLOT_FILES,
     TASK_PLOTS,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from mlops.artifacts import MISSING_CATEGORY
+from mlops.core.artifacts import MISSING_CATEGORY
 from mlops.model import features as features_module
 from mlops.model.features import (
     MODEL_NAMES,

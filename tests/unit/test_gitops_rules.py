@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from conftest import PROJECT_ROOT
-from mlops.errors import StageError
+from mlops.core.errors import StageError
 from mlops.gitops.outputs import github_outputs
 from mlops.gitops.release import release_info, release_version, should_deploy
 from mlops.gitops.versions import (

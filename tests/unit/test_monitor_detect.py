@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops import artifacts
-from mlops.artifacts import Manifest, Signature
-from mlops.drift import category_psi
+from mlops.core import artifacts
+from mlops.core.artifacts import Manifest, Signature
+from mlops.core.drift import category_psi
 from mlops.monitor.detect import UNSEEN, Thresholds, assess, category_key, numeric_statistics
 from mlops.monitor.reference import Reference, build_reference, load_reference
 from mlops.monitor.settings import MonitorSettings

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlops import artifacts
+from mlops.core import artifacts
 from mlops.monitor.app import create_app
 from mlops.monitor.feedback import ClassFeedback
 from mlops.monitor.reference import load_reference

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import PROJECT_ROOT
-from mlops import artifacts
-from mlops.decision import DecisionError, apply_threshold
+from mlops.core import artifacts
+from mlops.core.decision import DecisionError, apply_threshold
 from mlops.model import onnx_export, package
 from mlops.model.features import MODEL_NAMES, TrainedModel, model_input
 from mlops.params import PackageParams, TrainParams, load_section

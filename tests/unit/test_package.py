@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from conftest import PROJECT_ROOT
-from mlops import artifacts
+from mlops.core import artifacts
 from mlops.gitops import versions as registry
 from mlops.model import package
 from mlops.model.features import TrainedModel, model_input

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlops.artifacts import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ArtifactError, sha256_of
-from mlops.decision import apply_threshold
+from mlops.core.artifacts import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ArtifactError, sha256_of
+from mlops.core.decision import apply_threshold
 from mlops.serve.model import load_scorer, round_significant, session_options
 from mlops.serve.validation import input_schema, records_to_columns, validate_columns
 from package_fixtures import binary_package, regression_package

@@ -5,7 +5,7 @@ import jsonschema
 import pytest
 from starlette.routing import Route
 
-from mlops.artifacts import Signature
+from mlops.core.artifacts import Signature
 from mlops.serve.app import create_app
 from mlops.serve.model import load_scorer
 from mlops.serve.openapi import openapi_document

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.artifacts import PredictionRecord
+from mlops.core.artifacts import PredictionRecord
 from mlops.serve.predlog import (
     PredictionLogWriter,
     RotatingFile,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.network import is_loopback
+from mlops.core.network import is_loopback
 from mlops.serve.settings import ServeSettings, SettingsError, describe, load_settings
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops.artifacts import MISSING_CATEGORY, Signature
+from mlops.core.artifacts import MISSING_CATEGORY, Signature
 from mlops.serve.validation import (
     VECTOR_MIN_VALUES,
     InputError,

@@ -29,8 +29,8 @@ import pandera.pandas as pa
 import yaml
 from pandera.io.pandas_io import deserialize_schema, serialize_schema
 
-from mlops.artifacts import ArtifactError, input_names
 from mlops.columns import excluded_columns
+from mlops.core.artifacts import ArtifactError, input_names
 from mlops.params import (
     CleanParams,
     DataParams,
@@ -396,7 +396,7 @@ def _backquoted(expression: str) -> tuple[list[str], str]:
 
 def input_name_collisions(columns: Sequence[str]) -> list[str]:
     """One line per group of columns that would share a model input name
-    (``mlops.artifacts.input_names``'s own message)."""
+    (``mlops.core.artifacts.input_names``'s own message)."""
     groups: dict[str, list[str]] = {}
     for column in columns:
         groups.setdefault(input_names([column])[column], []).append(column)

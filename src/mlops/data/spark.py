@@ -48,6 +48,7 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F  # noqa: N812  (Spark's own convention)
 from pyspark.sql import types as T  # noqa: N812
 
+from mlops.core.drift import distinct_edges, edge_levels
 from mlops.data.clean import (
     clean_rows,
     clean_summary,
@@ -60,7 +61,6 @@ from mlops.data.clean import (
 )
 from mlops.data.ingest import check_drop_columns, format_of
 from mlops.data.validate import EXAMPLES, columns_to_normalise, failure_cases, validation_report
-from mlops.drift import distinct_edges, edge_levels
 from mlops.params import CleanParams, DataParams, SparkParams
 from mlops.profile import (
     MAX_CATEGORIES,

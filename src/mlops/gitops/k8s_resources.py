@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from mlops.atomic import write_text
-from mlops.errors import StageError, run
+from mlops.core.atomic import write_text
+from mlops.core.errors import StageError, run
 
 CONTAINER = "scorer"
 DEPLOYMENT = "mlops-scorer"

@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mlops import artifacts
+from mlops.core import artifacts
 from mlops.gitops.champion import champion_status
 from mlops.gitops.outputs import publish
 from mlops.gitops.release import release_info, release_version, should_deploy

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from mlops.errors import StageError
+from mlops.core.errors import StageError
 from mlops.gitops.versions import PRODUCTION_STAGE, model_sha256
 
 VERSION_TAG = re.compile(r"^(?P<name>[^@#]+)@(?P<version>v\d+\.\d+\.\d+)$")

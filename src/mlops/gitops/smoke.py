@@ -5,7 +5,7 @@ checks the scorer's metadata, a batch prediction built from the model's own sign
 rejection of a bad request with a 4xx, the V2 readiness routes and ``/metrics``; then that the
 sidecar has read the scored records from the prediction log (``GET /drift``) and serves
 ``/metrics``. Prints one line per check and stops at the first failure. ``SCORER_API_TOKEN`` is
-sent when set. It imports nothing outside the standard library but ``mlops.errors`` (itself
+sent when set. It imports nothing outside the standard library but ``mlops.core.errors`` (itself
 standard library only), so ``make smoke`` runs it with any python3, without the project's venv.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.errors import StageError, run
+from mlops.core.errors import StageError, run
 
 RECORDS = 20
 PROBABILITY_TOLERANCE = 1e-3

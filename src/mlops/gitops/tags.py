@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import StageError
+from mlops.core.errors import StageError
 from mlops.gitops.versions import PRODUCTION_STAGE, RegisteredVersion
 
 

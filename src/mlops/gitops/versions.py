@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlops import artifacts
-from mlops.errors import StageError
+from mlops.core import artifacts
+from mlops.core.errors import StageError
 
 PRODUCTION_STAGE = "prod"
 FIRST_VERSION = "v1.0.0"

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
-from mlops import artifacts
-from mlops.artifacts import Task
+from mlops.core import artifacts
+from mlops.core.artifacts import Task
 from mlops.model.evaluate import (
     Decision,
     Prediction,

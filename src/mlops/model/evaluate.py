@@ -45,8 +45,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from mlops.artifacts import MISSING_CATEGORY, Task
-from mlops.decision import apply_threshold
+from mlops.core.artifacts import MISSING_CATEGORY, Task
+from mlops.core.decision import apply_threshold
 from mlops.model.features import TrainedModel, load_model, model_input, model_target
 from mlops.params import EvaluateParams, load_section
 from mlops.progress import step
@@ -216,7 +216,7 @@ def predict(
     probabilities: np.ndarray | None = None,
 ) -> Prediction:
     """The model's predictions on ``features``; with ``threshold`` (two classes) the positive
-    class where its probability is at least the threshold (``mlops.decision``)."""
+    class where its probability is at least the threshold (``mlops.core.decision``)."""
     if model.task == "regression":
         values = np.asarray(model.pipeline.predict(features), dtype=np.float64).reshape(-1)
         return Prediction(pd.Series(values, index=features.index, dtype=np.float64), None)

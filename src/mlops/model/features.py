@@ -36,8 +36,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlops.artifacts import MISSING_CATEGORY, Task
 from mlops.columns import excluded_columns
+from mlops.core.artifacts import MISSING_CATEGORY, Task
 from mlops.profile import column_kind
 from mlops.stage import StageError, atomic_write_bytes
 from mlops.tables import require_columns

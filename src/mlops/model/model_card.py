@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mlops import artifacts
+from mlops.core import artifacts
 
 
 def model_card(

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops import artifacts
-from mlops.artifacts import LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, Signature
-from mlops.decision import apply_threshold
+from mlops.core import artifacts
+from mlops.core.artifacts import LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, Signature
+from mlops.core.decision import apply_threshold
 from mlops.model.features import FeatureSpec, TrainedModel, model_input
 from mlops.stage import StageError
 

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlops import artifacts
-from mlops.decision import apply_threshold
+from mlops.core import artifacts
+from mlops.core.decision import apply_threshold
 from mlops.model import onnx_export
 from mlops.model.features import TrainedModel, load_model, model_input
 from mlops.model.model_card import model_card

@@ -57,7 +57,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from mlops.artifacts import Task
+from mlops.core.artifacts import Task
 from mlops.model.features import (
     MODEL_NAMES,
     FeatureSpec,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from mlops.errors import run
+from mlops.core.errors import run
 from mlops.monitor.app import create_app
 from mlops.monitor.service import build_monitor
 from mlops.monitor.settings import load_settings, settings_help

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mlops.artifacts import Task
+from mlops.core.artifacts import Task
 from mlops.monitor.feedback import FeedbackError, feedback_schema, parse_feedback_body
 from mlops.monitor.metrics import metrics_registry, render
 from mlops.monitor.page import render_page

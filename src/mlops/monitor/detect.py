@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from mlops.artifacts import MISSING_CATEGORY
-from mlops.drift import OTHER_CATEGORY, bin_shares, category_psi, psi
+from mlops.core.artifacts import MISSING_CATEGORY
+from mlops.core.drift import OTHER_CATEGORY, bin_shares, category_psi, psi
 from mlops.monitor.reference import FeatureKind, FeatureReference, Reference
 from mlops.monitor.window import Label, LoggedPrediction
 

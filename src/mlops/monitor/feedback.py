@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops.artifacts import Task
+from mlops.core.artifacts import Task
 from mlops.monitor.reference import PERFORMANCE_METRICS, Reference
 from mlops.monitor.window import Label, LoggedPrediction, load_json
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mlops import artifacts
-from mlops.artifacts import Task
-from mlops.errors import StageError
+from mlops.core import artifacts
+from mlops.core.artifacts import Task
+from mlops.core.errors import StageError
 
 FeatureKind = Literal["numeric", "categorical", "other"]
 # The validation metrics in the manifest: under "validation" (the package stage puts the evaluate

@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from mlops.errors import StageError
-from mlops.network import is_loopback
+from mlops.core.errors import StageError
+from mlops.core.network import is_loopback
 
 ENV_PREFIX = "MONITOR_"
 SHARED_NAMES = {"prediction_log": "PREDICTION_LOG", "model_dir": "MODEL_DIR"}

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops.atomic import atomic_write_bytes
-from mlops.errors import StageError
+from mlops.core.atomic import atomic_write_bytes
+from mlops.core.errors import StageError
 from mlops.monitor.follow import Position, ReadResult
 from mlops.monitor.retrain import OUTCOMES
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from mlops.artifacts import Task
+from mlops.core.artifacts import Task
 
 # The value a prediction or a ground-truth label holds: a class, or a regressor's number.
 Label = str | float
@@ -20,7 +20,7 @@ Label = str | float
 
 @dataclass(frozen=True)
 class LoggedPrediction:
-    """The part of an ``mlops.artifacts.PredictionRecord`` the sidecar uses."""
+    """The part of an ``mlops.core.artifacts.PredictionRecord`` the sidecar uses."""
 
     timestamp: float  # seconds since the epoch
     request_id: str

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from mlops.drift import OTHER_CATEGORY, bin_shares, category_psi, psi
+from mlops.core.drift import OTHER_CATEGORY, bin_shares, category_psi, psi
 
 # A metric whose name contains one of these is better when lower.
 LOWER_IS_BETTER = ("loss", "error", "_ms", "mib", "bytes", "seconds")

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from mlops.errors import StageError, run
+from mlops.core.errors import StageError, run
 from mlops.serve.process import serve, serve_workers
 from mlops.serve.server import configure_logging
 from mlops.serve.settings import SettingsError, describe, load_settings, warn_if_exposed

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlops.artifacts import ArtifactError
+from mlops.core.artifacts import ArtifactError
 from mlops.serve.batching import MicroBatcher
 from mlops.serve.metrics import PUBLISH_SECONDS, MetricsMiddleware, ScorerMetrics
 from mlops.serve.model import Prediction, Scorer

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from mlops.artifacts import ArtifactError
-from mlops.errors import StageError, run
+from mlops.core.artifacts import ArtifactError
+from mlops.core.errors import StageError, run
 from mlops.serve.model import Scorer, load_scorer
 from mlops.serve.validation import (
     FieldSpec,

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from mlops.artifacts import (
+from mlops.core.artifacts import (
     LABEL_OUTPUT,
     MODEL_FILE,
     PREDICTION_OUTPUT,
@@ -25,7 +25,7 @@ from mlops.artifacts import (
     output_names,
     verify,
 )
-from mlops.decision import apply_threshold
+from mlops.core.decision import apply_threshold
 
 ONNX_TYPES = {"number": "tensor(float)", "string": "tensor(string)"}
 PROBABILITY_DECIMALS = 6  # float32 holds about 7 significant digits; more would be noise

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.artifacts import PREDICTION_OUTPUT, Signature, output_names
+from mlops.core.artifacts import PREDICTION_OUTPUT, Signature, output_names
 from mlops.serve.validation import NUMBER_V2_DATATYPE, STRING_V2_DATATYPE, FieldSpec, InputSchema
 
 JSON = "application/json"

@@ -1,4 +1,4 @@
-"""The prediction log: one JSON line per scored record (``mlops.artifacts.PredictionRecord``).
+"""The prediction log: one JSON line per scored record (``mlops.core.artifacts.PredictionRecord``).
 
 Request handlers format their lines into one buffer per request and queue it; a writer thread
 appends what is queued in large writes and rotates the file by size (``<log>.1`` is the newest
@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from mlops.artifacts import PredictionRecord
+from mlops.core.artifacts import PredictionRecord
 
 logger = logging.getLogger("mlops.serve")
 

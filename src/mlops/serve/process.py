@@ -20,8 +20,8 @@ from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from mlops.artifacts import ArtifactError, verify
-from mlops.errors import StageError
+from mlops.core.artifacts import ArtifactError, verify
+from mlops.core.errors import StageError
 from mlops.serve.app import create_app
 from mlops.serve.model import load_scorer
 from mlops.serve.predlog import PredictionLogWriter, RotatingFile

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.artifacts import LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, Signature
+from mlops.core.artifacts import LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, Signature
 from mlops.serve.model import Prediction
 from mlops.serve.validation import (
     NUMBER_V2_DATATYPE,

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mlops.network import is_loopback
+from mlops.core.network import is_loopback
 
 ENV_PREFIX = "SCORER_"
 MIN_TOKEN_LENGTH = 16

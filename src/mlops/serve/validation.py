@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from mlops.artifacts import MISSING_CATEGORY, Signature
+from mlops.core.artifacts import MISSING_CATEGORY, Signature
 
 MAX_REPORTED_ISSUES = 100
 VECTOR_MIN_VALUES = 32  # shorter number columns are checked in plain Python: numpy costs more
