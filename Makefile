@@ -37,6 +37,16 @@ install: $(SYNCED) ## create .venv from uv.lock (done by every target that needs
 repro: $(SYNCED) ## run the DVC pipeline (only the stages whose inputs changed)
 	dvc repro
 
+# `dvc exp show` prints every param, metric and dependency hash, far wider than a terminal; this
+# keeps the params and metrics that differ between the runs, without the dependencies (paths), the
+# per-class, per-slice and bookkeeping detail, and the tuning report's copies of the params (each
+# pattern matches a column name from its start)
+EXPERIMENTS_DROP := .*/|per_class\.|slices\.|metrics\.slice_|best_params\.|.*_seconds$$|(.*\.)?rows$$|.*_rows$$|n_candidates$$|(model|search|scoring|cv_folds)$$
+
+.PHONY: experiments
+experiments: $(SYNCED) ## compare the experiments (dvc exp show: what differs, key metrics; EXP_SHOW=<options>)
+	dvc exp show --only-changed --drop '$(EXPERIMENTS_DROP)' $(EXP_SHOW)
+
 .PHONY: schema
 schema: $(SYNCED) ## infer the validation schema from data.source and write it for review
 	python -m mlops.data.schema --params params.yaml
