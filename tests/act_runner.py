@@ -376,12 +376,10 @@ def uv_binary(version: str, scratch: Path) -> Path:
             reported = run([str(candidate), "--version"], PROJECT_ROOT).stdout.split()
             if reported[1] == version:
                 return Path(candidate)
-    target = scratch / "uv"
-    run(
-        [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), f"uv=={version}"],
-        scratch,
-    )
-    return target / "bin" / "uv"
+    tools = scratch / "uv-tools"  # as the Makefile bootstraps its own uv
+    run(["python3", "-m", "venv", str(tools)], scratch)
+    run([str(tools / "bin" / "pip"), "install", "--quiet", f"uv=={version}"], scratch)
+    return tools / "bin" / "uv"
 
 
 def fill_tool_cache(tool_cache: Path, scratch: Path) -> None:
@@ -395,7 +393,8 @@ def fill_tool_cache(tool_cache: Path, scratch: Path) -> None:
     target = tool_cache / "uv" / version / "x86_64"
     target.mkdir(parents=True)
     for name in ("uv", "uvx"):
-        shutil.copy2(uv.parent / name, target / name)
+        if (uv.parent / name).exists():
+            shutil.copy2(uv.parent / name, target / name)
     (target.parent / "x86_64.complete").touch()
 
 
