@@ -40,9 +40,10 @@ repro: $(SYNCED) ## run the DVC pipeline (only the stages whose inputs changed)
 
 # `dvc exp show` prints every param, metric and dependency hash, far wider than a terminal; this
 # keeps the params and metrics that differ between the runs, without the dependencies (paths), the
-# per-class, per-slice and bookkeeping detail, and the tuning report's copies of the params (each
-# pattern matches a column name from its start)
-EXPERIMENTS_DROP := .*/|per_class\.|slices\.|metrics\.slice_|best_params\.|.*_seconds$$|(.*\.)?rows$$|.*_rows$$|n_candidates$$|(model|search|scoring|cv_folds)$$
+# per-class, per-slice and bookkeeping detail, the tuning report's copies of the params and the
+# acceptance test's detail (its test-split metrics, baseline and champion: the validation metrics
+# are the ones to compare) (each pattern matches a column name from its start)
+EXPERIMENTS_DROP := .*/|per_class\.|slices\.|metrics\.|baseline\.|champion\.|best_params\.|.*_seconds$$|(.*\.)?rows$$|.*_rows$$|n_candidates$$|(model|search|scoring|cv_folds)$$
 
 .PHONY: experiments
 experiments: $(SYNCED) ## compare the experiments (dvc exp show: what differs, key metrics; EXP_SHOW=<options>)

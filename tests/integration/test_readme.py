@@ -165,7 +165,9 @@ def test_dvc_exp_show_lists_only_the_key_metrics(readme_run: tuple[Path, list[Bl
     dependencies = [name for name in header if "/" in name and ":" not in name]
     metrics = set(header) - params - bookkeeping - set(dependencies)
     assert not [name for name in metrics if name.startswith("columns.")], "the data profile"
-    assert len(metrics) <= 45, sorted(metrics)  # 290 with the profile and summaries as metrics
+    # the tuning summary, the validation metrics and the acceptance test (its test-split metrics,
+    # baseline and champion): 290 with the data profile and the stages' summaries as metrics
+    assert len(metrics) <= 65, sorted(metrics)
 
 
 @pytest.mark.slow
@@ -183,5 +185,5 @@ def test_make_experiments_prints_a_readable_table(readme_run: tuple[Path, list[B
     assert any(name in header for name, value in evaluated.items() if not isinstance(value, dict))
     csv = csv_header(shell("make -s experiments EXP_SHOW=--csv", root))
     assert len(csv) <= 15 and not [name for name in csv if "/" in name], csv
-    rows = [line for line in result.stdout.splitlines() if "logistic_regression" in line]
+    rows = [line for line in result.stdout.splitlines() if "linear" in line]
     assert rows, result.stdout
