@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from act_runner import (
     REPOSITORY,
@@ -42,6 +41,7 @@ from act_runner import (
 )
 from conftest import PROJECT_ROOT, copy_project, run
 from mlops.monitor.retrain import GitHubDispatcher
+from mlops.params import project_model_name
 from workflows import load_workflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -56,7 +56,7 @@ class Fork:
     root: Path
     origin: Path
     standin: Path  # where the stand-ins and act's logs of each run go
-    model: str  # package.model_name
+    model: str  # package.model_name, or named after data.source
 
     def git(self, *arguments: str) -> str:
         return run(["git", *arguments], self.root).stdout.strip()
@@ -88,7 +88,7 @@ def fork(act: ActEnvironment) -> Fork:
     run(["git", "remote", "add", "origin", str(origin)], root)
     run(["git", "remote", "add", "github", f"https://github.com/{REPOSITORY}"], root)
     run(["git", "push", "-q", "origin", "main"], root)
-    model = yaml.safe_load((root / "params.yaml").read_text())["package"]["model_name"]
+    model = project_model_name(root / "params.yaml")
     return Fork(root, origin, act.root / "runs", str(model))
 
 
