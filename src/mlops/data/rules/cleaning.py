@@ -22,9 +22,6 @@ from mlops.summaries import Change, CleanSummary, ColumnChanges
 NUMERIC_STRATEGIES = ("mean", "median", "constant", "drop", "none")
 CATEGORICAL_STRATEGIES = ("most_frequent", "constant", "drop", "none")
 VALUE_CHANGES: tuple[Change, ...] = ("normalised", "coerced", "imputed", "clipped")
-# The strategies that fill with a statistic of the column's present values (the most frequent
-# value: the smallest of equally frequent ones).
-STATISTICS = ("mean", "median", "most_frequent")
 
 Counts = dict[str, int]
 Bounds = dict[str, tuple[float, float]]
@@ -45,8 +42,9 @@ class OutlierStatistics:
 
 @dataclass(frozen=True)
 class FillStatistics:
-    """A column's present and missing values, and the statistic its strategy names (None when
-    it names none, or nothing is missing or present)."""
+    """A column's present and missing values, and the statistic of its present values its
+    strategy names: ``mean``, ``median`` or ``most_frequent`` (the smallest of equally frequent
+    values); None for another strategy, or when nothing is missing or present."""
 
     present: int
     missing: int
@@ -71,15 +69,22 @@ class TableOps(Protocol[TableT]):
 
     def outlier_statistics(
         self, table: TableT, columns: Sequence[str], method: str
-    ) -> dict[str, OutlierStatistics]: ...
+    ) -> dict[str, OutlierStatistics]:
+        """Of each column, what ``method`` (``iqr``, ``zscore``) computes its bounds from."""
+        ...
 
     def count_outside(self, table: TableT, bounds: Bounds) -> tuple[Counts, int]:
         """Per column its values outside its bounds; the rows with any value outside."""
         ...
 
-    def keep_inside(self, table: TableT, bounds: Bounds) -> TableT: ...
+    def keep_inside(self, table: TableT, bounds: Bounds) -> TableT:
+        """The rows with no value outside its column's bounds (a missing value is inside)."""
+        ...
 
-    def clip(self, table: TableT, bounds: Bounds) -> TableT: ...
+    def clip(self, table: TableT, bounds: Bounds) -> TableT:
+        """Each column's values clipped to its bounds (given only for columns with values
+        outside, so a column clipping leaves unchanged keeps its type)."""
+        ...
 
     def drop_missing(self, table: TableT, columns: Sequence[str]) -> tuple[TableT, Counts]:
         """Drop the rows missing a value of each column in turn; the rows each one dropped."""
@@ -87,7 +92,9 @@ class TableOps(Protocol[TableT]):
 
     def fill_statistics(
         self, table: TableT, strategies: Mapping[str, str]
-    ) -> dict[str, FillStatistics]: ...
+    ) -> dict[str, FillStatistics]:
+        """Of each column, its ``FillStatistics`` under its strategy."""
+        ...
 
     def fill(self, table: TableT, values: Mapping[str, Any]) -> TableT:
         """Each column's missing values replaced by its value."""
