@@ -6,13 +6,13 @@ That both engines write the same tables and reports is tests/integration/test_sp
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import run
 from mlops.data.engines import open_engine
 from mlops.data.engines.pandas_engine import PandasEngine
 from mlops.data.rules.cleaning import OutlierStatistics, outlier_bounds
@@ -53,13 +53,7 @@ def test_the_pandas_path_never_loads_spark(tmp_path: Path) -> None:
         "  plan/type: {dtype: str, nullable: true, isin: [basic, pro]}\n"
         "  y: {dtype: str, isin: [a, b, c]}\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", STAGES_ON_PANDAS],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = run([sys.executable, "-c", STAGES_ON_PANDAS], tmp_path)
     outcome = json.loads(result.stdout.splitlines()[-1])
     assert outcome["codes"] == [0, 0, 0], result.stderr
     assert outcome["loaded"] == []
