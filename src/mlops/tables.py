@@ -18,6 +18,15 @@ def read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         raise StageError(f"{path}: not a readable Parquet table ({error})") from None
 
 
+def read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Of ``columns``, those the table at ``path`` (a file, or Spark's directory of part files)
+    has, read alone: the rest of a table too large for memory is never loaded."""
+    import pyarrow.dataset
+
+    present = pyarrow.dataset.dataset(path, format="parquet").schema.names
+    return read_table(path, columns=[column for column in columns if column in present])
+
+
 def write_table(path: Path, frame: pd.DataFrame) -> None:
     """Write ``frame`` as Parquet, atomically, without the pandas index."""
     atomic_write_bytes(path, frame.to_parquet(index=False))

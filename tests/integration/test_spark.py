@@ -33,6 +33,18 @@ SPLIT_EVERYTHING = {
 }
 # One core (one Python worker to start) and a JVM that compiles less: small data starts faster.
 QUICK_START = {"spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"}
+# The clean rules the defaults leave out: duplicates kept, z-score outliers dropping their rows,
+# rows dropped for a missing value, means and a constant filling the gaps.
+OTHER_RULES = {
+    "drop_duplicates": False,
+    "outliers": {"method": "zscore", "threshold": 2.0, "action": "drop"},
+    "impute": {
+        "numeric": "mean",
+        "categorical": "constant",
+        "fill_value": "unknown",
+        "columns": {"bill_depth_mm": "drop"},
+    },
+}
 
 
 def source_table() -> pd.DataFrame:
@@ -89,6 +101,19 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return pandas_root, spark_root
 
 
+def clean_with_other_rules(root: Path) -> int:
+    """The clean command on the raw table again, under ``OTHER_RULES``; its exit code."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["clean"] = {**params["clean"], **OTHER_RULES}
+    (root / "params-other.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return run(
+        clean.main,
+        ["--params", str(root / "params-other.yaml"), "--schema", str(root / "schema.yaml"),
+         "--input", str(root / "raw.parquet"), "--out", str(root / "clean-other.parquet"),
+         "--summary", str(root / "summary-other.json")],
+    )  # fmt: skip
+
+
 def read(root: Path, name: str) -> Any:
     path = root / name
     return json.loads(path.read_text()) if path.suffix == ".json" else pd.read_parquet(path)
@@ -138,6 +163,27 @@ def test_clean_writes_the_same_table_and_summary(both: tuple[Path, Path]) -> Non
     assert summary["columns"]["bill_length_mm"]["coerced"] == 1
     pd.testing.assert_frame_equal(
         read(spark_root, "clean.parquet"), read(pandas_root, "clean.parquet"), rtol=1e-12
+    )
+
+
+def test_clean_by_the_other_rules_writes_the_same_table_and_summary(
+    both: tuple[Path, Path],
+) -> None:
+    pandas_root, spark_root = both
+    assert clean_with_other_rules(pandas_root) == 0
+    assert clean_with_other_rules(spark_root) == 0
+    summary = read(pandas_root, "summary-other.json")
+    assert read(spark_root, "summary-other.json") == summary
+    columns = summary["columns"]
+    assert summary["duplicates_dropped"] == 0
+    assert summary["rows_dropped_outliers"] > 0 and columns["body_mass_g"]["dropped"] > 0
+    assert summary["rows_dropped_missing"] == 2  # the two birds never measured (outliers: more)
+    assert columns["bill_depth_mm"]["dropped"] > summary["rows_dropped_missing"]
+    assert columns["bill_length_mm"]["imputed"] > 0 and columns["sex"]["imputed"] > 0
+    pd.testing.assert_frame_equal(
+        read(spark_root, "clean-other.parquet"),
+        read(pandas_root, "clean-other.parquet"),
+        rtol=1e-12,
     )
 
 

@@ -6,7 +6,10 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from mlops.data.clean import clean_table, main, numeric_schema_columns, outlier_bounds
+from mlops.data.clean import main
+from mlops.data.engines.pandas_engine.cleaning import clean_table, outlier_statistics
+from mlops.data.rules.cleaning import outlier_bounds
+from mlops.data.rules.schema import numeric_schema_columns
 from mlops.params import CleanParams, ImputeParams, OutlierParams
 from mlops.stage import StageError, run
 
@@ -147,8 +150,9 @@ def test_zscore_outliers_drop_their_rows() -> None:
 
 def test_outlier_bounds() -> None:
     values = pd.Series([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert outlier_bounds(values, "iqr", 1.0) == (0.0, 6.0)
-    assert outlier_bounds(pd.Series([1.0, 1.0]), "zscore", 3.0) is None  # no spread
+    assert outlier_bounds(outlier_statistics(values, "iqr"), "iqr", 1.0) == (0.0, 6.0)
+    no_spread = outlier_statistics(pd.Series([1.0, 1.0]), "zscore")
+    assert outlier_bounds(no_spread, "zscore", 3.0) is None
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 import sqlalchemy
 
-from mlops.data.ingest import drop_columns, format_of, main, read_source
+from mlops.data.engines.pandas_engine.sources import drop_columns, read_source
+from mlops.data.ingest import main
+from mlops.data.rules.sources import format_of
 from mlops.params import DataParams
 from mlops.stage import StageError
 

@@ -9,16 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops.data.ingest import read_source
-from mlops.data.schema import (
-    allowed_categories,
-    expression_names,
-    infer_schema,
-    load_schema,
-    main,
-    widen_range,
-)
-from mlops.data.validate import validate_frame
+from mlops.data.engines.pandas_engine.sources import read_source
+from mlops.data.rules.schema import allowed_categories, load_schema
+from mlops.data.rules.validation import validate_frame
+from mlops.data.schema import expression_names, infer_schema, main, widen_range
 from mlops.params import DataParams, load_section
 from mlops.stage import StageError, run
 

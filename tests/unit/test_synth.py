@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from conftest import PROJECT_ROOT
-from mlops.data.ingest import read_files
-from mlops.data.schema import load_schema
+from mlops.data.engines.pandas_engine.sources import read_files
+from mlops.data.rules.schema import load_schema
+from mlops.data.rules.validation import validate_frame
 from mlops.data.synth import (
     TableModel,
     draw_rows,
@@ -20,7 +21,6 @@ from mlops.data.synth import (
     resolution,
     synthetic_chunks,
 )
-from mlops.data.validate import validate_frame
 from mlops.stage import StageError, run
 from mlops.task import decide_task
 

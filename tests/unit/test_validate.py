@@ -11,8 +11,10 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from mlops.data.validate import failure_message, main, target_only, validate_frame
+from mlops.data.rules.validation import failure_message, validate_frame
+from mlops.data.validate import main
 from mlops.stage import StageError
+from mlops.tables import read_columns
 
 SCHEMA = pa.DataFrameSchema(
     {
@@ -246,10 +248,10 @@ def test_main_reports_the_task_decision_and_its_reason(tmp_path: Path) -> None:
 def test_the_task_preview_reads_only_the_target_when_spark_did_the_rest(tmp_path: Path) -> None:
     frame = pd.DataFrame({"a (x)": [1, 2], "Größe": [1.5, 2.5]})
     frame.to_parquet(tmp_path / "raw.parquet")
-    assert list(target_only(tmp_path / "raw.parquet", "Größe").columns) == ["Größe"]
-    assert target_only(tmp_path / "raw.parquet", "absent").columns.empty
+    assert list(read_columns(tmp_path / "raw.parquet", ["Größe"]).columns) == ["Größe"]
+    assert read_columns(tmp_path / "raw.parquet", ["absent"]).columns.empty
     parts = tmp_path / "spark.parquet"  # Spark writes a directory of part files
     parts.mkdir()
     frame.head(1).to_parquet(parts / "part-00000.parquet")
     frame.tail(1).to_parquet(parts / "part-00001.parquet")
-    assert target_only(parts, "Größe")["Größe"].tolist() == [1.5, 2.5]
+    assert read_columns(parts, ["Größe"])["Größe"].tolist() == [1.5, 2.5]

@@ -22,14 +22,16 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from mlops.data.rules.labels import class_counts, class_text
 from mlops.params import DataParams, LabelParams, load_section
 from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json
+from mlops.summaries import LabelSummary
 from mlops.tables import read_table, require_columns, write_table
 from mlops.task import (
     DeclaredTask,
@@ -65,7 +67,7 @@ def label_table(
     target: str,
     annotations: pd.DataFrame | None = None,
     task: DeclaredTask = "auto",
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, LabelSummary]:
     """(labelled rows, unlabelled rows, summary) of ``frame`` under ``params``; the target is
     typed by the task (``task``, or decided on the labels when ``auto``)."""
     if params.method == "column":
@@ -95,7 +97,7 @@ def label_table(
         **target_summary(labelled[target], decision),
         **labelling.details,
     }
-    return labelled, unlabelled, summary
+    return labelled, unlabelled, cast(LabelSummary, summary)
 
 
 def typed_target(labels: pd.Series, decision: TaskDecision, origin: str) -> pd.Series:
@@ -232,17 +234,6 @@ def parse_rules(raw: Sequence[Mapping[str, str]]) -> list[Rule]:
     return rules
 
 
-def class_counts(classes: pd.Series) -> dict[str, int]:
-    return {str(name): int(count) for name, count in classes.value_counts().sort_index().items()}
-
-
-def class_text(value: object) -> str:
-    """A label as text: whole floats lose their '.0', so 1 and 1.0 name the same class."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def read_annotations(path: Path, id_column: str, label_field: str) -> pd.DataFrame:
     """An annotations export: CSV, or JSON holding a list of objects."""
     if not path.is_file():
@@ -318,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"task: {summary['task']['task']} ({summary['task']['reason']})")
 
 
-def describe_target(summary: dict[str, Any]) -> str:
+def describe_target(summary: LabelSummary) -> str:
     if "classes" in summary:
         return f"{len(summary['classes'])} classes"
     statistics = summary["target_statistics"]

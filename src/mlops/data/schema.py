@@ -1,14 +1,17 @@
-"""The validation schema: loading it for the stages, and inferring it from data (``make schema``).
+"""``make schema``: the validation schema inferred from data, written for review.
 
 The schema is pandera's YAML format, kept in the repository (``data.schema``) and reviewed by a
-person. ``load_schema`` is strict about that file: a typo such as ``in_rnge`` would otherwise be
-ignored by pandera and the check silently dropped.
+person; the stages load it strictly with ``mlops.data.rules.schema.load_schema``.
 
 ``make schema`` is where a fork meets its table: before inferring anything it checks every params
 key that names a column against the table and reports all that do not fit in one message (with
 headers that would collide as model input names), so no later stage crashes on a stale
 ``species``; it then previews the task (classification or regression) and names the columns that
 are never features (identifiers, date-times: ``mlops.columns``).
+
+The inference and the fork check are one module (about 420 lines) because they are one
+command's two halves and nothing else uses them; the part the stages need, loading the schema,
+is ``mlops.data.rules.schema``.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pandera.errors
 import pandera.pandas as pa
 import yaml
-from pandera.io.pandas_io import deserialize_schema, serialize_schema
+from pandera.io.pandas_io import serialize_schema
 
 from mlops.columns import excluded_columns
 from mlops.core.artifacts import ArtifactError, input_names
+from mlops.data.engines.pandas_engine.sources import read_source
+from mlops.data.label import labels_from_column
+from mlops.data.rules.schema import load_schema
 from mlops.params import (
     CleanParams,
     DataParams,
@@ -43,76 +48,7 @@ from mlops.params import (
 from mlops.stage import StageError, parser, run, write_text
 from mlops.task import decide_task, numbers_in_text, task_preview
 
-SCHEMA_KEYS = frozenset(
-    {
-        "schema_type", "api", "version", "dataframe_library", "columns", "checks", "index",
-        "multiindex", "dtype", "coerce", "strict", "name", "ordered", "unique",
-        "report_duplicates", "unique_column_names", "add_missing_columns", "title",
-        "description", "metadata", "drop_invalid_rows",
-    }
-)  # fmt: skip
-COLUMN_KEYS = frozenset(
-    {
-        "title", "description", "dtype", "nullable", "checks", "name", "unique", "coerce",
-        "required", "regex", "default", "report_duplicates", "drop_invalid_rows", "metadata",
-    }
-)  # fmt: skip
-
-
-def load_schema(path: Path) -> pa.DataFrameSchema:
-    """Read a pandera YAML schema, refusing unknown keys and checks instead of ignoring them."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StageError(
-            f"{path}: schema file not found (run `make schema` to infer one from data.source)"
-        ) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise StageError(f"{path}: not valid YAML ({error})") from None
-    _check_schema_keys(raw, path)
-    try:
-        return deserialize_schema(raw)
-    except (pandera.errors.SchemaDefinitionError, TypeError, ValueError, AttributeError) as error:
-        raise StageError(f"{path}: not a valid pandera schema ({error})") from None
-
-
-def _check_schema_keys(raw: object, path: Path) -> None:
-    if not isinstance(raw, dict) or not isinstance(raw.get("columns"), dict):
-        raise StageError(f"{path}: expected a pandera schema with a `columns:` mapping")
-    unknown = sorted(set(raw) - SCHEMA_KEYS)
-    if unknown:
-        raise StageError(f"{path}: unknown top-level key(s) {unknown}")
-    for column, spec in raw["columns"].items():
-        if spec is None:
-            continue
-        if not isinstance(spec, dict):
-            raise StageError(f"{path}: column '{column}': expected a mapping, got {spec!r}")
-        unknown = sorted(key for key in spec if key not in COLUMN_KEYS and not _is_check(key))
-        if unknown:
-            raise StageError(
-                f"{path}: column '{column}': unknown key(s) {unknown} (neither a column option"
-                " nor a pandera check such as in_range, isin, greater_than_or_equal_to)"
-            )
-
-
-def _is_check(name: str) -> bool:
-    return not name.startswith("_") and callable(getattr(pa.Check, name, None))
-
-
-def allowed_categories(schema: pa.DataFrameSchema) -> dict[str, list[str]]:
-    """The values each column's ``isin`` check allows, for the columns that have one."""
-    categories: dict[str, list[str]] = {}
-    for name, column in schema.columns.items():
-        for check in column.checks:
-            if check.name == "isin":
-                values: Any = (check.statistics or {}).get("allowed_values", [])
-                categories[str(name)] = [str(value) for value in values]
-    return categories
-
-
-# --- inference (`make schema`) -----------------------------------------------------------------
+# --- inference ---------------------------------------------------------------------------------
 
 # A string column gets an `isin` check when it has at most this many distinct values and each
 # value is seen at least twice on average (so names, ids and free text do not).
@@ -452,8 +388,6 @@ def preview_task(frame: pd.DataFrame, params: ProjectParams) -> dict[str, str | 
             "decides the task on its labels",
         }
     if label.column is not None and label.column != data.target:
-        from mlops.data.label import labels_from_column  # a stage, not needed by load_schema
-
         labels = labels_from_column(frame, label.column, label.mapping).labels
         return task_preview(labels.rename(data.target).to_frame(), data.target, data.task)
     return task_preview(frame, data.target, data.task)
@@ -464,8 +398,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments.add_argument("--out", type=Path, help="where to write it (default: data.schema)")
     args = arguments.parse_args(argv)
     params = read_project_params(args.params)
-    from mlops.data.ingest import read_source  # not needed by load_schema's users
-
     data = params.data
     frame = fork_check(read_source(data), params, args.params)
     task = preview_task(frame, params)

@@ -23,18 +23,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 
+from mlops.data.rules.labels import class_counts
 from mlops.params import DataParams, SplitParams, load_section
 from mlops.progress import step
 from mlops.stage import StageError, parser, run, write_json
+from mlops.summaries import SplitSummary
 from mlops.tables import read_table, require_columns, write_table
 from mlops.task import target_statistics, task_of
 
-SPLITS = ("train", "validation", "test")
+SPLITS: tuple[Literal["train", "validation", "test"], ...] = ("train", "validation", "test")
 RATIO_TOLERANCE = 1e-6
 MAX_TARGET_BINS = 10  # deciles of a regression target
 ROWS_PER_BIN = 20  # so each bin gives validation and test a few rows at 0.15 each
@@ -42,7 +44,7 @@ ROWS_PER_BIN = 20  # so each bin gives validation and test a few rows at 0.15 ea
 
 def split_table(
     frame: pd.DataFrame, params: SplitParams, *, target: str
-) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+) -> tuple[dict[str, pd.DataFrame], SplitSummary]:
     """The three sets (all columns kept) and a summary of their rows and class counts (or, for a
     regression target, its statistics)."""
     ratios = split_ratios(params)
@@ -50,9 +52,10 @@ def split_table(
     frame = frame.reset_index(drop=True)
     strategy, assignment, details = assign_splits(frame, params, target, ratios)
     order = _row_order(frame, params.order_column)
-    sets = {name: frame.loc[order[assignment[order] == name]] for name in SPLITS}
-    sets = {name: rows.reset_index(drop=True) for name, rows in sets.items()}
-    return sets, {**split_summary(sets, target, strategy, params), **details}
+    sets: dict[str, pd.DataFrame] = {
+        name: frame.loc[order[assignment[order] == name]].reset_index(drop=True) for name in SPLITS
+    }
+    return sets, cast(SplitSummary, {**split_summary(sets, target, strategy, params), **details})
 
 
 def _check_labelled(frame: pd.DataFrame, target: str) -> None:
@@ -228,14 +231,10 @@ def split_summary(
         if task == "regression":
             summary[name]["target"] = target_statistics(rows[target])
         else:
-            summary[name]["classes"] = _class_counts(rows[target])
+            summary[name]["classes"] = class_counts(rows[target])
         if strategy == "grouped" and params.group_column:
             summary[name]["groups"] = int(rows[params.group_column].nunique())
     return summary
-
-
-def _class_counts(classes: pd.Series) -> dict[str, int]:
-    return {str(name): int(count) for name, count in classes.value_counts().sort_index().items()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

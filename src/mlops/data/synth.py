@@ -29,6 +29,9 @@ TARGET=body_mass_g`` imitates penguins as a regression problem (body mass from t
 Rows are drawn in chunks of ``CHUNK_ROWS`` by one seeded generator, so memory stays flat and a seed
 always gives the same table. The table goes to ``data.source`` (or ``--out``) as CSV, Parquet or
 JSON lines, after the file's extension; Parquet is the one to use for millions of rows.
+
+One module of about 480 lines, because it is one command with one model: fitting, drawing and
+writing share the fitted ``TableModel`` and nothing else imports them.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.data.ingest import format_of, read_files
+from mlops.data.engines.pandas_engine.sources import read_files
+from mlops.data.rules.sources import format_of
 from mlops.params import DataParams, load_section
 from mlops.profile import column_kind
 from mlops.progress import Progress, describe_rate
