@@ -24,6 +24,9 @@ from mlops.core import artifacts
 from mlops.gitops import versions as registry
 from mlops.model import package
 from mlops.model.features import TrainedModel, model_input
+from mlops.model.lineage import params_hash
+from mlops.model.package_files import install_package, json_bytes
+from mlops.model.resources import kubernetes_resources
 from mlops.profile import profile_column, profile_table
 from mlops.stage import StageError, run
 from model_fixtures import (
@@ -123,7 +126,7 @@ def test_the_manifest_carries_the_lineage_and_the_model_only_what_identifies_it(
     assert manifest["model_name"] == "penguins"  # from data.source: data/penguins.csv
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", lineage["git_commit"])
     assert lineage["data_hash"] == hashlib.md5(packaged["train"].read_bytes()).hexdigest()
-    assert lineage["params_hash"] == package.params_hash(packaged["params"])
+    assert lineage["params_hash"] == params_hash(packaged["params"])
     assert datetime.fromisoformat(lineage["created"]).tzinfo is not None
     assert metadata == {
         "model_name": "penguins",
@@ -448,8 +451,8 @@ def test_install_replaces_the_package_and_leaves_no_temporary_directory(tmp_path
     out = tmp_path / "models" / "package"
     first, second = package_files("first"), package_files("second")
 
-    package.install_package(out, first, {"model_version": "1"})
-    package.install_package(out, second, {"model_version": "2"})
+    install_package(out, first, {"model_version": "1"})
+    install_package(out, second, {"model_version": "2"})
 
     assert artifacts.verify(out)["model_version"] == "2"
     assert (out / artifacts.SIGNATURE_FILE).read_bytes() == second[artifacts.SIGNATURE_FILE]
@@ -458,12 +461,12 @@ def test_install_replaces_the_package_and_leaves_no_temporary_directory(tmp_path
 
 def test_install_keeps_the_old_package_when_the_new_one_does_not_verify(tmp_path: Path) -> None:
     out = tmp_path / "models" / "package"
-    package.install_package(out, package_files("old"), {"model_version": "1"})
+    install_package(out, package_files("old"), {"model_version": "1"})
     incomplete = package_files("new")
     del incomplete[artifacts.MODEL_FILE]
 
     with pytest.raises(StageError, match=r"does not list model.onnx\); .* is unchanged"):
-        package.install_package(out, incomplete, {"model_version": "2"})
+        install_package(out, incomplete, {"model_version": "2"})
 
     assert artifacts.verify(out)["model_version"] == "1"
     assert [p.name for p in out.parent.iterdir()] == ["package"]
@@ -569,21 +572,21 @@ def test_params_hash_follows_any_pipeline_param_and_ignores_formatting(tmp_path:
     original = (PROJECT_ROOT / "params.yaml").read_text()
     path = tmp_path / "params.yaml"
     path.write_text(original)
-    baseline = package.params_hash(path)
+    baseline = params_hash(path)
     path.write_text("# a comment\n" + original)
-    assert package.params_hash(path) == baseline
+    assert params_hash(path) == baseline
     path.write_text(original.replace("cv_folds: 5", "cv_folds: 4"))
-    assert package.params_hash(path) != baseline
+    assert params_hash(path) != baseline
 
 
 def test_kubernetes_sizing_follows_the_measurements() -> None:
-    small = package.kubernetes_resources(single_row_median_ms=0.05, peak_rss_bytes=60 << 20)
-    slow = package.kubernetes_resources(single_row_median_ms=10.0, peak_rss_bytes=600 << 20)
+    small = kubernetes_resources(single_row_median_ms=0.05, peak_rss_bytes=60 << 20)
+    slow = kubernetes_resources(single_row_median_ms=10.0, peak_rss_bytes=600 << 20)
 
     assert small["requests"] == {"cpu": "100m", "memory": "160Mi"}  # (60 + 64) * 1.25 -> 160
     assert small["limits"] == {"cpu": "1000m", "memory": "320Mi"}
     assert slow["requests"] == {"cpu": "1000m", "memory": "832Mi"}  # 10 ms * 50 rps * 2
-    slower = package.kubernetes_resources(single_row_median_ms=50.0, peak_rss_bytes=60 << 20)
+    slower = kubernetes_resources(single_row_median_ms=50.0, peak_rss_bytes=60 << 20)
     assert slower["requests"]["cpu"] == slower["limits"]["cpu"] == "1000m"
 
 
@@ -594,6 +597,6 @@ def test_metrics_that_are_not_numbers_reach_the_manifest_as_null() -> None:
     )
 
     assert metrics["validation"] == {"roc_auc": None, "per_class": {"a": {"f1": None}}, "rows": 3}
-    json.loads(package.json_bytes(metrics), parse_constant=pytest.fail)  # plain JSON
+    json.loads(json_bytes(metrics), parse_constant=pytest.fail)  # plain JSON
     with pytest.raises(StageError, match="NaN or infinite number"):
-        package.json_bytes({"mean": float("nan")})
+        json_bytes({"mean": float("nan")})

@@ -23,12 +23,14 @@ says which keys there are and what they hold, the builder says in which order.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, NotRequired, Required, TypedDict, final
 
 from mlops.core.artifacts import Lineage, Task
 from mlops.task import PrimaryMetricName
 
-# A table cell or a number in a report: numpy scalars unwrapped, NaN and infinities as None.
+# A table cell or a number in a report: numpy scalars unwrapped, NaN and infinities as None
+# (``cell``).
 Cell = str | int | float | bool | None
 # A check's comparison: at least / at most a threshold, strictly better than the baseline.
 Comparison = Literal[">=", "<=", ">", "<"]
@@ -327,3 +329,13 @@ class PackageManifest(TypedDict):
     model_version: str
     lineage: Lineage
     metrics: ManifestMetrics
+
+
+def cell(value: object) -> Any:
+    """A table cell or a number as plain JSON: numpy scalars unwrapped, NaN and infinities as
+    null."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
