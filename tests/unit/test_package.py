@@ -27,6 +27,7 @@ from mlops.model.features import TrainedModel, model_input
 from mlops.model.lineage import params_hash
 from mlops.model.package_files import install_package, json_bytes
 from mlops.model.resources import kubernetes_resources
+from mlops.model.summaries import Latency, ResourceProfile
 from mlops.profile import profile_column, profile_table
 from mlops.stage import StageError, run
 from model_fixtures import (
@@ -35,13 +36,14 @@ from model_fixtures import (
     REGRESSION_TARGET,
     arguments,
     binary_table,
+    evaluation_metrics,
     penguins,
     regression_table,
     split,
     trained,
     trained_on,
 )
-from package_fixtures import build_package, inputs
+from package_fixtures import build_package, inputs, verdict
 
 REPRODUCED_FILES = (artifacts.MODEL_FILE, artifacts.SIGNATURE_FILE, artifacts.PROFILE_FILE)
 Split = tuple[pd.DataFrame, pd.DataFrame]
@@ -600,3 +602,80 @@ def test_metrics_that_are_not_numbers_reach_the_manifest_as_null() -> None:
     json.loads(json_bytes(metrics), parse_constant=pytest.fail)  # plain JSON
     with pytest.raises(StageError, match="NaN or infinite number"):
         json_bytes({"mean": float("nan")})
+
+
+# --- the pure core ---------------------------------------------------------------------------
+
+LINEAGE: artifacts.Lineage = {
+    "git_commit": "0" * 40,
+    "data_hash": "d" * 32,
+    "params_hash": "p" * 64,
+    "created": "2026-01-01T00:00:00Z",
+}
+
+
+def measured(onnx_model: bytes, feed: dict[str, np.ndarray]) -> ResourceProfile:
+    """A resource profile without timing anything: the same for the same model."""
+    latency: Latency = {"rows": 1, "runs": 1, "median_ms": 0.1, "p99_ms": 0.2}
+    return {
+        "onnxruntime": "test",
+        "intra_op_num_threads": 1,
+        "model_bytes": len(onnx_model),
+        "latency": {"rows_1": latency, "rows_1000": {**latency, "rows": 1000}},
+        "memory": {"rows": 1, "runtime_rss_mib": 1.0, "peak_rss_mib": 2.0, "model_rss_mib": 1.0},
+        "kubernetes": kubernetes_resources(0.1, 2 << 20),
+    }
+
+
+def built(model: TrainedModel, train: pd.DataFrame, test: pd.DataFrame) -> package.Package:
+    return package.build_package(
+        model,
+        train,
+        test,
+        evaluation=evaluation_metrics(model, test, 0.3),
+        verdict=verdict(model.task),
+        name="churn",
+        params=package.PackageParams(),
+        threshold=0.3,
+        lineage=LINEAGE,
+        measure=measured,
+    )
+
+
+def test_build_package_gives_the_same_files_for_the_same_inputs_and_writes_nothing(
+    tmp_path: Path, binary: TrainedModel, churn: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    first, second = built(binary, *churn), built(binary, *churn)
+
+    assert first.files() == second.files()  # every file, the card and resources.json too
+    assert list(tmp_path.iterdir()) == []
+    assert set(first.files()) == {
+        artifacts.MODEL_FILE,
+        artifacts.SIGNATURE_FILE,
+        artifacts.PROFILE_FILE,
+        artifacts.MODEL_CARD_FILE,
+        artifacts.RESOURCES_FILE,
+    }
+    assert first.manifest["model_version"] == first.version
+    assert first.manifest["lineage"] == LINEAGE
+    assert first.parity["passed"] and first.parity["threshold"] == 0.3
+    assert first.contents.signature["threshold"] == 0.3
+    assert "2026-01-01T00:00:00Z" in first.card
+
+
+def test_build_package_refuses_an_onnx_model_that_disagrees_with_sklearn(
+    binary: TrainedModel, churn: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, test = churn
+    shuffled = train[BINARY_TARGET].sample(frac=1.0, random_state=1).values
+    flipped = train.assign(**{BINARY_TARGET: shuffled})
+    other = package.export_onnx(trained_on(flipped, BINARY_TARGET), package.PackageParams())
+    monkeypatch.setattr(package, "export_onnx", lambda *_: other)
+
+    with pytest.raises(package.ParityError, match=r"ONNX parity failed on \d+ test rows") as error:
+        built(binary, train, test)
+
+    assert error.value.report["passed"] is False
+    assert error.value.report["task"] == "classification"

@@ -7,7 +7,7 @@ the same as PNG images. With two classes the stage asks for the positive class's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,17 +19,18 @@ from mlops.model.metrics import classes_with_both_outcomes
 CALIBRATION_BINS = 10
 
 
+# A curve of one class: (x, y) from its 0/1 truth and its predicted probability.
+Curve = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 def roc_curves(
     actual: pd.Series,
     probabilities: np.ndarray,
     classes: Sequence[str],
     only: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    parts = []
-    for index, label, truth in classes_with_both_outcomes(actual, classes, only):
-        fpr, tpr, _ = roc_curve(truth, probabilities[:, index])
-        parts.append(pd.DataFrame({"class": label, "fpr": fpr, "tpr": tpr}))
-    return _concat(parts, ["class", "fpr", "tpr"])
+    """Per class (one-vs-rest): false positive rate against true positive rate."""
+    return _curves(actual, probabilities, classes, only, _roc, ("fpr", "tpr"))
 
 
 def precision_recall_curves(
@@ -38,11 +39,8 @@ def precision_recall_curves(
     classes: Sequence[str],
     only: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    parts = []
-    for index, label, truth in classes_with_both_outcomes(actual, classes, only):
-        precision, recall, _ = precision_recall_curve(truth, probabilities[:, index])
-        parts.append(pd.DataFrame({"class": label, "recall": recall, "precision": precision}))
-    return _concat(parts, ["class", "recall", "precision"])
+    """Per class (one-vs-rest): recall against precision."""
+    return _curves(actual, probabilities, classes, only, _precision_recall, ("recall", "precision"))
 
 
 def calibration_curves(
@@ -52,18 +50,39 @@ def calibration_curves(
     only: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per class (one-vs-rest): observed share of the class per bin of predicted probability."""
+    columns = ("mean_predicted", "fraction_positive")
+    return _curves(actual, probabilities, classes, only, _calibration, columns)
+
+
+def _curves(
+    actual: pd.Series,
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+    only: Sequence[str] | None,
+    curve: Curve,
+    columns: tuple[str, str],
+) -> pd.DataFrame:
+    """One ``curve`` per class (of ``only``, if given) with both outcomes among the rows, as the
+    columns ``class`` and ``columns``; no rows when no class has both."""
     parts = []
     for index, label, truth in classes_with_both_outcomes(actual, classes, only):
-        observed, predicted = calibration_curve(
-            truth, probabilities[:, index], n_bins=CALIBRATION_BINS
-        )
-        parts.append(
-            pd.DataFrame(
-                {"class": label, "mean_predicted": predicted, "fraction_positive": observed}
-            )
-        )
-    return _concat(parts, ["class", "mean_predicted", "fraction_positive"])
+        x, y = curve(truth, probabilities[:, index])
+        parts.append(pd.DataFrame({"class": label, columns[0]: x, columns[1]: y}))
+    if not parts:
+        return pd.DataFrame(columns=["class", *columns])
+    return pd.concat(parts, ignore_index=True)
 
 
-def _concat(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+def _roc(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    fpr, tpr, _ = roc_curve(truth, scores)
+    return fpr, tpr
+
+
+def _precision_recall(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    return recall, precision
+
+
+def _calibration(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    observed, predicted = calibration_curve(truth, scores, n_bins=CALIBRATION_BINS)
+    return predicted, observed

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from mlops.core import artifacts
+from mlops.model.summaries import PackageManifest
 from mlops.stage import StageError
 
 
-def write_package(directory: Path, files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> None:
+def write_package(directory: Path, files: Mapping[str, bytes], manifest: PackageManifest) -> None:
     """Write ``files`` and a manifest listing the sha256 of each into ``directory``."""
     for name, content in files.items():
         (directory / name).write_bytes(content)
@@ -30,7 +31,7 @@ def write_package(directory: Path, files: Mapping[str, bytes], manifest: Mapping
     (directory / artifacts.MANIFEST_FILE).write_bytes(json_bytes({**manifest, "files": hashes}))
 
 
-def install_package(out: Path, files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> None:
+def install_package(out: Path, files: Mapping[str, bytes], manifest: PackageManifest) -> None:
     """Build the package next to ``out``, verify it, then swap it in; on failure ``out`` is kept."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
