@@ -32,7 +32,7 @@ from sklearn.metrics import confusion_matrix
 from mlops.core.artifacts import Task
 from mlops.model.curves import calibration_curves, precision_recall_curves, roc_curves
 from mlops.model.features import TrainedModel, load_model, model_input, model_target
-from mlops.model.importance import importance_label, importance_rows, permutation_importances
+from mlops.model.importance import importance_rows, permutation_importances
 from mlops.model.metrics import (
     Prediction,
     predict,
@@ -46,7 +46,7 @@ from mlops.params import EvaluateParams, load_section
 from mlops.progress import step
 from mlops.stage import StageError, atomic_write_bytes, parser, run, write_json, write_text
 from mlops.tables import read_table
-from mlops.task import primary_metric
+from mlops.task import PrimaryMetric, primary_metric
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -190,6 +190,10 @@ def check_known_classes(actual: pd.Series, classes: Sequence[str], where: str) -
             f"{where}: class(es) {unseen} never appear in the training data; the model knows "
             f"{list(classes)}"
         )
+
+
+def importance_label(primary: PrimaryMetric) -> str:
+    return f"{'drop' if primary.higher_is_better else 'rise'} in {primary.name}"
 
 
 def render_plots(evaluation: Evaluation) -> dict[str, bytes]:

@@ -20,10 +20,6 @@ from mlops.stage import StageError
 from mlops.task import PrimaryMetric
 
 
-def importance_label(primary: PrimaryMetric) -> str:
-    return f"{'drop' if primary.higher_is_better else 'rise'} in {primary.name}"
-
-
 def permutation_importances(
     model: TrainedModel,
     features: pd.DataFrame,
