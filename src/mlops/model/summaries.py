@@ -2,10 +2,11 @@
 
 Other code reads them: the next stage (accept reads evaluate's decision threshold, package reads
 the verdict and the metrics), the model card, the PR report (``mlops.report``), the registry
-(``mlops.gitops``) and the monitoring sidecar (the validation metrics in the manifest). A key
-renamed or dropped here is a key renamed or dropped in the files, so mypy shows every reader in
-this package that depends on it; readers in other parts go by the docs
-(``docs/model-train-evaluate.md``, ``docs/model-accept-package.md``).
+(``mlops.gitops``) and the monitoring sidecar (the validation metrics in the manifest). The
+builders and the readers in this package are checked against these types by mypy, so a key
+renamed in one place fails where it is built or read; readers in other parts go by the docs
+(``docs/model-train-evaluate.md``, ``docs/model-accept-package.md``), and cannot import this
+module (the layers keep report, gitops and the sidecar apart from ``mlops.model``).
 
 The files hold keys in the order each stage builds them, which these types do not fix: a type
 says which keys there are and what they hold, the builder says in which order.
