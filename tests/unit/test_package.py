@@ -27,7 +27,7 @@ from mlops.model.features import TrainedModel, model_input
 from mlops.model.lineage import params_hash
 from mlops.model.package_files import install_package, json_bytes
 from mlops.model.resources import kubernetes_resources
-from mlops.model.summaries import Latency, ResourceProfile
+from mlops.model.summaries import Latency, ParityReport, ResourceProfile
 from mlops.profile import profile_column, profile_table
 from mlops.stage import StageError, run
 from model_fixtures import (
@@ -627,7 +627,12 @@ def measured(onnx_model: bytes, feed: dict[str, np.ndarray]) -> ResourceProfile:
     }
 
 
-def built(model: TrainedModel, train: pd.DataFrame, test: pd.DataFrame) -> package.Package:
+def built(
+    model: TrainedModel,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    on_parity: package.ParityListener | None = None,
+) -> package.Package:
     return package.build_package(
         model,
         train,
@@ -639,6 +644,7 @@ def built(model: TrainedModel, train: pd.DataFrame, test: pd.DataFrame) -> packa
         threshold=0.3,
         lineage=LINEAGE,
         measure=measured,
+        on_parity=on_parity,
     )
 
 
@@ -674,8 +680,11 @@ def test_build_package_refuses_an_onnx_model_that_disagrees_with_sklearn(
     other = package.export_onnx(trained_on(flipped, BINARY_TARGET), package.PackageParams())
     monkeypatch.setattr(package, "export_onnx", lambda *_: other)
 
-    with pytest.raises(package.ParityError, match=r"ONNX parity failed on \d+ test rows") as error:
-        built(binary, train, test)
+    heard: list[ParityReport] = []
 
+    with pytest.raises(package.ParityError, match=r"ONNX parity failed on \d+ test rows") as error:
+        built(binary, train, test, heard.append)
+
+    assert heard == [error.value.report]  # told before the refusal, for the stage to write it
     assert error.value.report["passed"] is False
     assert error.value.report["task"] == "classification"

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 
 # Measures what serving the ONNX model costs, fed these rows (``resources.profile_resources``).
 ResourceMeter = Callable[[bytes, onnx_export.Feed], ResourceProfile]
+# Told the parity report as soon as it is known, whether it passed or not.
+ParityListener = Callable[[ParityReport], None]
 
 
 def require_accepted(verdict: Mapping[str, Any], path: Path) -> None:
@@ -258,15 +260,16 @@ def build_package(
     threshold: float | None,
     lineage: artifacts.Lineage,
     measure: ResourceMeter = profile_resources,
+    on_parity: ParityListener | None = None,
 ) -> Package:
     """The package of ``model``: converted to ONNX, checked for parity on ``test`` (raises
     ``ParityError``), versioned, profiled by ``measure`` and described (manifest, model card).
 
     ``evaluation`` is evaluate's metrics.json, ``verdict`` the passed acceptance verdict,
     ``threshold`` the binary decision threshold for the signature (None: the model's own labels),
-    ``lineage`` where the model comes from. Nothing is read or written here: the same arguments
-    give the same files, but for the measured resources and what quotes them (``resources.json``
-    and the model card).
+    ``lineage`` where the model comes from; ``on_parity`` hears the parity report before anything
+    else can fail. Nothing is read or written here: the same arguments give the same files, but
+    for the measured resources and what quotes them (``resources.json`` and the model card).
     """
     with step("package: ONNX conversion", None, announce=len(train) >= ANNOUNCE_ROWS):
         converted = export_onnx(model, params)
@@ -274,6 +277,8 @@ def build_package(
         parity = check_parity(
             model, serialized(converted), test, train, params.parity_tolerance, threshold
         )
+    if on_parity is not None:
+        on_parity(parity)
     if not parity["passed"]:
         raise ParityError(parity)
     contents = package_contents(model, converted, train, test, name, threshold)
@@ -310,22 +315,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     threshold = decision_threshold(evaluation, model, options.metrics)
     train, test = read_table(options.train), read_table(options.test)
     lineage = make_lineage(options.params, options.train, datetime.now(UTC))
-    try:
-        package = build_package(
-            model,
-            train,
-            test,
-            evaluation=evaluation,
-            verdict=verdict,
-            name=name,
-            params=params,
-            threshold=threshold,
-            lineage=lineage,
-        )
-    except ParityError as failure:
-        write_json(options.reports / "parity.json", failure.report)
-        raise
-    write_json(options.reports / "parity.json", package.parity)
+    package = build_package(
+        model,
+        train,
+        test,
+        evaluation=evaluation,
+        verdict=verdict,
+        name=name,
+        params=params,
+        threshold=threshold,
+        lineage=lineage,
+        on_parity=lambda report: write_json(options.reports / "parity.json", report),
+    )
     write_json(options.reports / "resources.json", package.resources)
     install_package(options.out, package.files(), package.manifest)
     print(f"packaged {name} {package.version} into {options.out}")
