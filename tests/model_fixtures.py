@@ -17,7 +17,6 @@ from threadpoolctl import threadpool_limits
 
 from conftest import PROJECT_ROOT
 from mlops.model import package
-from mlops.model.evaluate import Decision, predict, prediction_metrics
 from mlops.model.features import (
     TrainedModel,
     build_pipeline,
@@ -25,6 +24,8 @@ from mlops.model.features import (
     model_input,
     model_target,
 )
+from mlops.model.metrics import predict, prediction_metrics
+from mlops.model.threshold import Decision
 from mlops.model.train import choose_positive_class
 from mlops.task import task_of
 

@@ -26,6 +26,7 @@ MAX_INTEGER_CLASSES = 10
 MIN_NUMBERS_IN_TEXT = 0.9
 TEXT_KINDS = ("string", "mixed", "mixed-integer", "mixed-integer-float", "integer", "floating")
 DeclaredTask = Literal["auto", "classification", "regression"]
+PrimaryMetricName = Literal["macro_f1", "roc_auc", "rmse"]
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def target_statistics(target: pd.Series) -> dict[str, float]:
 class PrimaryMetric:
     """The metric by which a model is tuned by default, and compared with the champion."""
 
-    name: str  # the key in reports/evaluate/metrics.json
+    name: PrimaryMetricName  # the key in reports/evaluate/metrics.json
     higher_is_better: bool
     scoring: str  # the scikit-learn scorer ``train.scoring: auto`` tunes with
 

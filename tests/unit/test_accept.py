@@ -19,8 +19,9 @@ from sklearn.pipeline import Pipeline
 
 from conftest import PROJECT_ROOT
 from mlops.model import accept
-from mlops.model.evaluate import Decision, slice_values
 from mlops.model.features import TrainedModel, model_input, model_target
+from mlops.model.metrics import slice_values
+from mlops.model.threshold import Decision
 from mlops.params import AcceptParams, load_section
 from mlops.stage import run
 from model_fixtures import (

@@ -15,23 +15,23 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from conftest import PROJECT_ROOT
 from mlops.core.artifacts import MISSING_CATEGORY
+from mlops.model.curves import calibration_curves, roc_curves
 from mlops.model.evaluate import (
     PLOT_FILES,
     TASK_PLOTS,
     Evaluation,
-    calibration_curves,
     check_known_classes,
-    classification_metrics,
     evaluate_model,
     main,
-    max_f1_threshold,
-    recorded_decision,
+)
+from mlops.model.features import TrainedModel, model_input, save_model
+from mlops.model.metrics import (
+    classification_metrics,
     regression_metrics,
-    roc_curves,
     slice_metrics,
     slice_values,
 )
-from mlops.model.features import TrainedModel, model_input, save_model
+from mlops.model.threshold import max_f1_threshold, recorded_decision
 from mlops.model.train import train_model
 from mlops.params import EvaluateParams, TrainParams
 from mlops.stage import StageError, run

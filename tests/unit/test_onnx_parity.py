@@ -14,6 +14,7 @@ from conftest import PROJECT_ROOT
 from mlops.core import artifacts
 from mlops.core.decision import DecisionError, apply_threshold
 from mlops.model import onnx_export, package
+from mlops.model import parity as parity_gate
 from mlops.model.features import MODEL_NAMES, TrainedModel, model_input
 from mlops.params import PackageParams, TrainParams, load_section
 from mlops.stage import StageError
@@ -45,7 +46,7 @@ def parity(
     tolerance: float = TOLERANCE,
     threshold: float | None = None,
 ) -> dict[str, Any]:
-    return package.check_parity(model, onnx_model, test, train, tolerance, threshold)
+    return parity_gate.check_parity(model, onnx_model, test, train, tolerance, threshold)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_onnx_reproduces_sklearn_for_every_classifier_family(
 
     report = parity(model, onnx_bytes(model), test, train)
 
-    assert report["passed"], onnx_export.parity_failure(report)
+    assert report["passed"], parity_gate.parity_failure(report)
     assert report["rows"] == len(test)
     assert report["label_mismatches"] == 0
     assert report["max_abs_diff"] <= TOLERANCE
@@ -92,7 +93,7 @@ def test_onnx_reproduces_sklearn_for_every_regressor_family(
 
     report = parity(model, onnx_bytes(model), test, train)
 
-    assert report["passed"], onnx_export.parity_failure(report)
+    assert report["passed"], parity_gate.parity_failure(report)
     assert report["task"] == "regression" and report["rows"] == len(test)
     scale = float(train[REGRESSION_TARGET].std(ddof=0))
     assert report["scale"] == pytest.approx(scale)
@@ -140,7 +141,7 @@ def test_features_named_like_the_outputs_or_internal_values_convert() -> None:
         inputs = [value.name for value in converted.graph.input]
         assert inputs[:3] == ["label_", "prediction_", "plan_type"], inputs
         report = parity(model, package.serialized(converted), test, train)
-        assert report["passed"], onnx_export.parity_failure(report)
+        assert report["passed"], parity_gate.parity_failure(report)
 
 
 def test_classifier_outputs_are_labels_and_probabilities_in_class_order(
@@ -192,11 +193,11 @@ def test_a_classifier_that_disagrees_with_sklearn_fails_parity_with_the_worst_ro
     assert report["label_mismatches"] > 0
     assert report["max_abs_diff"] > TOLERANCE
     worst = report["worst_rows"]
-    assert 0 < len(worst) <= onnx_export.WORST_ROWS
+    assert 0 < len(worst) <= parity_gate.WORST_ROWS
     assert worst[0]["sklearn"]["label"] != worst[0]["onnx"]["label"]
     assert set(worst[0]["features"]) == set(model.spec.features)
     assert worst[0]["row"] in set(test.index)
-    message = onnx_export.parity_failure(report)
+    message = parity_gate.parity_failure(report)
     assert f"{report['label_mismatches']} label mismatch(es)" in message
     assert f"row {worst[0]['row']}:" in message
 
@@ -214,7 +215,7 @@ def test_a_regressor_that_disagrees_with_sklearn_fails_parity_with_the_worst_row
     assert not report["passed"]
     assert report["max_relative_diff"] > TOLERANCE
     worst = report["worst_rows"]
-    assert len(worst) == onnx_export.WORST_ROWS
+    assert len(worst) == parity_gate.WORST_ROWS
     differences = [row["abs_diff"] for row in worst]
     assert differences == sorted(differences, reverse=True)
     assert differences[0] == pytest.approx(report["max_abs_diff"])
@@ -223,7 +224,7 @@ def test_a_regressor_that_disagrees_with_sklearn_fails_parity_with_the_worst_row
         abs(first["sklearn"]["prediction"] - first["onnx"]["prediction"])
     )
     assert set(first["features"]) == set(model.spec.features)
-    message = onnx_export.parity_failure(report)
+    message = parity_gate.parity_failure(report)
     assert "of the training target's standard deviation" in message
     assert f"row {first['row']}: sklearn {first['sklearn']['prediction']}" in message
 
@@ -238,9 +239,9 @@ def test_regression_parity_is_judged_relative_to_the_target_scale(
         scaled = train.assign(**{REGRESSION_TARGET: train[REGRESSION_TARGET] * factor})
         model = fitted(scaled, REGRESSION_TARGET, "gradient_boosting")
         report = parity(model, onnx_bytes(model), test, scaled)
-        assert report["passed"], onnx_export.parity_failure(report)
-    assert onnx_export.target_scale(pd.Series([5.0, 5.0, 5.0])) == 5.0  # constant: magnitude
-    assert onnx_export.target_scale(pd.Series([0.0, 0.0])) == 1.0
+        assert report["passed"], parity_gate.parity_failure(report)
+    assert parity_gate.target_scale(pd.Series([5.0, 5.0, 5.0])) == 5.0  # constant: magnitude
+    assert parity_gate.target_scale(pd.Series([0.0, 0.0])) == 1.0
 
 
 def test_a_zero_tolerance_fails_on_float32_rounding(
@@ -273,7 +274,7 @@ def test_the_decision_threshold_labels_both_sides_of_the_parity_gate() -> None:
     report = parity(model, onnx_model, test, train, threshold=0.2)
     assert report["passed"] and report["threshold"] == 0.2
     # scikit-learn's own labels against thresholded ONNX labels: the gate sees the difference
-    mismatched = onnx_export.parity_report(
+    mismatched = parity_gate.parity_report(
         test[list(model.spec.features)],
         model.classes,
         (plain, probabilities),
@@ -314,7 +315,7 @@ def test_a_value_on_a_split_midpoint_takes_the_same_branch_as_in_sklearn(
 
     report = parity(model, onnx_bytes(model), midpoint, train)
 
-    assert report["passed"], onnx_export.parity_failure(report)
+    assert report["passed"], parity_gate.parity_failure(report)
     if task == "classification":
         assert list(model.pipeline.predict(midpoint)) == ["high", "low", "high"]
 

@@ -24,6 +24,10 @@ from mlops.core import artifacts
 from mlops.gitops import versions as registry
 from mlops.model import package
 from mlops.model.features import TrainedModel, model_input
+from mlops.model.lineage import params_hash
+from mlops.model.package_files import install_package, json_bytes
+from mlops.model.resources import kubernetes_resources
+from mlops.model.summaries import Latency, ParityReport, ResourceProfile
 from mlops.profile import profile_column, profile_table
 from mlops.stage import StageError, run
 from model_fixtures import (
@@ -32,13 +36,14 @@ from model_fixtures import (
     REGRESSION_TARGET,
     arguments,
     binary_table,
+    evaluation_metrics,
     penguins,
     regression_table,
     split,
     trained,
     trained_on,
 )
-from package_fixtures import build_package, inputs
+from package_fixtures import build_package, inputs, verdict
 
 REPRODUCED_FILES = (artifacts.MODEL_FILE, artifacts.SIGNATURE_FILE, artifacts.PROFILE_FILE)
 Split = tuple[pd.DataFrame, pd.DataFrame]
@@ -123,7 +128,7 @@ def test_the_manifest_carries_the_lineage_and_the_model_only_what_identifies_it(
     assert manifest["model_name"] == "penguins"  # from data.source: data/penguins.csv
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", lineage["git_commit"])
     assert lineage["data_hash"] == hashlib.md5(packaged["train"].read_bytes()).hexdigest()
-    assert lineage["params_hash"] == package.params_hash(packaged["params"])
+    assert lineage["params_hash"] == params_hash(packaged["params"])
     assert datetime.fromisoformat(lineage["created"]).tzinfo is not None
     assert metadata == {
         "model_name": "penguins",
@@ -448,8 +453,8 @@ def test_install_replaces_the_package_and_leaves_no_temporary_directory(tmp_path
     out = tmp_path / "models" / "package"
     first, second = package_files("first"), package_files("second")
 
-    package.install_package(out, first, {"model_version": "1"})
-    package.install_package(out, second, {"model_version": "2"})
+    install_package(out, first, {"model_version": "1"})
+    install_package(out, second, {"model_version": "2"})
 
     assert artifacts.verify(out)["model_version"] == "2"
     assert (out / artifacts.SIGNATURE_FILE).read_bytes() == second[artifacts.SIGNATURE_FILE]
@@ -458,12 +463,12 @@ def test_install_replaces_the_package_and_leaves_no_temporary_directory(tmp_path
 
 def test_install_keeps_the_old_package_when_the_new_one_does_not_verify(tmp_path: Path) -> None:
     out = tmp_path / "models" / "package"
-    package.install_package(out, package_files("old"), {"model_version": "1"})
+    install_package(out, package_files("old"), {"model_version": "1"})
     incomplete = package_files("new")
     del incomplete[artifacts.MODEL_FILE]
 
     with pytest.raises(StageError, match=r"does not list model.onnx\); .* is unchanged"):
-        package.install_package(out, incomplete, {"model_version": "2"})
+        install_package(out, incomplete, {"model_version": "2"})
 
     assert artifacts.verify(out)["model_version"] == "1"
     assert [p.name for p in out.parent.iterdir()] == ["package"]
@@ -569,21 +574,21 @@ def test_params_hash_follows_any_pipeline_param_and_ignores_formatting(tmp_path:
     original = (PROJECT_ROOT / "params.yaml").read_text()
     path = tmp_path / "params.yaml"
     path.write_text(original)
-    baseline = package.params_hash(path)
+    baseline = params_hash(path)
     path.write_text("# a comment\n" + original)
-    assert package.params_hash(path) == baseline
+    assert params_hash(path) == baseline
     path.write_text(original.replace("cv_folds: 5", "cv_folds: 4"))
-    assert package.params_hash(path) != baseline
+    assert params_hash(path) != baseline
 
 
 def test_kubernetes_sizing_follows_the_measurements() -> None:
-    small = package.kubernetes_resources(single_row_median_ms=0.05, peak_rss_bytes=60 << 20)
-    slow = package.kubernetes_resources(single_row_median_ms=10.0, peak_rss_bytes=600 << 20)
+    small = kubernetes_resources(single_row_median_ms=0.05, peak_rss_bytes=60 << 20)
+    slow = kubernetes_resources(single_row_median_ms=10.0, peak_rss_bytes=600 << 20)
 
     assert small["requests"] == {"cpu": "100m", "memory": "160Mi"}  # (60 + 64) * 1.25 -> 160
     assert small["limits"] == {"cpu": "1000m", "memory": "320Mi"}
     assert slow["requests"] == {"cpu": "1000m", "memory": "832Mi"}  # 10 ms * 50 rps * 2
-    slower = package.kubernetes_resources(single_row_median_ms=50.0, peak_rss_bytes=60 << 20)
+    slower = kubernetes_resources(single_row_median_ms=50.0, peak_rss_bytes=60 << 20)
     assert slower["requests"]["cpu"] == slower["limits"]["cpu"] == "1000m"
 
 
@@ -594,6 +599,92 @@ def test_metrics_that_are_not_numbers_reach_the_manifest_as_null() -> None:
     )
 
     assert metrics["validation"] == {"roc_auc": None, "per_class": {"a": {"f1": None}}, "rows": 3}
-    json.loads(package.json_bytes(metrics), parse_constant=pytest.fail)  # plain JSON
+    json.loads(json_bytes(metrics), parse_constant=pytest.fail)  # plain JSON
     with pytest.raises(StageError, match="NaN or infinite number"):
-        package.json_bytes({"mean": float("nan")})
+        json_bytes({"mean": float("nan")})
+
+
+# --- the pure core ---------------------------------------------------------------------------
+
+LINEAGE: artifacts.Lineage = {
+    "git_commit": "0" * 40,
+    "data_hash": "d" * 32,
+    "params_hash": "p" * 64,
+    "created": "2026-01-01T00:00:00Z",
+}
+
+
+def measured(onnx_model: bytes, feed: dict[str, np.ndarray]) -> ResourceProfile:
+    """A resource profile without timing anything: the same for the same model."""
+    latency: Latency = {"rows": 1, "runs": 1, "median_ms": 0.1, "p99_ms": 0.2}
+    return {
+        "onnxruntime": "test",
+        "intra_op_num_threads": 1,
+        "model_bytes": len(onnx_model),
+        "latency": {"rows_1": latency, "rows_1000": {**latency, "rows": 1000}},
+        "memory": {"rows": 1, "runtime_rss_mib": 1.0, "peak_rss_mib": 2.0, "model_rss_mib": 1.0},
+        "kubernetes": kubernetes_resources(0.1, 2 << 20),
+    }
+
+
+def built(
+    model: TrainedModel,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    on_parity: package.ParityListener | None = None,
+) -> package.Package:
+    return package.build_package(
+        model,
+        train,
+        test,
+        evaluation=evaluation_metrics(model, test, 0.3),
+        verdict=verdict(model.task),
+        name="churn",
+        params=package.PackageParams(),
+        threshold=0.3,
+        lineage=LINEAGE,
+        measure=measured,
+        on_parity=on_parity,
+    )
+
+
+def test_build_package_gives_the_same_files_for_the_same_inputs_and_writes_nothing(
+    tmp_path: Path, binary: TrainedModel, churn: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    first, second = built(binary, *churn), built(binary, *churn)
+
+    assert first.files() == second.files()  # every file, the card and resources.json too
+    assert list(tmp_path.iterdir()) == []
+    assert set(first.files()) == {
+        artifacts.MODEL_FILE,
+        artifacts.SIGNATURE_FILE,
+        artifacts.PROFILE_FILE,
+        artifacts.MODEL_CARD_FILE,
+        artifacts.RESOURCES_FILE,
+    }
+    assert first.manifest["model_version"] == first.version
+    assert first.manifest["lineage"] == LINEAGE
+    assert first.parity["passed"] and first.parity["threshold"] == 0.3
+    assert first.contents.signature["threshold"] == 0.3
+    assert "2026-01-01T00:00:00Z" in first.card
+
+
+def test_build_package_refuses_an_onnx_model_that_disagrees_with_sklearn(
+    binary: TrainedModel, churn: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, test = churn
+    shuffled = train[BINARY_TARGET].sample(frac=1.0, random_state=1).values
+    flipped = train.assign(**{BINARY_TARGET: shuffled})
+    other = package.export_onnx(trained_on(flipped, BINARY_TARGET), package.PackageParams())
+    monkeypatch.setattr(package, "export_onnx", lambda *_: other)
+
+    heard: list[ParityReport] = []
+
+    with pytest.raises(package.ParityError, match=r"ONNX parity failed on \d+ test rows") as error:
+        built(binary, train, test, heard.append)
+
+    assert heard == [error.value.report]  # told before the refusal, for the stage to write it
+    assert error.value.report["passed"] is False
+    assert error.value.report["task"] == "classification"

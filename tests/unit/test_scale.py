@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.model.evaluate import importance_rows
 from mlops.model.features import build_pipeline, feature_spec, model_input, model_target
+from mlops.model.importance import importance_rows
 from mlops.model.train import refit
 from mlops.progress import ANNOUNCE_ROWS, Progress, describe_rate, step
 from mlops.stage import StageError

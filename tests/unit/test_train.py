@@ -24,17 +24,9 @@ from mlops.model.features import (
     model_input,
     model_target,
 )
-from mlops.model.train import (
-    TuningRows,
-    check_folds,
-    check_scoring,
-    choose_positive_class,
-    main,
-    resolve_scoring,
-    search_space,
-    train_model,
-    tuning_sample,
-)
+from mlops.model.folds import TuningRows, check_folds, tuning_sample
+from mlops.model.search import check_scoring, resolve_scoring, search_space
+from mlops.model.train import choose_positive_class, main, train_model
 from mlops.params import SplitParams, TrainParams
 from mlops.stage import StageError, run
 from model_fixtures import (

@@ -22,7 +22,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import pandas as pd
@@ -30,17 +30,16 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from mlops.core import artifacts
 from mlops.core.artifacts import Task
-from mlops.model.evaluate import (
-    Decision,
+from mlops.model.features import TrainedModel, load_model, model_input, model_target
+from mlops.model.metrics import (
     Prediction,
     headline_metrics,
+    metric_value,
     predict,
     prediction_metrics,
-    recorded_decision,
     slice_metrics,
     slice_values,
 )
-from mlops.model.features import TrainedModel, load_model, model_input, model_target
 from mlops.model.onnx_export import (
     open_session,
     score_classifier,
@@ -48,26 +47,35 @@ from mlops.model.onnx_export import (
     signature_feed,
     spec_of,
 )
+from mlops.model.summaries import (
+    Baseline,
+    Champion,
+    Check,
+    CheckDetails,
+    Comparison,
+    Metrics,
+    Verdict,
+)
+from mlops.model.threshold import Decision, recorded_decision
 from mlops.params import AcceptParams, EvaluateParams, load_section
 from mlops.stage import StageError, parser, read_json, run, write_json
 from mlops.tables import read_table
 from mlops.task import primary_metric
 
-Check = dict[str, Any]
-COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+COMPARISONS: dict[Comparison, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
     ">": operator.gt,
     "<": operator.lt,
 }
-FAILURES = {
+FAILURES: dict[Comparison, str] = {
     ">=": "is below the threshold",
     "<=": "is above the ceiling",
     ">": "does not beat the baseline's",
     "<": "does not beat the baseline's",
 }
 # Per task: (metric key in the test metrics, the accept param setting its bound, comparison).
-THRESHOLDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+THRESHOLDS: dict[Task, tuple[tuple[str, str, Comparison], ...]] = {
     "classification": (
         ("accuracy", "min_accuracy", ">="),
         ("macro_f1", "min_macro_f1", ">="),
@@ -84,7 +92,11 @@ TASK_NOUNS = {"classification": "a classifier", "regression": "a regressor"}
 
 
 def make_check(
-    name: str, value: float | None, threshold: float | None, comparison: str = ">=", **details: Any
+    name: str,
+    value: float | None,
+    threshold: float | None,
+    comparison: Comparison = ">=",
+    **details: Unpack[CheckDetails],
 ) -> Check:
     """A check passes when its value and threshold are known and the value compares as asked;
     a value that could not be computed fails, with the reason."""
@@ -93,12 +105,18 @@ def make_check(
     )
     if value is None and "reason" not in details:
         details["reason"] = f"{name} cannot be computed on the test split (e.g. it holds one class)"
-    check = {"name": name, "value": value, "threshold": threshold, "comparison": comparison}
-    return {**check, "passed": passed, **details}
+    return {
+        "name": name,
+        "value": value,
+        "threshold": threshold,
+        "comparison": comparison,
+        "passed": passed,
+        **details,
+    }
 
 
 def threshold_checks(
-    metrics: Mapping[str, Any], task: Task, params: AcceptParams, classes: int = 0
+    metrics: Mapping[str, object], task: Task, params: AcceptParams, classes: int = 0
 ) -> list[Check]:
     """One check per threshold set in params for the task; ``min_roc_auc`` checks the positive
     class's ROC AUC with two classes, the one-vs-rest macro average with more."""
@@ -109,7 +127,7 @@ def threshold_checks(
             continue
         if metric == "roc_auc" and classes > 2:
             metric = "roc_auc_ovr"
-        checks.append(make_check(metric, metrics.get(metric), bound, comparison))
+        checks.append(make_check(metric, metric_value(metrics, metric), bound, comparison))
     return checks
 
 
@@ -126,7 +144,7 @@ def slice_checks(
     return [
         make_check(
             f"slice_{metric}[{per_slice['column']}={value}]",
-            scores[metric],
+            metric_value(scores, metric),
             threshold,
             slice=value,
             rows=scores["rows"],
@@ -136,8 +154,8 @@ def slice_checks(
 
 
 def baseline_check(
-    model: TrainedModel, train: pd.DataFrame, truth: pd.Series, candidate: Mapping[str, Any]
-) -> tuple[Check, dict[str, Any]]:
+    model: TrainedModel, train: pd.DataFrame, truth: pd.Series, candidate: Metrics
+) -> tuple[Check, Baseline]:
     """The candidate beats a model that ignores the features, fitted on the training split: the
     most frequent class (a DummyClassifier) or the mean (a DummyRegressor), on the primary
     metric."""
@@ -160,10 +178,10 @@ def baseline_check(
         majority = classifier.classes_[np.argmax(classifier.class_prior_)]
         description = f"the most frequent training class {str(majority)!r}"
     scores = headline_metrics(model.task, truth, baseline, model.positive_class, model.classes)
-    comparison = ">" if primary.higher_is_better else "<"
+    comparison: Comparison = ">" if primary.higher_is_better else "<"
     check = make_check(
         f"baseline_{primary.name}",
-        candidate.get(primary.name),
+        metric_value(candidate, primary.name),
         scores[primary.name],
         comparison,
         baseline=description,
@@ -189,9 +207,9 @@ def champion_check(
     test: pd.DataFrame,
     truth: pd.Series,
     model: TrainedModel,
-    candidate: Mapping[str, Any],
+    candidate: Metrics,
     params: AcceptParams,
-) -> tuple[Check, dict[str, Any]]:
+) -> tuple[Check, Champion]:
     """The candidate's primary metric against the champion's on ``test``: classification
     candidate >= champion - ``max_regression``; regression candidate RMSE <= champion RMSE x
     (1 + ``max_regression``).
@@ -202,10 +220,10 @@ def champion_check(
     """
     primary = primary_metric(model.task, len(model.classes))
     name = f"champion_{primary.name}"
-    value = candidate.get(primary.name)
-    summary: dict[str, Any] = {"path": str(directory)}
+    value = metric_value(candidate, primary.name)
+    summary: Champion = {"path": str(directory)}
 
-    def failed(reason: str) -> tuple[Check, dict[str, Any]]:
+    def failed(reason: str) -> tuple[Check, Champion]:
         return make_check(name, value, None, reason=reason), summary
 
     try:
@@ -214,7 +232,7 @@ def champion_check(
     except artifacts.ArtifactError as error:
         return failed(f"champion package is not valid: {error}")
     version = manifest["model_version"]
-    summary.update(model_version=version, task=signature["task"], **manifest["lineage"])
+    summary.update({"model_version": version, "task": signature["task"], **manifest["lineage"]})
     if signature["task"] != model.task:
         return failed(
             f"champion {version} is {TASK_NOUNS[signature['task']]} and the candidate "
@@ -244,6 +262,7 @@ def champion_check(
     champion_value = scores[primary.name]
     if champion_value is None:
         return failed(f"the champion's {primary.name} cannot be computed on the test split")
+    comparison: Comparison
     if primary.higher_is_better:
         bound, comparison = champion_value - params.max_regression, ">="
     else:
@@ -288,7 +307,7 @@ def acceptance(
     *,
     train: pd.DataFrame,
     decision: Decision | None = None,
-) -> dict[str, Any]:
+) -> Verdict:
     """The verdict: ``passed``, ``task``, ``primary_metric``, the candidate's test ``metrics``,
     ``checks``, the ``baseline`` and the ``champion`` compared with (None on a first run).
     ``decision`` is the binary decision threshold evaluate recorded (None: the model's own
@@ -301,9 +320,9 @@ def acceptance(
     checks = threshold_checks(metrics, model.task, params, len(model.classes))
     slices = slice_values(test, slice_column, where)
     if slices is not None:
-        metric, key = SLICE_THRESHOLDS[model.task]
+        key = SLICE_THRESHOLDS[model.task][1]
         per_slice = slice_checks(truth, prediction.values, slices, getattr(params, key), model.task)
-        metrics[f"slice_{metric}"] = {check["slice"]: check["value"] for check in per_slice}
+        add_slice_scores(metrics, {check["slice"]: check["value"] for check in per_slice})
         checks += [check for check in per_slice if check["threshold"] is not None]
     check, baseline = baseline_check(model, train, truth, metrics)
     checks.append(check)
@@ -322,7 +341,16 @@ def acceptance(
     }
 
 
-def failure_message(verdict: dict[str, Any], path: Path) -> str:
+def add_slice_scores(metrics: Metrics, scores: dict[str, float | None]) -> None:
+    """The test metrics carry each slice's metric (``SLICE_THRESHOLDS``): ``slice_macro_f1`` or
+    ``slice_r2``, slice value -> score."""
+    if metrics["task"] == "regression":
+        metrics["slice_r2"] = scores
+    else:
+        metrics["slice_macro_f1"] = scores
+
+
+def failure_message(verdict: Verdict, path: Path) -> str:
     failed = [check for check in verdict["checks"] if not check["passed"]]
     lines = [f"acceptance failed: {len(failed)} of {len(verdict['checks'])} check(s) (see {path})"]
     for check in failed:

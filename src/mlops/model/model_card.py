@@ -9,17 +9,27 @@ names are the user's, escaped for Markdown tables.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from mlops.core import artifacts
+from mlops.model.summaries import Metrics, PackageManifest, ParityReport, ResourceProfile, Verdict
+
+
+class CardReports(TypedDict):
+    """What the stages before the card reported about the model."""
+
+    verdict: Verdict
+    evaluation: Metrics  # evaluate's, on the validation split
+    parity: ParityReport
+    resources: ResourceProfile
 
 
 def model_card(
     signature: artifacts.Signature,
-    manifest: Mapping[str, Any],
+    manifest: PackageManifest,
     profile: Mapping[str, Any],
-    reports: Mapping[str, Mapping[str, Any]],
-    target: Mapping[str, Any],
+    reports: CardReports,
+    target: Mapping[str, float | None],
 ) -> str:
     """``reports`` holds the ``verdict``, the ``evaluation`` metrics, the ``parity`` report and
     the ``resources`` profile; ``target`` the training target's summary (``target_summary``)."""
@@ -36,7 +46,7 @@ def model_card(
     return "\n\n".join(sections) + "\n"
 
 
-def _header(signature: artifacts.Signature, manifest: Mapping[str, Any]) -> str:
+def _header(signature: artifacts.Signature, manifest: PackageManifest) -> str:
     target = _code(signature["target"])
     features = f"the {len(signature['features'])} features below"
     if signature["task"] == "regression":
@@ -76,7 +86,7 @@ def _decision(signature: artifacts.Signature) -> str:
 
 
 def _training_data(
-    signature: artifacts.Signature, profile: Mapping[str, Any], target: Mapping[str, Any]
+    signature: artifacts.Signature, profile: Mapping[str, Any], target: Mapping[str, float | None]
 ) -> str:
     lines = ["## Training data", ""]
     if signature["task"] == "regression":
@@ -115,7 +125,7 @@ def _features(signature: artifacts.Signature) -> str:
     return "\n".join(lines)
 
 
-def _metrics(evaluation: Mapping[str, Any], verdict: Mapping[str, Any]) -> str:
+def _metrics(evaluation: Metrics, verdict: Verdict) -> str:
     test = verdict["metrics"]
     validation = {k: v for k, v in evaluation.items() if _is_number(v)}
     names = sorted(set(validation) | {k for k, v in test.items() if _is_number(v)})
@@ -138,7 +148,7 @@ def _metrics(evaluation: Mapping[str, Any], verdict: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _acceptance(verdict: Mapping[str, Any]) -> str:
+def _acceptance(verdict: Verdict) -> str:
     lines = [
         "## Acceptance test",
         "",
@@ -162,7 +172,7 @@ def _acceptance(verdict: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _serving(parity: Mapping[str, Any], resources: Mapping[str, Any]) -> str:
+def _serving(parity: ParityReport, resources: ResourceProfile) -> str:
     latency = resources["latency"]
     requests = resources["kubernetes"]["requests"]
     limits = resources["kubernetes"]["limits"]
@@ -183,8 +193,8 @@ def _serving(parity: Mapping[str, Any], resources: Mapping[str, Any]) -> str:
     )
 
 
-def _parity(parity: Mapping[str, Any]) -> str:
-    if parity.get("task") == "regression":
+def _parity(parity: ParityReport) -> str:
+    if parity["task"] == "regression":
         return (
             f"ONNX parity on {parity['rows']} test rows: max prediction difference "
             f"{_number(parity['max_abs_diff'])}, {_number(parity['max_relative_diff'])} of the "
@@ -198,7 +208,7 @@ def _parity(parity: Mapping[str, Any]) -> str:
 
 
 def _limitations(
-    signature: artifacts.Signature, profile: Mapping[str, Any], target: Mapping[str, Any]
+    signature: artifacts.Signature, profile: Mapping[str, Any], target: Mapping[str, float | None]
 ) -> str:
     lines = [
         "## Limitations",
@@ -225,7 +235,7 @@ def _limitations(
     return "\n".join(lines)
 
 
-def _lineage(manifest: Mapping[str, Any]) -> str:
+def _lineage(manifest: PackageManifest) -> str:
     lineage = manifest["lineage"]
     return "\n".join(
         [
