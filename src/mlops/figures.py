@@ -8,9 +8,12 @@ report import their modules without drawing anything.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from mlops.task import PrimaryMetric
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -121,7 +124,14 @@ def draw_reference(axes: Axes, x_values: pd.Series, reference: str) -> None:
     axes.plot([low, high], line, linestyle=":", color="grey")
 
 
-def importance_figure(series: list[tuple[pd.DataFrame, str, str | None]], measured: str) -> Figure:
+def importance_label(primary: PrimaryMetric) -> str:
+    """What permutation importance measures: how far the task's primary metric falls (rises)."""
+    return f"{'drop' if primary.higher_is_better else 'rise'} in {primary.name}"
+
+
+def importance_figure(
+    series: Sequence[tuple[pd.DataFrame, str, str | None]], measured: str
+) -> Figure:
     """Permutation importance as horizontal bars with their spread over the repeats, most
     important at the top; ``series`` is (table, colour, legend name) per run, bars side by side,
     features in the first table's order (then any only another run has)."""

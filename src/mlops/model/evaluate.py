@@ -61,6 +61,7 @@ from mlops.figures import (
     draw_reference,
     finish_curves,
     importance_figure,
+    importance_label,
     new_figure,
     png,
     title_axes,
@@ -608,10 +609,6 @@ def calibration_curves(
 
 def _concat(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-
-
-def importance_label(primary: PrimaryMetric) -> str:
-    return f"{'drop' if primary.higher_is_better else 'rise'} in {primary.name}"
 
 
 def permutation_importances(
