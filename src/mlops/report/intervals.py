@@ -94,7 +94,23 @@ def change_intervals(
     seed: int = SEED,
 ) -> Intervals:
     """The interval of every change in ``changes`` (metric name -> this run minus the base, as
-    the metrics files give them) that both sides' predictions can recompute."""
+    the metrics files give them) that both sides' predictions can recompute.
+
+    BLAS is held to one thread: the products are small and many, and a BLAS thread per core
+    spinning beside other busy processes made them ten times slower on a shared CI runner."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _change_intervals(current, base, changes, resamples, seed)
+
+
+def _change_intervals(
+    current: RowPredictions,
+    base: RowPredictions,
+    changes: dict[str, float],
+    resamples: int,
+    seed: int,
+) -> Intervals:
     paired = current.same_rows(base)
     rng = np.random.default_rng(seed)
     sides = [Resampled(current), Resampled(base)]
