@@ -926,3 +926,15 @@ def test_make_report_against_a_base_draws_over_it_and_publishes_no_image(
     for text in (report, summary):
         assert set(re.findall(r"https?://[^\s)]+", text)) <= {run_page}
         assert "cml.dev" not in text
+
+
+def test_a_binary_curve_drawn_over_the_base_keeps_its_key() -> None:
+    plots = (Plot("ROC curves (one class against the rest)", "plots/roc.png", over_base=True),)
+    base = outputs(metrics=BINARY_METRICS)
+    report = build_report(inputs(outputs(metrics=BINARY_METRICS), base, plots=plots))
+    assert "**ROC curves (one class against the rest): positive class `yes`**" in report
+    assert "Over `main`: its curves dashed, its points and bars orange" in report
+    alone = build_report(
+        inputs(outputs(metrics=BINARY_METRICS), base, plots=(replace(plots[0], over_base=False),))
+    )
+    assert "Over `main`" not in alone

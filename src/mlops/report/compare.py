@@ -106,8 +106,8 @@ def metric_intervals(current: Outputs, base: Outputs, base_name: str) -> Interva
         return NoIntervals(f"this run has no per-row predictions ({where}): run `dvc repro`")
     if base.predictions is None:
         return NoIntervals(
-            f"`{base_name}` has no per-row predictions ({where}, written by the evaluate stage "
-            "since the report shows intervals): its changes get intervals once the base has them"
+            f"`{base_name}` has no per-row predictions ({where}): its results are older than "
+            "the file; pull requests get intervals once main's results include it"
         )
     changes = {
         row.name: row.change

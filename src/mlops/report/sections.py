@@ -480,8 +480,8 @@ def task_plots(plots: Sequence[Plot], task: RunTask, metrics: Document) -> list[
         if name in foreign:
             continue
         if task.kind == "binary" and name in POSITIVE_CLASS_PLOTS:
-            plot = Plot(
-                f"{plot.title}: positive class `{metrics.get('positive_class')}`", plot.link
+            plot = replace(
+                plot, title=f"{plot.title}: positive class `{metrics.get('positive_class')}`"
             )
         shown.append(plot)
     return shown
