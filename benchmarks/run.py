@@ -10,7 +10,8 @@ Parts, each in a throw-away copy of the project (never in this workspace):
 2. the pipeline on 10 k, 100 k and 1 M synthetic rows (``mlops.data.synth``), stage by stage,
    and a regression pipeline on 1 M synthetic rows (the same rows predicting ``body_mass_g``);
 3. the scorer on the model the first part packaged: benchmarks/serve.py (wrk against the scorer,
-   against a constant-JSON endpoint on the same server stack, and onnxruntime in-process).
+   against a constant-JSON endpoint on the same server stack, and onnxruntime in-process);
+4. the pull request report's intervals on a 100 k-row split: benchmarks/report.py.
 
 The machine's load average is recorded before and after each part: the machine may be shared, and
 the numbers mean most next to it. ``--quick`` runs part 1 on 2,000 synthetic rows with a cut-down
@@ -36,6 +37,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report as report_benchmark  # a sibling script
 from pipeline import (  # a sibling script, not a package
     PROJECT_ROOT,
     benchmark_project,
@@ -57,6 +59,7 @@ TARGETS = {
     "growth_100k_to_1m": 10.0,  # linear: ten times the rows, at most ten times the time
     "regression_million_rows_seconds": 300.0,
     "regression_million_rows_peak_mib": 4096.0,
+    "report_intervals_seconds": 5.0,
 }
 TARGET_NAMES = {
     "default_pipeline_seconds": "default pipeline, empty cache (s)",
@@ -66,6 +69,7 @@ TARGET_NAMES = {
     "growth_100k_to_1m": "time at 1 M rows / time at 100 k rows",
     "regression_million_rows_seconds": "1 M rows, regression, empty cache (s)",
     "regression_million_rows_peak_mib": "1 M rows, regression, peak memory of a stage (MiB)",
+    "report_intervals_seconds": "PR report: intervals of the changes, slowest case (s)",
 }
 MEASURED = "Measured by `make bench` ({mode}) on {date}; commit {commit}."
 
@@ -176,6 +180,8 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             found["growth_100k_to_1m"] = round(
                 by_rows[1_000_000]["repro"]["seconds"] / by_rows[100_000]["repro"]["seconds"], 2
             )
+    if results.get("report"):
+        found["report_intervals_seconds"] = max(case["seconds"] for case in results["report"])
     for result in results.get("regression", []):
         if result["rows"] == 1_000_000:
             found["regression_million_rows_seconds"] = result["repro"]["seconds"]
@@ -211,6 +217,8 @@ def markdown(results: dict[str, Any]) -> str:
             _regression_note(results["regression"]),
             stage_table(results["regression"]),
         ]
+    if results.get("report"):
+        sections += ["## The pull request report's intervals", _report(results["report"])]
     sections += ["## The scorer", _scorer(results["scorer"]), _reproduce()]
     return "\n\n".join(sections) + "\n"
 
@@ -321,6 +329,19 @@ def _dominant(results: list[dict[str, Any]]) -> str:
     return "\n\n".join(lines)
 
 
+def _report(cases: list[dict[str, Any]]) -> str:
+    lines = [
+        "benchmarks/report.py: the bootstrap of every metric change (1000 resamples) on the "
+        f"{cases[0]['sample_rows']:,} rows predictions.csv keeps of a {cases[0]['rows']:,}-row "
+        "split, against a base on the same rows (paired) and on other rows (unpaired).",
+        "",
+        "| case | metrics | seconds |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {case['case']} | {case['metrics']} | {case['seconds']:.2f} |" for case in cases]
+    return "\n".join(lines)
+
+
 def _scorer(report: dict[str, Any]) -> str:
     if "skipped" in report:
         return f"Not measured: {report['skipped']}."
@@ -374,6 +395,7 @@ def _reproduce() -> str:
             "make bench QUICK=1    # a smoke run of every part, in a temporary directory",
             "python benchmarks/pipeline.py --bundled --rows 1000000 --output /tmp/pipeline.json",
             "python benchmarks/serve.py --output /tmp/serve.json   # the scorer, after make repro",
+            "python benchmarks/report.py   # the report's intervals on a 100 k-row split",
             "make data-synth ROWS=1000000 OUT=data/synthetic.parquet   # then point data.source",
             "```",
         ]
@@ -425,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["sizes"] = sizes(SIZES)
         regression_rows = QUICK_ROWS if arguments.quick else SIZES[-1]
         results["regression"] = sizes([regression_rows], target=REGRESSION_TARGET)
+        results["report"] = report_benchmark.measure(
+            report_benchmark.QUICK_ROWS if arguments.quick else report_benchmark.ROWS
+        )
         if arguments.no_serve:
             results["scorer"] = {"skipped": "--no-serve"}
         else:

@@ -313,6 +313,7 @@ class WorkflowRun:
         secrets: Mapping[str, str] | None = None,
         inputs: Mapping[str, Any] | None = None,
         skip: Callable[[Mapping[str, Any]], bool] = lambda step: False,
+        variables: Mapping[str, str] | None = None,
     ) -> None:
         self.workflow = workflow
         self.workspace = workspace
@@ -320,6 +321,7 @@ class WorkflowRun:
         self.environment = dict(environment)
         self.secrets = dict(secrets or {})
         self.inputs = dict(inputs or {})
+        self.variables = dict(variables or {})  # the repository's configuration variables
         self.skip = skip
         self.needs: dict[str, Any] = {}
         self.temp = workspace.parent / f"{workspace.name}-runner"
@@ -335,7 +337,7 @@ class WorkflowRun:
             "needs": self.needs,
             "steps": steps,
             "env": env,
-            "vars": {},
+            "vars": self.variables,
             "runner": {"os": "Linux", "temp": str(self.temp)},
         }
 
@@ -350,6 +352,7 @@ class WorkflowRun:
             "GITHUB_REF_TYPE": str(github["ref_type"]),
             "GITHUB_SHA": str(github["sha"]),
             "GITHUB_REPOSITORY": str(github["repository"]),
+            "GITHUB_RUN_ID": str(github.get("run_id") or "1"),
             "GITHUB_SERVER_URL": "https://github.com",
             "GITHUB_BASE_REF": str(github.get("base_ref") or ""),
             "GITHUB_HEAD_REF": str(github.get("head_ref") or ""),

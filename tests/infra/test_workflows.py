@@ -207,6 +207,45 @@ def test_fork_pull_requests_need_no_secret_to_get_their_report() -> None:
     assert train["jobs"]["train"]["steps"][summary]["if"] == "${{ !cancelled() }}"
 
 
+def test_report_images_reach_a_public_host_only_when_the_repository_opts_in() -> None:
+    """CML uploads the local images of a comment to its public asset host unless told not to
+    (its --publish defaults to true): the default comment is the text, --publish=false; the
+    images go public only with the repository variable CML_PUBLISH_IMAGES set to true."""
+    posts = [
+        (name, step)
+        for name, _, step in steps()
+        if str(step.get("run", "")).strip().startswith("cml ")
+    ]
+    assert {name for name, _ in posts} == {"train.yml"}
+    for variables, opted_in in (
+        ({}, False),
+        ({"CML_PUBLISH_IMAGES": "false"}, False),
+        ({"CML_PUBLISH_IMAGES": "true"}, True),
+    ):
+        context = {**pull_request_context(head_repository="owner/project"), "vars": variables}
+        running = [step["run"].split() for _, step in posts if evaluate(step["if"], context)]
+        assert len(running) == 1, variables
+        command = running[0]
+        if opted_in:
+            assert "--publish" in command and command[-1] == "reports/pr/report.md"
+        else:
+            assert "--publish=false" in command and command[-1] == "reports/pr/summary.md"
+            assert not any(word.startswith("--publish-url") for word in command)
+
+
+def test_every_report_keeps_its_images_as_a_private_artifact_of_its_run() -> None:
+    """The summaries (fork pull requests, the retrain pull request) link the run's artifact."""
+    for name, job_id in (("train.yml", "train"), ("retrain.yml", "retrain")):
+        job = load_workflow(name)["jobs"][job_id]
+        names = [step.get("name", "") for step in job["steps"]]
+        upload = next(
+            step for step in job["steps"] if step.get("uses", "").startswith("actions/upload-a")
+        )
+        assert upload["with"]["name"] == "report" and upload["with"]["path"] == "reports/pr/"
+        assert upload.get("if", "${{ !cancelled() }}") == "${{ !cancelled() }}", name
+        assert names.index(upload["name"]) > names.index("add the report to the job summary")
+
+
 def test_release_listens_to_gto_tags_only() -> None:
     tags = load_workflow("release.yml")["on"]["push"]["tags"]
     for tag in ("penguins@v1.2.0", "churn-model@v10.0.3", "penguins#prod#3", "penguins#staging"):

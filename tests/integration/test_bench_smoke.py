@@ -33,13 +33,23 @@ def test_the_quick_benchmark_measures_every_stage_and_the_scorer(tmp_path: Path)
     assert 0 < pipeline["noop_seconds"] < pipeline["repro"]["seconds"]
     assert 0 < pipeline["dvc_floor_seconds"] < pipeline["repro"]["seconds"]
     assert "one-stage DVC project" in report.read_text()
-    assert set(measured["targets"]) == {"default_pipeline_seconds", "noop_repro_seconds"}
+    assert set(measured["targets"]) == {
+        "default_pipeline_seconds",
+        "noop_repro_seconds",
+        "report_intervals_seconds",
+    }
+    assert {case["case"] for case in measured["report"]} >= {
+        "binary, paired",
+        "regression, unpaired",
+    }
+    assert all(case["metrics"] > 0 and case["seconds"] > 0 for case in measured["report"])
     (regression,) = measured["regression"]
     assert (regression["task"], regression["rows"]) == ("regression", 2000)
     assert [stage["stage"] for stage in regression["repro"]["stages"]] == STAGES
     assert "## A regression pipeline" in report.read_text()
     text = report.read_text()
     assert "| train |" in text and "## The scorer" in text and "load average" in text
+    assert "## The pull request report's intervals" in text
     if serve:
         assert measured["scorer"]["errors"] == 0
         names = [result["name"] for result in measured["scorer"]["scorer"]]

@@ -76,6 +76,10 @@ def test_a_registered_version_is_named_labelled_and_not_deployed(released: Path)
     assert image.commands() == ["make model", "make deploy-resources", "make release-info"]
     assert "Data and pipelines are up to date" in image.steps[0].output
     assert "make kind-smoke" not in image.commands()
+    sha = artifacts.load_manifest(released / "models" / "package")["files"]["model.onnx"]
+    assert f"verified: model.onnx sha256 {sha} is the one 'penguins@v1.0.0' registered" in (
+        image.steps[2].output
+    )
 
     outputs = image.step_outputs["release"]
     assert outputs["version"] == "v1.0.0" and outputs["stage"] == ""
@@ -94,6 +98,7 @@ def test_a_promotion_to_prod_deploys_when_a_cluster_is_configured(released: Path
     workflow = release_run(released, "penguins#prod#1", secrets)
     image = workflow.run_job("image")
     outputs = image.step_outputs["release"]
+    assert "verified: model.onnx sha256" in image.steps[2].output  # v1.0.0's, through the stage
     assert (outputs["version"], outputs["stage"]) == ("v1.0.0", "prod")
     assert "ghcr.io/owner/project:penguins-prod" in outputs["tags"].splitlines()
     assert image.outputs["deploy"] == "true"
@@ -105,6 +110,29 @@ def test_a_promotion_to_prod_deploys_when_a_cluster_is_configured(released: Path
     )
     without_cluster = release_run(released, "penguins#prod#1", secrets={})
     assert without_cluster.run_job("image").outputs["deploy"] == "false"
+
+
+def test_a_version_tag_recording_another_model_stops_the_release(released: Path) -> None:
+    """The tag says which model was evaluated and registered; an image must not ship another
+    (a model rebuilt differently, a tag made by hand)."""
+    other = "0" * 64
+    tag = "penguins@v1.1.0"
+    message = f"Register penguins v1.1.0: model.onnx sha256={other}"
+    run(["git", "tag", "-a", tag, "-m", message], released)
+    try:
+        image = release_run(released, tag, secrets={}).run_job("image")
+    finally:
+        run(["git", "tag", "-d", tag], released)
+    assert image.commands() == ["make model", "make deploy-resources", "make release-info"]
+    failed = image.steps[2]
+    assert failed.returncode != 0 and "Traceback" not in failed.output
+    sha = artifacts.load_manifest(released / "models" / "package")["files"]["model.onnx"]
+    assert f"the packaged model.onnx (sha256 {sha}) is not the model '{tag}' registered" in (
+        failed.output
+    )
+    assert f"(sha256 {other})" in failed.output
+    assert image.step_outputs["release"] == {}  # no tags, no build arguments: nothing is built
+    assert image.outputs["deploy"] == ""
 
 
 def test_the_manifests_deploy_the_released_image_by_digest(released: Path) -> None:

@@ -1,13 +1,15 @@
 """train.yml run for real: its ``run:`` steps in order, in a clone of the project with an origin.
 
-The GitOps loop of a fresh fork, as GitHub would drive it (``uses:`` steps and the final ``cml``
-call skipped, ``gh`` replaced by a stub that records the call):
+The GitOps loop of a fresh fork, as GitHub would drive it (``uses:`` steps skipped, ``gh`` and
+``cml`` replaced by stubs that record their calls):
 
-1. a pull request against a main that has no metrics yet: the first-run report;
+1. a pull request against a main that has no metrics yet: the first-run report, commented as
+   text (its images in the run's artifact), or with its images published once opted in;
 2. its merge to main: the outputs pushed to the DVC remote, the model registered as v1.0.0
    (a GTO tag pushed to origin) and the release workflow dispatched;
-3. a second pull request that changes a param: the report shows deltas against main, the params
-   diff and the champion (v1.0.0) fetched from the registry for the acceptance test;
+3. a second pull request that changes a param: the report shows deltas against main with their
+   intervals, the plots over main's, the params diff and the champion (v1.0.0) fetched from the
+   registry for the acceptance test;
 4. a pull request whose model is rejected: the job fails, the report says why;
 5. retrain.yml on the sidecar's ``repository_dispatch``: re-ingest, reproduce, the report headed
    by the sidecar's reasons as the pull request's description.
@@ -36,6 +38,8 @@ from workflows import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 REPOSITORY = "owner/project"
 GH_STUB = '#!/usr/bin/env bash\nprintf "%s GH_TOKEN=%s\\n" "$*" "${GH_TOKEN:+set}" >> "$GH_CALLS"\n'
+CML_STUB = '#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$CML_CALLS"\n'
+RUN_ID = "4242"
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Fork:
     storage: Path  # the DVC remote DVC_REMOTE_URL names on main
     environment: dict[str, str]
     gh_calls: Path
+    cml_calls: Path
 
     def git(self, *arguments: str) -> str:
         return run(["git", *arguments], self.root).stdout.strip()
@@ -69,13 +74,17 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> Fork:
     run(["git", "push", "-q", "origin", "main"], root)
     stubs = base / "bin"
     stubs.mkdir()
-    (stubs / "gh").write_text(GH_STUB)
-    (stubs / "gh").chmod(0o755)
-    gh_calls = base / "gh_calls.txt"
-    environment = runner_environment([stubs]) | {"GH_CALLS": str(gh_calls)}
+    for name, stub in (("gh", GH_STUB), ("cml", CML_STUB)):
+        (stubs / name).write_text(stub)
+        (stubs / name).chmod(0o755)
+    gh_calls, cml_calls = base / "gh_calls.txt", base / "cml_calls.txt"
+    environment = runner_environment([stubs]) | {
+        "GH_CALLS": str(gh_calls),
+        "CML_CALLS": str(cml_calls),
+    }
     storage = base / "dvc-remote"
     storage.mkdir()
-    return Fork(root, origin, storage, environment, gh_calls)
+    return Fork(root, origin, storage, environment, gh_calls, cml_calls)
 
 
 def pull_request(fork: Fork, number: int, base_sha: str) -> dict[str, Any]:
@@ -87,6 +96,7 @@ def pull_request(fork: Fork, number: int, base_sha: str) -> dict[str, Any]:
         "ref_type": "branch",
         "sha": head,
         "repository": REPOSITORY,
+        "run_id": RUN_ID,
         "actor": "developer",
         "base_ref": "main",
         "head_ref": f"feature-{number}",
@@ -113,14 +123,19 @@ def push_to_main(fork: Fork, before: str) -> dict[str, Any]:
     }
 
 
-def train_run(fork: Fork, github: dict[str, Any], secrets: dict[str, str]) -> WorkflowRun:
+def train_run(
+    fork: Fork,
+    github: dict[str, Any],
+    secrets: dict[str, str],
+    variables: dict[str, str] | None = None,
+) -> WorkflowRun:
     return WorkflowRun(
         load_workflow("train.yml"),
         fork.root,
         github,
         fork.environment,
-        secrets=secrets,
-        skip=lambda step: str(step.get("run", "")).startswith("cml "),
+        secrets,
+        variables=variables,
     )
 
 
@@ -203,8 +218,48 @@ def test_a_pull_request_runs_the_steps_in_order_and_skips_main_only_ones(
     ]
     assert "DVC_REMOTE_URL is not set: skipping dvc pull" in train.steps[0].output
     assert any("push outputs" in name for name in train.skipped)
-    assert first_pull_request.comment.ran and first_pull_request.comment.steps == []
-    assert first_pull_request.comment.skipped[-1].startswith("post the report")
+    assert any(name.startswith("keep the report and its images") for name in train.skipped)
+
+
+def test_the_comment_is_the_text_and_links_the_images_kept_in_the_runs_artifact(
+    fork: Fork, first_pull_request: PullRequestRun
+) -> None:
+    """CML publishes a comment's local images to a public host unless told not to."""
+    comment = first_pull_request.comment
+    assert_succeeded(comment)
+    assert comment.commands() == [
+        'cml comment update --target=pr --publish=false --watermark-title="mlops train report" '
+        "reports/pr/summary.md"
+    ]
+    assert comment.skipped[-1].startswith("post the report with its images published")
+    calls = fork.cml_calls.read_text().splitlines()
+    assert calls == [
+        "comment update --target=pr --publish=false --watermark-title=mlops train report "
+        "reports/pr/summary.md"
+    ]
+    posted = (fork.root / "reports/pr/summary.md").read_text()
+    assert "![" not in posted and "Confusion matrix" in posted
+    run_page = f"https://github.com/{REPOSITORY}/actions/runs/{RUN_ID}"
+    assert f"[the CI run]({run_page})" in posted
+    assert set(re.findall(r"https?://[^\s)]+", posted)) == {run_page}
+
+
+def test_a_repository_that_opts_in_publishes_the_images_in_the_comment(
+    fork: Fork, first_pull_request: PullRequestRun
+) -> None:
+    github = first_pull_request.workflow.github
+    opted_in = train_run(fork, github, secrets={}, variables={"CML_PUBLISH_IMAGES": "true"})
+    comment = opted_in.run_job("comment")
+    assert_succeeded(comment)
+    assert comment.commands() == [
+        'cml comment update --target=pr --publish --watermark-title="mlops train report" '
+        "reports/pr/report.md"
+    ]
+    assert (
+        fork.cml_calls.read_text()
+        .splitlines()[-1]
+        .endswith("--publish --watermark-title=mlops train report reports/pr/report.md")
+    )
 
 
 def test_the_first_report_has_no_base_metrics_but_everything_else(
@@ -223,7 +278,9 @@ def test_the_first_report_has_no_base_metrics_but_everything_else(
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
     assert {Path(link).name for link in links} >= {"confusion_matrix.png", "roc.png"}
     report_dir = fork.root / "reports" / "pr"
-    assert all((report_dir / link).resolve().is_file() for link in links)
+    for link in links:  # next to the report: the artifact holds them, CML finds them
+        assert link.startswith("plots/") and (report_dir / link).is_file(), link
+    assert "Over `" not in report  # nothing to draw over on a first run
 
 
 def test_the_job_summary_gets_the_report_without_images(
@@ -263,7 +320,18 @@ def test_a_second_pull_request_shows_deltas_params_and_the_champion(
     assert "| `train.model` | `random_forest` | `linear` |" in report
     assert "this is the first run" not in report
     metrics = report.split("### Metrics")[1].split("### Params")[0]
-    assert re.search(r"\| `macro_f1` \| [\d.]+ \| [\d.]+ \| (🟢|🔴|⚪) [+-][\d.e-]+ \|", metrics)
+    interval = r"[+-][\d.e-]+ to [+-][\d.e-]+"
+    assert re.search(
+        rf"\| `macro_f1` \| [\d.]+ \| [\d.]+ \| (🟢|🔴|⚪) [+-][\d.e-]+ \| {interval} \|", metrics
+    )
+    assert "paired: both runs evaluated the same rows" in metrics  # main committed its results
+    plots = report.split("### Plots")[1].split("###")[0]
+    base = second_pull_request.workflow.github["event"]["pull_request"]["base"]["sha"]
+    assert f"Over `{base[:7]}`: its curves dashed" in plots
+    assert "![Change of the confusion matrix](plots/confusion_change.png)" in plots
+    for name in ("roc.png", "confusion_change.png", "importance.png"):
+        image = second_pull_request.workflow.workspace / "reports/pr/plots" / name
+        assert image.read_bytes().startswith(b"\x89PNG"), name
     assert "Champion: v1.0.0" in report and "fetched into models/champion" in report
     assert "champion v1.0.0" in report or "| metric (test set) | candidate | champion" in report
     verdict = json.loads(
@@ -330,5 +398,6 @@ def test_the_sidecars_retrain_event_reingests_and_prepares_the_pull_request(
     body = (fork.root / pull_request["body-path"]).read_text()
     assert "### Why this retrain" in body and "| body_mass_g | 0.31 | psi |" in body
     assert "Compared with `HEAD`" in body and "![" not in body
+    assert f"[the CI run](https://github.com/{REPOSITORY}/actions/runs/" in body  # its artifact
     for path in pull_request["add-paths"].split():
         assert (fork.root / path).exists(), path

@@ -180,11 +180,14 @@ def test_main_writes_every_declared_metric_and_plot(
     assert written == {
         "metrics.json",
         "slices.json",
+        "predictions.csv",  # per row, for the report's intervals: not a DVC plot
         *(f"{name}.csv" for name in TASK_PLOTS["classification"]),
         *(f"plots/{PLOT_FILES[name]}" for name in TASK_PLOTS["classification"]),
     }
     assert {
-        f"reports/evaluate/{name}" for name in written if name.endswith((".json", ".csv"))
+        f"reports/evaluate/{name}"
+        for name in written - {"predictions.csv"}
+        if name.endswith((".json", ".csv"))
     } < set(declared)
     reports = root / "reports" / "evaluate"
     metrics = json.loads((reports / "metrics.json").read_text())
@@ -198,6 +201,19 @@ def test_main_writes_every_declared_metric_and_plot(
     assert set(importance["feature"]) == {"island", "sex", *validation.columns[2:6]}
     for table in ("roc", "precision_recall", "calibration"):
         assert set(pd.read_csv(reports / f"{table}.csv")["class"]) == set(validation["species"])
+    predictions = pd.read_csv(reports / "predictions.csv", dtype={"row": str})
+    classes = sorted(validation["species"].unique())
+    assert list(predictions.columns) == [
+        "row",
+        "actual",
+        "predicted",
+        *(f"probability {name}" for name in classes),
+    ]
+    assert len(predictions) == len(validation) and predictions["row"].is_unique
+    assert list(predictions["actual"]) == list(validation["species"])
+    assert (predictions["actual"] == predictions["predicted"]).mean() == metrics["accuracy"]
+    probabilities = predictions[[f"probability {name}" for name in classes]].to_numpy()
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
     for name in TASK_PLOTS["classification"]:
         content = (reports / "plots" / PLOT_FILES[name]).read_bytes()
         assert content.startswith(b"\x89PNG") and 5_000 < len(content) < 100_000
@@ -294,6 +310,7 @@ def test_main_on_a_regressor_writes_its_metrics_and_plots_and_only_those(
     assert written_files(reports) == {
         "metrics.json",
         "slices.json",
+        "predictions.csv",
         "predicted_actual.csv",
         "residuals.csv",
         "importance.csv",
@@ -302,9 +319,14 @@ def test_main_on_a_regressor_writes_its_metrics_and_plots_and_only_those(
         "plots/importance.png",
     }
     declared = set(declared_files()[1])
-    assert {f"reports/evaluate/{name}" for name in written_files(reports) if "/" not in name} <= (
-        declared
-    )
+    assert {
+        f"reports/evaluate/{name}"
+        for name in written_files(reports) - {"predictions.csv"}
+        if "/" not in name
+    } <= declared
+    predictions = pd.read_csv(reports / "predictions.csv")
+    assert list(predictions.columns) == ["row", "actual", "predicted"]
+    assert len(predictions) == len(validation)
     metrics = json.loads((reports / "metrics.json").read_text())
     assert list(metrics) == [
         "task",

@@ -8,7 +8,13 @@ import pytest
 from conftest import PROJECT_ROOT
 from mlops.core.errors import StageError
 from mlops.gitops.outputs import github_outputs
-from mlops.gitops.release import release_info, release_version, should_deploy
+from mlops.gitops.release import (
+    check_registered_model,
+    release_info,
+    release_version,
+    should_deploy,
+    tag_model_name,
+)
 from mlops.gitops.versions import (
     RegisteredVersion,
     next_version,
@@ -129,6 +135,26 @@ def test_release_info_labels_the_image_with_commit_version_and_model_hash() -> N
         assert f"ARG {name}" in dockerfile, name
     unregistered = release_info(manifest(), None, "", "ghcr.io/o/r", "0" * 40, "src", created)
     assert unregistered["version"] == "20261121-0123abcd"
+
+
+def test_a_release_ships_only_the_model_its_version_tag_registered() -> None:
+    registered = tag_message("penguins", "v1.2.0", SHA)
+    assert check_registered_model(manifest(), "penguins", "v1.2.0", registered) == (
+        f"model.onnx sha256 {SHA} is the one 'penguins@v1.2.0' registered"
+    )
+    with pytest.raises(StageError, match=rf"sha256 {OTHER_SHA}\) is not the model 'penguins@v1"):
+        check_registered_model(manifest(OTHER_SHA), "penguins", "v1.2.0", registered)
+    with pytest.raises(StageError, match=r"'penguins@v1\.2\.0' records no model\.onnx sha256"):
+        check_registered_model(manifest(), "penguins", "v1.2.0", "registered by hand")
+    with pytest.raises(StageError, match=r"version tag 'penguins@v1\.2\.0' not found"):
+        check_registered_model(manifest(), "penguins", "v1.2.0", None)
+    churn = tag_message("churn", "v1.2.0", SHA)
+    with pytest.raises(
+        StageError, match=r"version of model 'churn', but the packaged .* 'penguins'"
+    ):
+        check_registered_model(manifest(), "churn", "v1.2.0", churn)
+    assert tag_model_name("penguins@v1.2.0") == tag_model_name("penguins#prod#3") == "penguins"
+    assert tag_model_name("main") is None
 
 
 def test_only_a_production_promotion_or_a_request_deploys_and_only_with_a_cluster() -> None:

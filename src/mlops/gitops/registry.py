@@ -12,7 +12,9 @@ docs/gitops.md):
   latest version) into ``accept.champion`` for the acceptance test; nothing on a first run.
 - ``plan``: decide whether this run's packaged model becomes a new version, and which.
 - ``register`` / ``promote``: create (and push) the version or stage tag.
-- ``release-info``: the version, image tags and OCI labels of a release, from the git ref.
+- ``release-info``: the version, image tags and OCI labels of a release, from the git ref; a
+  registered version's packaged model must be the one its version tag records (sha256), else
+  the release stops.
 """
 
 from __future__ import annotations
@@ -27,8 +29,20 @@ from typing import Any
 from mlops.core import artifacts
 from mlops.gitops.champion import champion_status
 from mlops.gitops.outputs import publish
-from mlops.gitops.release import release_info, release_version, should_deploy
-from mlops.gitops.tags import gto_promote, gto_register, latest_version, stage_tag_version
+from mlops.gitops.release import (
+    check_registered_model,
+    release_info,
+    release_version,
+    should_deploy,
+    tag_model_name,
+)
+from mlops.gitops.tags import (
+    annotated_tag_message,
+    gto_promote,
+    gto_register,
+    latest_version,
+    stage_tag_version,
+)
 from mlops.gitops.versions import (
     PRODUCTION_STAGE,
     SHA256_PATTERN,
@@ -115,8 +129,11 @@ def promote_command(options: argparse.Namespace) -> None:
 
 def release_info_command(options: argparse.Namespace) -> None:
     manifest = _verified_manifest(options.package)
-    resolve_stage = partial(stage_tag_version, Path.cwd())
-    version, stage = release_version(options.ref_name, options.ref_type, resolve_stage)
+    repo = Path.cwd()
+    version, stage = release_version(
+        options.ref_name, options.ref_type, partial(stage_tag_version, repo)
+    )
+    print(_verify_registered(repo, options.ref_name, version, manifest))
     info = release_info(
         dict(manifest),
         version,
@@ -130,6 +147,17 @@ def release_info_command(options: argparse.Namespace) -> None:
         stage, options.deploy_requested == "true", options.kubeconfig_set == "true"
     )
     publish({**info, "deploy": str(deploy).lower()})
+
+
+def _verify_registered(
+    repo: Path, ref_name: str, version: str | None, manifest: artifacts.Manifest
+) -> str:
+    """A registered version's release ships the model its version tag records, or stops."""
+    if version is None:
+        return f"release of {ref_name}: not a registered version, no tag to check the model with"
+    name = tag_model_name(ref_name) or ""
+    message = annotated_tag_message(repo, f"{name}@{version}")
+    return f"verified: {check_registered_model(dict(manifest), name, version, message)}"
 
 
 def arguments() -> argparse.ArgumentParser:

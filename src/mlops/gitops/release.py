@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from mlops.core.errors import StageError
-from mlops.gitops.versions import PRODUCTION_STAGE, model_sha256
+from mlops.gitops.versions import PRODUCTION_STAGE, model_sha256, recorded_sha256
 
 VERSION_TAG = re.compile(r"^(?P<name>[^@#]+)@(?P<version>v\d+\.\d+\.\d+)$")
 STAGE_TAG = re.compile(r"^(?P<name>[^@#]+)#(?P<stage>[^#]+)(#\d+)?$")
@@ -27,6 +27,42 @@ def release_version(
     raise StageError(
         f"tag '{ref_name}' is neither a version (<model>@vX.Y.Z) nor a stage (<model>#<stage>#N)"
     )
+
+
+def tag_model_name(ref_name: str) -> str | None:
+    """The model a registry tag (``<model>@vX.Y.Z`` or ``<model>#<stage>#N``) is of."""
+    match = VERSION_TAG.match(ref_name) or STAGE_TAG.match(ref_name)
+    return match["name"] if match else None
+
+
+def check_registered_model(
+    manifest: Mapping[str, Any], name: str, version: str, message: str | None
+) -> str:
+    """The packaged model is the one the version tag ``<name>@<version>`` registered: the same
+    model, and the sha256 of model.onnx its message records. Returns what was checked; stops
+    the release otherwise (the image would ship a model nobody evaluated under that version)."""
+    tag = f"{name}@{version}"
+    if message is None:
+        raise StageError(f"version tag '{tag}' not found: cannot check the packaged model")
+    if manifest.get("model_name") != name:
+        raise StageError(
+            f"'{tag}' is a version of model '{name}', but the packaged model is "
+            f"'{manifest.get('model_name')}' (package.model_name in params.yaml at this commit)"
+        )
+    registered, packaged = recorded_sha256(message), model_sha256(manifest)
+    if registered is None:
+        raise StageError(
+            f"'{tag}' records no model.onnx sha256 (its message: {message.strip()!r}); "
+            "register versions with `make register`, whose tags record it"
+        )
+    if registered != packaged:
+        raise StageError(
+            f"the packaged model.onnx (sha256 {packaged}) is not the model '{tag}' registered "
+            f"(sha256 {registered}): this release would ship another model than the one "
+            "evaluated. Release the registered model: set DVC_REMOTE_URL so that `make model` "
+            "pulls it (dvc.lock names it) instead of rebuilding it"
+        )
+    return f"model.onnx sha256 {packaged} is the one '{tag}' registered"
 
 
 def release_info(

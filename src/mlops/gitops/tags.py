@@ -46,6 +46,13 @@ def _registration_message(version: Any) -> str:
     return str(registrations[-1].message or "") if registrations else ""
 
 
+def annotated_tag_message(repo: Path, tag: str) -> str | None:
+    """The message of the annotated tag ``tag``; None when there is no such annotated tag."""
+    found = git(repo, "for-each-ref", "--format=%(objecttype)%00%(contents)", f"refs/tags/{tag}")
+    kind, _, message = found.partition("\0")
+    return message if kind == "tag" else None
+
+
 def stage_tag_version(repo: Path, tag: str) -> str:
     """The version a stage tag ``<name>#<stage>#<n>`` assigns."""
     from gto import api

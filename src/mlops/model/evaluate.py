@@ -12,14 +12,17 @@ Two classes: ``evaluate.decision_threshold`` sets the probability of the positiv
 which it is predicted; ``max_f1`` chooses it here, on the validation split, and records it in
 metrics.json, from which the acceptance test and the package take it.
 
+It also writes ``predictions.csv``, the per-row predictions (of a seeded sample on a large split),
+from which the review report bootstraps the intervals of the metric changes a pull request makes.
+
 The parts the stage calls live apart: the metrics (``metrics``, which the acceptance test shares),
 the decision threshold (``threshold``), the curves' data (``curves``) and permutation importance
-(``importance``); this module predicts, draws the images and writes the files.
+(``importance``), the drawing (``mlops.figures``, which the review report shares); this module
+predicts, draws the images and writes the files.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,23 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from mlops.core.artifacts import Task
+from mlops.figures import (
+    AXIS_LABELS,
+    CURVES,
+    SCATTERS,
+    THIS_RUN_COLOUR,
+    class_colours,
+    curves_title,
+    draw_curves,
+    draw_points,
+    draw_reference,
+    finish_curves,
+    importance_figure,
+    importance_label,
+    new_figure,
+    png,
+    title_axes,
+)
 from mlops.model.curves import calibration_curves, precision_recall_curves, roc_curves
 from mlops.model.features import TrainedModel, load_model, model_input, model_target
 from mlops.model.importance import importance_rows, permutation_importances
@@ -46,26 +66,19 @@ from mlops.params import EvaluateParams, load_section
 from mlops.progress import step
 from mlops.stage import StageError, atomic_write_bytes, parser, run, write_json, write_text
 from mlops.tables import read_table
-from mlops.task import PrimaryMetric, primary_metric
+from mlops.task import primary_metric
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 # Scatter plots (their CSV and PNG) show a seeded sample of at most this many rows: more points
 # only hide one another, and make the DVC plot slow to render.
 SCATTER_POINTS = 5000
-AXIS_LABELS = {
-    "fpr": "false positive rate",
-    "tpr": "true positive rate",
-    "recall": "recall",
-    "precision": "precision",
-    "mean_predicted": "mean predicted probability",
-    "fraction_positive": "observed share of the class",
-    "actual": "actual value",
-    "predicted": "predicted value",
-    "residual": "residual (actual - predicted)",
-}
+# predictions.csv holds the per-row predictions of a seeded sample of at most this many validation
+# rows (all of a smaller split): the review report bootstraps the intervals of its metric deltas
+# from them, and scales a sample's spread to the whole split (src/mlops/report/intervals.py).
+PREDICTION_ROWS = 10_000
+PROBABILITY_PREFIX = "probability "  # predictions.csv: one column per class, "probability <class>"
 # Plot data (reports/evaluate/<name>.csv) -> its image in reports/evaluate/plots/.
 PLOT_FILES = {
     "confusion": "confusion_matrix.png",
@@ -89,6 +102,7 @@ class Evaluation:
     metrics: Metrics
     slices: Slices
     plot_data: dict[str, pd.DataFrame]  # name in PLOT_FILES -> table; the task's plots only
+    predictions: pd.DataFrame  # predictions.csv: row, actual, predicted[, probability <class>]
     importance_label: str  # what the importance measures, e.g. "drop in macro_f1"
 
 
@@ -98,13 +112,44 @@ def evaluate_model(
     features = model_input(frame, model.spec, where)
     actual = model_target(frame, model.target, where, model.task)
     slices = slice_values(frame, params.slice_column, where)
+    keys = row_keys(frame)
     if model.task == "regression":
         _note_ignored_threshold(params, "a regression")
-        return evaluate_regressor(model, features, actual, slices, params)
+        return evaluate_regressor(model, features, actual, slices, keys, params)
     check_known_classes(actual, model.classes, where)
     if model.positive_class is None:
         _note_ignored_threshold(params, f"{len(model.classes)} classes")
-    return evaluate_classifier(model, features, actual, slices, params)
+    return evaluate_classifier(model, features, actual, slices, keys, params)
+
+
+def row_keys(frame: pd.DataFrame) -> pd.Series:
+    """A hash of each row's values: the report pairs this run's predictions with the base's
+    only when both evaluated the same rows."""
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    return pd.Series([f"{value:016x}" for value in hashes], index=frame.index, dtype=object)
+
+
+def prediction_table(
+    keys: pd.Series,
+    actual: pd.Series,
+    prediction: Prediction,
+    classes: Sequence[str],
+    seed: int,
+) -> pd.DataFrame:
+    """predictions.csv: per row (a seeded sample of at most ``PREDICTION_ROWS``, in table order)
+    its key, actual value, prediction and, of a classifier, the probability of each class."""
+    shown = importance_rows(len(actual), PREDICTION_ROWS, seed)
+    table = pd.DataFrame(
+        {
+            "row": keys.to_numpy()[shown],
+            "actual": actual.to_numpy()[shown],
+            "predicted": prediction.values.to_numpy()[shown],
+        }
+    )
+    if prediction.probabilities is not None:
+        for index, name in enumerate(classes):
+            table[f"{PROBABILITY_PREFIX}{name}"] = prediction.probabilities[shown, index]
+    return table
 
 
 def _note_ignored_threshold(params: EvaluateParams, kind: str) -> None:
@@ -117,6 +162,7 @@ def evaluate_classifier(
     features: pd.DataFrame,
     actual: pd.Series,
     slices: pd.Series | None,
+    keys: pd.Series,
     params: EvaluateParams,
 ) -> Evaluation:
     with step("evaluate: predict", len(actual)):
@@ -144,6 +190,7 @@ def evaluate_classifier(
         metrics=metrics,
         slices=slice_metrics(actual, predicted, slices),
         plot_data=plot_data,
+        predictions=prediction_table(keys, actual, prediction, model.classes, params.seed),
         importance_label=importance_label(primary),
     )
 
@@ -153,10 +200,12 @@ def evaluate_regressor(
     features: pd.DataFrame,
     actual: pd.Series,
     slices: pd.Series | None,
+    keys: pd.Series,
     params: EvaluateParams,
 ) -> Evaluation:
     with step("evaluate: predict", len(actual)):
-        predicted = predict(model, features, None).values
+        prediction = predict(model, features, None)
+    predicted = prediction.values
     shown = importance_rows(len(actual), SCATTER_POINTS, params.seed)
     primary = primary_metric("regression", 0)
     plot_data = {
@@ -174,11 +223,10 @@ def evaluate_regressor(
     return Evaluation(
         task="regression",
         classes=(),
-        metrics=prediction_metrics(
-            model, actual, Prediction(predicted, None), Decision(None, None)
-        ),
+        metrics=prediction_metrics(model, actual, prediction, Decision(None, None)),
         slices=slice_metrics(actual, predicted, slices, "regression"),
         plot_data=plot_data,
+        predictions=prediction_table(keys, actual, prediction, (), params.seed),
         importance_label=importance_label(primary),
     )
 
@@ -192,14 +240,10 @@ def check_known_classes(actual: pd.Series, classes: Sequence[str], where: str) -
         )
 
 
-def importance_label(primary: PrimaryMetric) -> str:
-    return f"{'drop' if primary.higher_is_better else 'rise'} in {primary.name}"
-
-
 def render_plots(evaluation: Evaluation) -> dict[str, bytes]:
     """The PNG images of the evaluation's plots, by file name."""
     return {
-        PLOT_FILES[name]: _png(_figure(name, table, evaluation))
+        PLOT_FILES[name]: png(_figure(name, table, evaluation))
         for name, table in evaluation.plot_data.items()
     }
 
@@ -208,25 +252,11 @@ def _figure(name: str, table: pd.DataFrame, evaluation: Evaluation) -> Figure:
     binary = len(evaluation.classes) == 2
     if name == "confusion":
         return confusion_figure(table, evaluation.classes)
-    if name == "roc":
-        title = "ROC (positive class)" if binary else "ROC (one-vs-rest)"
-        return curves_figure(table, "fpr", "tpr", title, diagonal=True)
-    if name == "precision_recall":
-        return curves_figure(table, "recall", "precision", "Precision-recall", diagonal=False)
-    if name == "calibration":
-        title = "Calibration (positive class)" if binary else "Calibration (one-vs-rest)"
-        return curves_figure(table, "mean_predicted", "fraction_positive", title, diagonal=True)
-    if name == "predicted_actual":
-        return scatter_figure(table, "actual", "predicted", "Predicted against actual", "identity")
-    if name == "residuals":
-        return scatter_figure(table, "predicted", "residual", "Residuals", "zero")
-    return importance_figure(table, evaluation.importance_label)
-
-
-def new_figure(height: float = 4.2) -> Figure:
-    from matplotlib.figure import Figure  # only when drawing: accept imports this module
-
-    return Figure(figsize=(4.8, height))
+    if name in CURVES:
+        return curves_figure(name, table, binary)
+    if name in SCATTERS:
+        return scatter_figure(name, table)
+    return importance_figure([(table, THIS_RUN_COLOUR, None)], evaluation.importance_label)
 
 
 def confusion_figure(confusion: pd.DataFrame, classes: Sequence[str]) -> Figure:
@@ -240,59 +270,29 @@ def confusion_figure(confusion: pd.DataFrame, classes: Sequence[str]) -> Figure:
     ticks = range(len(classes))
     axes.set_xticks(ticks, list(classes), rotation=30, ha="right")
     axes.set_yticks(ticks, list(classes))
-    _label(axes, "Confusion matrix", "predicted", "actual")
+    title_axes(axes, "Confusion matrix", "predicted", "actual")
     return figure
 
 
-def curves_figure(curves: pd.DataFrame, x: str, y: str, title: str, diagonal: bool) -> Figure:
+def curves_figure(name: str, curves: pd.DataFrame, binary: bool) -> Figure:
+    x, y, diagonal = CURVES[name]
     figure = new_figure()
     axes = figure.subplots()
-    for label, curve in curves.groupby("class", sort=False):
-        axes.plot(curve[x], curve[y], marker="." if len(curve) < 20 else None, label=str(label))
-    if diagonal:
-        axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    axes.set_xlim(-0.02, 1.02)
-    axes.set_ylim(-0.02, 1.02)
-    if not curves.empty:
-        axes.legend(loc="best", fontsize="small")
-    _label(axes, title, AXIS_LABELS[x], AXIS_LABELS[y])
+    names = [str(value) for value in curves["class"].unique()]
+    draw_curves(axes, curves, x, y, class_colours(names))
+    finish_curves(axes, curves_title(name, binary), x, y, diagonal)
     return figure
 
 
-def scatter_figure(points: pd.DataFrame, x: str, y: str, title: str, reference: str) -> Figure:
+def scatter_figure(name: str, points: pd.DataFrame) -> Figure:
     """One dot per row, with the line a perfect model would follow (y = x, or y = 0)."""
+    x, y, reference, title = SCATTERS[name]
     figure = new_figure()
     axes = figure.subplots()
-    axes.scatter(points[x], points[y], s=6, alpha=0.5, color="tab:blue", linewidths=0)
-    if len(points):
-        low, high = float(points[x].min()), float(points[x].max())
-        line = [low, high] if reference == "identity" else [0.0, 0.0]
-        axes.plot([low, high], line, linestyle=":", color="grey")
-    _label(axes, title, AXIS_LABELS[x], AXIS_LABELS[y])
+    draw_points(axes, points, x, y, THIS_RUN_COLOUR)
+    draw_reference(axes, points[x], reference)
+    title_axes(axes, title, AXIS_LABELS[x], AXIS_LABELS[y])
     return figure
-
-
-def importance_figure(importance: pd.DataFrame, measured: str) -> Figure:
-    ordered = importance.iloc[::-1]
-    figure = new_figure(height=0.6 + 0.35 * max(len(ordered), 3))
-    axes = figure.subplots()
-    axes.barh(ordered["feature"], ordered["importance"], xerr=ordered["std"], color="tab:blue")
-    axes.axvline(0, color="grey", linewidth=0.8)
-    _label(axes, "Permutation importance", measured, "")
-    return figure
-
-
-def _label(axes: Axes, title: str, x: str, y: str) -> None:
-    axes.set_title(title)
-    axes.set_xlabel(x)
-    axes.set_ylabel(y)
-
-
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
 
 
 def write_evaluation(evaluation: Evaluation, reports: Path) -> None:
@@ -300,6 +300,7 @@ def write_evaluation(evaluation: Evaluation, reports: Path) -> None:
     run in the same directory, are removed, so no report shows a plot of another model."""
     write_json(reports / "metrics.json", evaluation.metrics)
     write_json(reports / "slices.json", evaluation.slices)
+    write_text(reports / "predictions.csv", evaluation.predictions.to_csv(index=False))
     for name, table in evaluation.plot_data.items():
         write_text(reports / f"{name}.csv", table.to_csv(index=False))
     for file_name, image in render_plots(evaluation).items():

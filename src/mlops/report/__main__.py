@@ -11,20 +11,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlops.params import project_model_name
-from mlops.report.compare import distribution_shift
+from mlops.report.compare import distribution_shift, metric_intervals
 from mlops.report.inputs import Outputs, ReportInputs
+from mlops.report.plots import plot_images
 from mlops.report.sections import build_report
 from mlops.report.sources import (
     committed_reader,
-    find_plots,
+    evaluate_images,
     load_outputs,
     read_optional_json,
     read_raw_table,
     resolve_commit,
     retrain_trigger,
+    run_url,
     stale_stages,
     workspace_reader,
+    write_plot_images,
 )
+from mlops.report.tasks import comparable
 from mlops.stage import parser, run, write_text
 
 
@@ -38,24 +42,30 @@ def base_label(revision: str, commit: str | None) -> str:
 def load_inputs(
     root: Path, params: Path, base_rev: str, report_dir: Path, raw: Path, champion: Path
 ) -> ReportInputs:
+    """Everything the report shows; its images are written to ``report_dir``/plots."""
     current = load_outputs(workspace_reader(root), str(params))
     base_commit = resolve_commit(root, base_rev)
+    base_name = base_label(base_rev, base_commit)
     base = Outputs()
     if base_commit is not None:
-        base = load_outputs(committed_reader(root, base_commit), str(params))
+        base = load_outputs(committed_reader(root, base_commit), str(params), f" on {base_name}")
+    compared = base if comparable(current, base) else None
+    images = plot_images(evaluate_images(root), current, compared, base_name)
     base_profile = base.get("profile")
     frame = read_raw_table(raw) if base_profile is not None else None
     return ReportInputs(
         model_name=project_model_name(params),
         current=current,
         base=base,
-        base_name=base_label(base_rev, base_commit),
+        base_name=base_name,
         base_commit=base_commit,
         stale=stale_stages(root),
         shift=distribution_shift(frame, base_profile) if frame is not None and base_profile else {},
-        plots=find_plots(root, report_dir),
+        plots=write_plot_images(report_dir / "plots", images),
         champion=read_optional_json(champion),
         trigger=retrain_trigger(os.environ.get("RETRAIN_PAYLOAD")),
+        intervals=None if compared is None else metric_intervals(current, base, base_name),
+        images_url=run_url(os.environ),
     )
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from mlops.core.drift import OTHER_CATEGORY, bin_shares, category_psi, psi
+from mlops.report.inputs import NoIntervals, Outputs
+from mlops.report.intervals import Intervals, change_intervals
 
 # A metric whose name contains one of these is better when lower.
 LOWER_IS_BETTER = ("loss", "error", "_ms", "mib", "bytes", "seconds")
@@ -30,6 +32,7 @@ class Delta:
     name: str
     current: float | None
     base: float | None
+    interval: tuple[float, float] | None = None  # 95% interval of the change, if known
 
     @property
     def change(self) -> float | None:
@@ -38,10 +41,19 @@ class Delta:
         return self.current - self.base
 
     @property
-    def trend(self) -> int:
-        """+1 better, -1 worse, 0 unchanged or not comparable."""
+    def trend(self) -> int | None:
+        """+1 better, -1 worse, 0 no change (none at all, or its interval holds zero); None when
+        it cannot be judged: no interval says whether a change is more than noise, or the
+        metric is a count or a setting."""
         change = self.change
-        if change is None or abs(change) <= TOLERANCE or is_neutral(self.name):
+        if change is None or is_neutral(self.name):
+            return None
+        if abs(change) <= TOLERANCE:
+            return 0
+        if self.interval is None:
+            return None
+        low, high = self.interval
+        if low <= 0 <= high:
             return 0
         better = change < 0 if lower_is_better(self.name) else change > 0
         return 1 if better else -1
@@ -84,6 +96,25 @@ def deltas(current: Mapping[str, Any] | None, base: Mapping[str, Any] | None) ->
     now, before = numeric_leaves(current), numeric_leaves(base)
     names = list(now) + [name for name in before if name not in now]
     return [Delta(name, now.get(name), before.get(name)) for name in names]
+
+
+def metric_intervals(current: Outputs, base: Outputs, base_name: str) -> Intervals | NoIntervals:
+    """The 95% interval of the change of each validation metric both runs' per-row predictions
+    recompute (``intervals``), or why there is none."""
+    where = "reports/evaluate/predictions.csv"
+    if current.predictions is None:
+        return NoIntervals(f"this run has no per-row predictions ({where}): run `dvc repro`")
+    if base.predictions is None:
+        return NoIntervals(
+            f"`{base_name}` has no per-row predictions ({where}): its results are older than "
+            "the file; pull requests get intervals once main's results include it"
+        )
+    changes = {
+        row.name: row.change
+        for row in deltas(current.get("metrics"), base.get("metrics"))
+        if row.change is not None and not is_neutral(row.name)
+    }
+    return change_intervals(current.predictions, base.predictions, changes)
 
 
 class ParamChange(NamedTuple):

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
+from mlops.report.intervals import Intervals, RowPredictions
+
 Document = dict[str, Any]
 
 # The stage outputs the report reads, relative to the project root, as dvc.yaml declares them.
@@ -22,6 +26,20 @@ STAGE_FILES = {
     "resources": ("package", "reports/package/resources.json"),
 }
 PLOTS_DIR = "reports/evaluate/plots"
+# The evaluate stage's plot data (reports/evaluate/<name>.csv) and the columns holding labels or
+# names (read as text: a class "1" stays "1"), for the plots of this run over the base's.
+PLOT_TABLES = {
+    "confusion": ("actual", "predicted"),
+    "roc": ("class",),
+    "precision_recall": ("class",),
+    "calibration": ("class",),
+    "predicted_actual": (),
+    "residuals": (),
+    "importance": ("feature",),
+}
+# Per-row predictions (the evaluate stage's PROBABILITY_PREFIX names the probability columns).
+PREDICTIONS_FILE = "reports/evaluate/predictions.csv"
+PROBABILITY_PREFIX = "probability "
 
 
 @dataclass(frozen=True)
@@ -30,6 +48,8 @@ class Outputs:
 
     params: Document | None = None
     files: dict[str, Document | None] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # PLOT_TABLES found
+    predictions: RowPredictions | None = None
 
     def get(self, name: str) -> Document | None:
         return self.files.get(name)
@@ -43,6 +63,14 @@ class Outputs:
 class Plot:
     title: str
     link: str  # relative to the report's directory
+    over_base: bool = False  # drawn over the base's (dashed, orange)
+
+
+@dataclass(frozen=True)
+class NoIntervals:
+    """Why the metric changes carry no interval."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -57,3 +85,6 @@ class ReportInputs:
     plots: tuple[Plot, ...] = ()
     champion: Document | None = None  # reports/pr/champion.json, written by `make champion`
     trigger: Document | None = None  # the retrain event's payload, when a retrain made this run
+    # The 95% interval of each validation metric's change; None when nothing is compared.
+    intervals: Intervals | NoIntervals | None = None
+    images_url: str | None = None  # where the images are kept: the CI run (its artifact)

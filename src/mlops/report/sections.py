@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -11,12 +12,12 @@ from mlops.report.compare import (
     MISSING,
     Delta,
     deltas,
-    is_neutral,
     lower_is_better,
     params_diff,
     shift_level,
 )
-from mlops.report.inputs import STAGE_FILES, Document, Plot, ReportInputs
+from mlops.report.inputs import STAGE_FILES, Document, NoIntervals, Plot, ReportInputs
+from mlops.report.intervals import Intervals
 from mlops.report.markdown import (
     BETTER,
     FAILED,
@@ -39,6 +40,7 @@ from mlops.report.tasks import (
     SLICE_METRICS,
     TASK_PLOTS,
     RunTask,
+    comparable,
     incomparable,
     run_task,
 )
@@ -157,7 +159,7 @@ def _incomparable(inputs: ReportInputs) -> str | None:
 
 def compared(inputs: ReportInputs) -> bool:
     """Whether metrics are shown against the base's: it has some, and they measure the same."""
-    return inputs.base.has_metrics and _incomparable(inputs) is None
+    return comparable(inputs.current, inputs.base)
 
 
 def stale_note(inputs: ReportInputs, *files: str) -> str:
@@ -210,25 +212,69 @@ def _live_performance(performance: Document) -> str:
 
 
 def trend_mark(delta: Delta) -> str:
-    if delta.change is None or is_neutral(delta.name):
-        return ""
-    return {1: BETTER, -1: WORSE, 0: SAME}[delta.trend]
+    trend = delta.trend
+    return "" if trend is None else {1: BETTER, -1: WORSE, 0: SAME}[trend]
 
 
 def delta_rows(rows: Sequence[Delta], with_base: bool) -> list[list[object]]:
+    with_intervals = any(row.interval is not None for row in rows)
     table_rows: list[list[object]] = []
     for row in rows:
         cells: list[object] = [f"`{row.name}`", row.current]
         if with_base:
-            change = "" if row.change is None else f"{trend_mark(row)} {signed(row.change)}"
-            cells += [row.base, change]
+            cells += [row.base, _change(row)]
+            cells += [_interval(row.interval)] if with_intervals else []
         table_rows.append(cells)
     return table_rows
 
 
+def _interval(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f"{signed(interval[0])} to {signed(interval[1])}"
+
+
 def delta_table(rows: Sequence[Delta], with_base: bool, base_name: str) -> str:
     header = ["metric", "this run"] + ([base_name, "change"] if with_base else [])
-    return table(header, delta_rows(rows, with_base), "lrrr")
+    if with_base and any(row.interval is not None for row in rows):
+        header.append("95% interval of the change")
+    return table(header, delta_rows(rows, with_base), "lrrrr")
+
+
+def with_intervals(rows: Sequence[Delta], intervals: Intervals | NoIntervals | None) -> list[Delta]:
+    """The validation metrics' rows, each with the interval of its change where there is one."""
+    if not isinstance(intervals, Intervals):
+        return list(rows)
+    return [replace(row, interval=intervals.bounds.get(row.name)) for row in rows]
+
+
+def intervals_legend(inputs: ReportInputs) -> str:
+    """How the changes are marked, and how sure they are."""
+    intervals = inputs.intervals
+    if isinstance(intervals, NoIntervals):
+        return (
+            f"Changes are not marked better or worse: {intervals.reason}. {SAME} marks no "
+            "change at all."
+        )
+    if not isinstance(intervals, Intervals):
+        return ""
+    rows = f"the {intervals.total_rows:,} validation rows"
+    if intervals.rows < intervals.total_rows:
+        rows = (
+            f"a seeded sample of {intervals.rows:,} of the {intervals.total_rows:,} validation "
+            "rows, its spread scaled to all of them"
+        )
+    pairing = (
+        "paired: both runs evaluated the same rows, so a resample draws the same rows for both"
+        if intervals.paired
+        else f"unpaired: `{inputs.base_name}` evaluated other rows, so each run is resampled "
+        "on its own"
+    )
+    return (
+        f"{BETTER} better, {WORSE} worse: the {intervals.level:.0%} interval of the change "
+        f"lies on one side of zero; {SAME} no change: the interval holds zero, the change is "
+        f"within what the rows' noise gives. Intervals: bootstrap of {rows} "
+        f"({intervals.resamples} resamples, seed {intervals.seed}; {pairing}). Unmarked: a "
+        "count or a setting, or no interval."
+    )
 
 
 def metrics_section(inputs: ReportInputs) -> str:
@@ -238,7 +284,7 @@ def metrics_section(inputs: ReportInputs) -> str:
     with_base = compared(inputs)
     base_metrics = inputs.base.get("metrics") if with_base else None
     headline = HEADLINE[run_task(inputs.current).kind]
-    rows = deltas(metrics, base_metrics)
+    rows = with_intervals(deltas(metrics, base_metrics), inputs.intervals)
     validation = _ordered([row for row in rows if row.name in headline], headline)
     per_class = [row for row in rows if row.name.startswith("per_class.")]
     others = [row for row in rows if row.name not in headline and row not in per_class]
@@ -254,6 +300,7 @@ def metrics_section(inputs: ReportInputs) -> str:
         _undefined_line(metrics, headline),
         "Test set (the acceptance stage):",
         delta_table(test, with_base, inputs.base_name) if test else "no verdict yet",
+        NO_TEST_INTERVALS if with_base and test else "",
     ]
     if per_class:
         table_text = delta_table(per_class, with_base, inputs.base_name)
@@ -262,8 +309,15 @@ def metrics_section(inputs: ReportInputs) -> str:
         table_text = delta_table(others, with_base, inputs.base_name)
         blocks.append(details("Other metrics (validation set)", table_text))
     if with_base:
-        blocks.append(f"{BETTER} better, {WORSE} worse, {SAME} unchanged, against the base.")
+        blocks.append(intervals_legend(inputs))
     return section("Metrics", *blocks)
+
+
+NO_TEST_INTERVALS = (
+    "The test set's changes are not marked: the acceptance stage keeps no per-row predictions "
+    "to bootstrap an interval from (the validation set's intervals above show how large a "
+    "change the rows' noise allows)."
+)
 
 
 def _ordered(rows: Sequence[Delta], order: Sequence[str]) -> list[Delta]:
@@ -382,18 +436,38 @@ def _champion_rule(metric: str, check: Document) -> str:
 
 
 def _change(delta: Delta) -> str:
-    return "" if delta.change is None else f"{trend_mark(delta)} {signed(delta.change)}"
+    return "" if delta.change is None else f"{trend_mark(delta)} {signed(delta.change)}".strip()
 
 
 def plots_section(inputs: ReportInputs, images: bool) -> str:
     plots = task_plots(inputs.plots, run_task(inputs.current), inputs.current.get("metrics") or {})
     if not plots:
         return ""
+    over_base = any(plot.over_base for plot in plots)
+    key = (
+        f"Over `{inputs.base_name}`: its curves dashed, its points and bars orange; this run's "
+        "solid or blue. The change of the confusion matrix: this run's rows minus the base's, "
+        f"{BETTER} green where better."
+        if over_base
+        else ""
+    )
     if not images:
         names = ", ".join(plot.title for plot in plots)
-        return section("Plots", f"{names}: in the pull request comment and the run's artifacts.")
+        return section("Plots", f"{names}: {images_location(inputs)}", key)
     blocks = [f"**{plot.title}**\n\n![{plot.title}]({plot.link})" for plot in plots]
-    return section("Plots (validation set)", stale_note(inputs, "metrics"), *blocks)
+    return section("Plots (validation set)", stale_note(inputs, "metrics"), key, *blocks)
+
+
+def images_location(inputs: ReportInputs) -> str:
+    """Where the images are, for the text that carries none (the pull request comment by
+    default, the job summary, the retrain pull request): the CI run's ``report`` artifact,
+    private to those who can read the repository; locally, reports/pr/plots/."""
+    if inputs.images_url is None:
+        return "the images are in `reports/pr/plots/` (and `reports/pr/report.md` shows them)."
+    return (
+        f"the images are in the `report` artifact of [the CI run]({inputs.images_url}) "
+        "(its summary page, Artifacts), with `report.md` showing them; they are not published."
+    )
 
 
 def task_plots(plots: Sequence[Plot], task: RunTask, metrics: Document) -> list[Plot]:
@@ -406,8 +480,8 @@ def task_plots(plots: Sequence[Plot], task: RunTask, metrics: Document) -> list[
         if name in foreign:
             continue
         if task.kind == "binary" and name in POSITIVE_CLASS_PLOTS:
-            plot = Plot(
-                f"{plot.title}: positive class `{metrics.get('positive_class')}`", plot.link
+            plot = replace(
+                plot, title=f"{plot.title}: positive class `{metrics.get('positive_class')}`"
             )
         shown.append(plot)
     return shown
@@ -432,7 +506,12 @@ def slices_section(inputs: ReportInputs) -> str:
     header = ["slice", "rows", *(METRIC_NAMES[metric] for metric in shown)]
     header += [f"{METRIC_NAMES[key]} {inputs.base_name}", "change"] if with_base else []
     title = f"Slices by `{slices.get('column')}` (validation set)"
-    return section(title, stale_note(inputs, "slices"), table(header, rows, "lrrrrrr"))
+    note = (
+        "Changes per slice are not marked: a slice's few rows give no interval."
+        if with_base
+        else ""
+    )
+    return section(title, stale_note(inputs, "slices"), table(header, rows, "lrrrrrr"), note)
 
 
 def training_section(inputs: ReportInputs) -> str:
@@ -668,4 +747,12 @@ def resources_table(resources: Document, base: Document | None, base_name: str) 
     ]
     rows.append(Delta("peak_rss_mib", memory.get("peak_rss_mib"), base_memory.get("peak_rss_mib")))
     rows.append(Delta("model_bytes", resources.get("model_bytes"), (base or {}).get("model_bytes")))
-    return delta_table(rows, base is not None, base_name)
+    if base is None:
+        return delta_table(rows, False, base_name)
+    return "\n\n".join([delta_table(rows, True, base_name), UNMARKED_RESOURCES])
+
+
+UNMARKED_RESOURCES = (
+    "Resource changes are not marked: each is one measurement on whichever machine ran the "
+    "pipeline, without a spread to tell a change from noise."
+)

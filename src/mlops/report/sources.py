@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
 
-from mlops.report.inputs import PLOTS_DIR, STAGE_FILES, Document, Outputs, Plot
-from mlops.stage import StageError
+from mlops.report.inputs import (
+    PLOT_TABLES,
+    PLOTS_DIR,
+    PREDICTIONS_FILE,
+    PROBABILITY_PREFIX,
+    STAGE_FILES,
+    Document,
+    Outputs,
+    Plot,
+)
+from mlops.report.intervals import RowPredictions
+from mlops.report.plots import PlotImage
+from mlops.stage import StageError, atomic_write_bytes
 
 Reader = Callable[[str], str | None]
-# Plots first in this order, then any other PNG the evaluate stage writes, by name.
-PLOT_TITLES = {
-    "predicted_actual.png": "Predicted against actual",
-    "residuals.png": "Residuals against predicted",
-    "confusion_matrix.png": "Confusion matrix",
-    "roc.png": "ROC curves (one class against the rest)",
-    "precision_recall.png": "Precision and recall",
-    "calibration.png": "Calibration",
-    "importance.png": "Permutation importance",
-}
 
 
 def workspace_reader(root: Path) -> Reader:
@@ -61,10 +64,82 @@ def resolve_commit(root: Path, revision: str) -> str | None:
     return None
 
 
-def load_outputs(read: Reader, params_path: str) -> Outputs:
+def load_outputs(read: Reader, params_path: str, where: str = "") -> Outputs:
+    """A revision's params, stage outputs, plot data and per-row predictions; ``where`` names
+    the revision in errors (e.g. " on main")."""
     params = _parse(read(params_path), params_path, yaml.safe_load)
     files = {name: _parse(read(path), path, json.loads) for name, (_, path) in STAGE_FILES.items()}
-    return Outputs(params=params, files=files)
+    tables = {}
+    for name, labels in PLOT_TABLES.items():
+        path = f"reports/evaluate/{name}.csv"
+        table = read_csv_text(read(path), f"{path}{where}", labels)
+        if table is not None:
+            tables[name] = table
+    predictions = parse_predictions(
+        read(PREDICTIONS_FILE), files.get("metrics"), f"{PREDICTIONS_FILE}{where}"
+    )
+    return Outputs(params=params, files=files, tables=tables, predictions=predictions)
+
+
+def read_csv_text(text: str | None, path: str, labels: tuple[str, ...]) -> pd.DataFrame | None:
+    """A CSV the evaluate stage wrote: the ``labels`` columns as text (a class "1" or "NA" stays
+    as written), the others as numbers."""
+    if text is None:
+        return None
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise StageError(f"{path}: cannot be parsed as CSV ({error})") from None
+    for column in table.columns:
+        if column not in labels:
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table
+
+
+def parse_predictions(
+    text: str | None, metrics: Mapping[str, Any] | None, path: str
+) -> RowPredictions | None:
+    """predictions.csv as the bootstrap reads it; None without the file or the metrics."""
+    if metrics is None:
+        return None
+    table = read_csv_text(text, path, ("row", "actual", "predicted"))
+    if table is None:
+        return None
+    missing = [name for name in ("row", "actual", "predicted") if name not in table.columns]
+    if missing:
+        raise StageError(f"{path}: no column {missing}; expected row, actual, predicted")
+    probabilities = [name for name in table.columns if name.startswith(PROBABILITY_PREFIX)]
+    classes = tuple(name.removeprefix(PROBABILITY_PREFIX) for name in probabilities)
+    regression = metrics.get("task") == "regression"
+    actual, predicted = table["actual"].to_numpy(), table["predicted"].to_numpy()
+    if regression:
+        actual, predicted = _numbers(actual, path), _numbers(predicted, path)
+    else:
+        unknown = sorted((set(actual) | set(predicted)) - set(classes))
+        if unknown or not classes:
+            raise StageError(
+                f"{path}: labels {unknown} have no probability column "
+                f"('{PROBABILITY_PREFIX}<class>'); columns {list(table.columns)}"
+            )
+    return RowPredictions(
+        keys=table["row"].to_numpy(dtype=object),
+        actual=actual,
+        predicted=predicted,
+        probabilities=None if regression else table[probabilities].to_numpy(dtype=np.float64),
+        classes=() if regression else classes,
+        positive_class=None
+        if metrics.get("positive_class") is None
+        else str(metrics["positive_class"]),
+        total_rows=int(metrics.get("rows") or len(table)),
+    )
+
+
+def _numbers(values: np.ndarray, path: str) -> np.ndarray:
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(numbers).any():
+        row = int(np.flatnonzero(np.isnan(numbers))[0])
+        raise StageError(f"{path}: row {row + 2} holds {values[row]!r}, not a number")
+    return numbers
 
 
 def _parse(text: str | None, path: str, parse: Callable[[str], Any]) -> Document | None:
@@ -94,24 +169,33 @@ def stale_stages(root: Path) -> tuple[str, ...]:
     return tuple(stage for stage in order if stage in names)
 
 
-def find_plots(root: Path, report_dir: Path) -> tuple[Plot, ...]:
+def evaluate_images(root: Path) -> dict[str, bytes]:
+    """The evaluate stage's PNG images, by file name."""
     directory = root / PLOTS_DIR
-    if not directory.is_dir():
-        return ()
-    files = sorted(directory.glob("*.png"), key=lambda p: (p.name not in PLOT_TITLES, _rank(p)))
+    return {path.name: path.read_bytes() for path in sorted(directory.glob("*.png"))}
+
+
+def write_plot_images(directory: Path, images: list[PlotImage]) -> tuple[Plot, ...]:
+    """The report's images in ``directory`` (next to the report: the report and its images are
+    one folder, uploaded as one artifact), an earlier run's removed; links relative to the
+    report."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.png"):
+        old.unlink()
+    for image in images:
+        atomic_write_bytes(directory / image.name, image.image)
     return tuple(
-        Plot(PLOT_TITLES.get(path.name, path.stem.replace("_", " ")), _link(path, report_dir))
-        for path in files
+        Plot(image.title, f"{directory.name}/{image.name}", image.over_base) for image in images
     )
 
 
-def _rank(path: Path) -> int | str:
-    names = list(PLOT_TITLES)
-    return names.index(path.name) if path.name in PLOT_TITLES else path.name
-
-
-def _link(path: Path, report_dir: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), report_dir.resolve())).as_posix()
+def run_url(environment: Mapping[str, str]) -> str | None:
+    """The CI run's page, whose artifacts hold the report's images (GitHub Actions sets these)."""
+    server, repository = environment.get("GITHUB_SERVER_URL"), environment.get("GITHUB_REPOSITORY")
+    run_id = environment.get("GITHUB_RUN_ID")
+    if not (server and repository and run_id):
+        return None
+    return f"{server}/{repository}/actions/runs/{run_id}"
 
 
 def read_raw_table(path: Path) -> Any:

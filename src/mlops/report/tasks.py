@@ -57,7 +57,13 @@ METRIC_NAMES = {
 TASK_PLOTS = {
     "regression": frozenset({"predicted_actual.png", "residuals.png"}),
     "classification": frozenset(
-        {"confusion_matrix.png", "roc.png", "precision_recall.png", "calibration.png"}
+        {
+            "confusion_matrix.png",
+            "confusion_change.png",
+            "roc.png",
+            "precision_recall.png",
+            "calibration.png",
+        }
     ),
 }
 # Binary classification: these curves are of the positive class.
@@ -108,3 +114,9 @@ def incomparable(current: RunTask, base: RunTask, base_name: str) -> str | None:
             "the models predict different things, so no deltas are shown."
         )
     return None
+
+
+def comparable(current: Outputs, base: Outputs) -> bool:
+    """Whether this run's metrics and plots are shown against the base's: it has metrics, and
+    they measure the same thing (same task, same target)."""
+    return base.has_metrics and incomparable(run_task(current), run_task(base), "") is None
