@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from mlops.serve.app import ClientError, bearer_matches, parse_json
+from mlops.serve.app import bearer_matches, parse_json
+from mlops.serve.errors import ClientError
 
 TOKEN = "a-token-of-some-length"
 DIGEST = hashlib.sha256(TOKEN.encode()).digest()
