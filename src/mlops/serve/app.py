@@ -60,12 +60,23 @@ def json_response(
     return Response(orjson.dumps(payload), status, headers, media_type="application/json")
 
 
-def json_bytes_response(content: bytes, request_id: str) -> Response:
-    """A scoring answer: its JSON and the request id header (appended to the headers Starlette
-    makes, rather than passed as a mapping it would encode anew)."""
-    response = Response(content, media_type="application/json")
-    response.raw_headers.append((b"x-request-id", request_id.encode()))
-    return response
+class ScoringResponse(Response):
+    """A scoring answer: its JSON and the request id header. The headers are the ones
+    ``Response`` makes for JSON bytes, in its order, then the id; made here in one step, they
+    cost a third of ``Response.__init__``, which renders the content and inspects the headers
+    for every kind of response (a unit test holds the two to the same bytes)."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: bytes, request_id: str) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = content
+        self.raw_headers = [
+            (b"content-length", str(len(content)).encode()),
+            (b"content-type", b"application/json"),
+            (b"x-request-id", request_id.encode()),
+        ]
 
 
 def parse_json(body: bytes) -> Any:
@@ -153,7 +164,7 @@ class Service:
         content, request_id = await self.plane.infer(
             self.rest, body, PREDICT_ROUTE, started, received
         )
-        return json_bytes_response(content, request_id)
+        return ScoringResponse(content, request_id)
 
     async def metadata(self, request: Request) -> Response:
         self.require_token(request)
@@ -213,7 +224,7 @@ class Service:
         self.check_model(request)
         body = await self.read_json(request)
         content, request_id = await self.plane.infer(self.v2, body, INFER_ROUTE, started, received)
-        return json_bytes_response(content, request_id)
+        return ScoringResponse(content, request_id)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:

@@ -27,16 +27,18 @@ class FieldWarning(TypedDict):
     message: str
 
 
-@dataclass(slots=True)
 class Records:
     """A row-wise request (REST ``records``): the records as received, not yet checked. The
     prediction log keeps them as sent (their own key order and values)."""
 
-    rows: list[Any]
+    __slots__ = ("rows", "size")  # a plain class: the size is read per request, not computed
 
-    @property
-    def size(self) -> int:
-        return len(self.rows)
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+        self.size = len(rows)
+
+    def __repr__(self) -> str:
+        return f"Records({self.rows!r})"
 
     def records(self) -> list[dict[str, Any]]:
         """The records for the prediction log (once they passed the checks)."""

@@ -106,7 +106,9 @@ class DataPlane:
     ) -> tuple[Answer, str]:
         """Score one request: its wire answer and its request id. ``started`` (a
         ``perf_counter``) and ``received`` (Unix time) are when the request arrived; ``route``
-        labels its records in the metrics."""
+        labels its records in the metrics. The one place a request's scored batch is built: its
+        lines are queued for the prediction log before the answer leaves (a writer that lags
+        holds the answer back, at most ``LOG_BACKPRESSURE_SECONDS``)."""
         batch, inputs, context = checked(codec, body, self.schema, self.max_records)
         prediction = await self.score(batch)
         scorer = self.scorer
@@ -120,7 +122,18 @@ class DataPlane:
             batch.warnings,
         )
         content = codec.encode(result, context)
-        await self.record(route, batch, self.scored(result, inputs.records(), received, started))
+        scored = ScoredBatch(  # what the prediction log keeps: the records as received
+            received,
+            result.request_id,
+            scorer.model_version,
+            inputs.records(),
+            prediction.values if scorer.regression else prediction.labels,
+            maps,  # shared with the answer
+            time.perf_counter() - started,  # the latency up to the encoded answer
+        )
+        if not self.log.submit(scored):
+            await self.wait_for_log(scored)
+        self.metrics.observe_batch(route, batch.size, batch.out_of_range, batch.unknown_categories)
         return content, result.request_id
 
     def score(self, batch: ModelInput) -> Awaitable[Prediction]:
@@ -133,30 +146,9 @@ class DataPlane:
             return self.batcher.predict(batch)
         return asyncio.to_thread(self.scorer.predict, batch.feed)
 
-    def scored(
-        self, result: Result, records: list[dict[str, Any]], received: float, started: float
-    ) -> ScoredBatch:
-        """What the prediction log records of a request: the records as received, a classifier's
-        labels and probability maps (shared with the answer), or a regressor's values; the
-        latency up to now, the answer encoded."""
-        prediction = result.prediction
-        return ScoredBatch(
-            received,
-            result.request_id,
-            result.model_version,
-            records,
-            prediction.values if self.scorer.regression else prediction.labels,
-            result.probability_maps,
-            time.perf_counter() - started,
-        )
-
-    async def record(self, route: str, batch: ModelInput, scored: ScoredBatch) -> None:
-        """Queue the scored records for the prediction log; wait (bounded) if the writer lags."""
-        if not self.log.submit(scored):
-            await self.wait_for_log(scored)
-        self.metrics.observe_batch(route, batch.size, batch.out_of_range, batch.unknown_categories)
-
     async def wait_for_log(self, scored: ScoredBatch) -> None:
+        """Queue the scored records once the log writer has room again: wait at most
+        ``LOG_BACKPRESSURE_SECONDS``, then refuse the request (its records are not answered)."""
         deadline = time.perf_counter() + LOG_BACKPRESSURE_SECONDS
         while not self.log.submit(scored):
             if not self.log.healthy or time.perf_counter() > deadline:

@@ -23,8 +23,8 @@ class RestCodec:
     def decode(self, body: object) -> tuple[Records, None]:
         """The ``{"records": [...]}`` envelope, checked; its records are checked by the data
         plane."""
-        if type(body) is dict and len(body) == 1 and type(body.get("records")) is list:
-            return Records(body["records"]), None  # the commonest body, in a few C-speed steps
+        if type(body) is dict and len(body) == 1 and type(rows := body.get("records")) is list:
+            return Records(rows), None  # the commonest body, in a few C-speed steps
         if not isinstance(body, dict):
             raise InputError(f'expected a JSON object {{"records": [...]}}, got {json_type(body)}')
         if len(body) != 1 or "records" not in body:
