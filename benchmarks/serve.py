@@ -285,14 +285,16 @@ def model_floor(
     model_dir: Path, records: list[dict[str, Any]], threads: int, seconds: float
 ) -> dict[str, Any]:
     """onnxruntime alone, in-process, with the scorer's session options and input arrays."""
+    from mlops.serve.batches import Records
+    from mlops.serve.checks import check
     from mlops.serve.model import load_scorer
-    from mlops.serve.validation import input_schema, validate_records
+    from mlops.serve.schema import input_schema
 
     scorer = load_scorer(model_dir, threads)
     schema = input_schema(scorer.signature)
 
     def feed(batch: list[dict[str, Any]]) -> dict[str, Any]:
-        return validate_records({"records": batch}, schema, len(batch))[0].feed
+        return check(Records(batch), schema).feed
 
     single, many = feed(records[:1]), feed(records)
     single_samples = time_per_call(lambda: scorer.session.run(None, single), seconds)

@@ -78,3 +78,22 @@ USER_FEATURES = (
     number("Temperatur (°C)", low=-20.0, high=40.0),
     string("plan.type [tier]", ["basic", "pro"]),
 )
+
+# One feature of each kind: a nullable number with a training range, a number that may not be
+# null, a nullable category and one that may not be null; and a valid record of it.
+MIXED = signature(
+    number("size", low=1.0, high=10.0),
+    number("count", nullable=False),
+    string("colour", ["blue", "red"]),
+    string("shape", ["round"], nullable=False),
+)
+MIXED_RECORD = {"size": 2.5, "count": 3, "colour": "red", "shape": "round"}
+
+# A valid record of USER_FEATURES (a missing temperature).
+USER_RECORD = {
+    "Distance (km)": 3.5,
+    "1st order?": 1,
+    "Weather/Condition": "rain",
+    "Temperatur (°C)": None,
+    "plan.type [tier]": "pro",
+}

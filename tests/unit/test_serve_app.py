@@ -1,9 +1,13 @@
+import asyncio
 import hashlib
 import math
+from typing import Any
 
 import pytest
+from starlette.responses import Response
 
-from mlops.serve.app import ClientError, bearer_matches, parse_json
+from mlops.serve.app import ScoringResponse, bearer_matches, parse_json
+from mlops.serve.errors import ClientError
 
 TOKEN = "a-token-of-some-length"
 DIGEST = hashlib.sha256(TOKEN.encode()).digest()
@@ -51,3 +55,21 @@ def test_anything_else_that_is_not_json_is_a_400(body: bytes) -> None:
         parse_json(body)
     assert caught.value.status == 400
     assert caught.value.message.startswith("malformed JSON")
+
+
+@pytest.mark.parametrize("content", [b"{}", b'{"predictions": ["\xc3\xa9"]}' * 500])
+def test_a_scoring_answer_sends_what_starlette_would_with_the_request_id(content: bytes) -> None:
+    """The same messages as Starlette's own JSON response with the id header appended."""
+
+    def sent(response: Response) -> list[Any]:
+        messages: list[Any] = []
+
+        async def send(message: Any) -> None:
+            messages.append(message)
+
+        asyncio.run(response({"type": "http"}, None, send))  # type: ignore[arg-type]
+        return messages
+
+    expected = Response(content, media_type="application/json")
+    expected.raw_headers.append((b"x-request-id", b"0123abcd"))
+    assert sent(ScoringResponse(content, "0123abcd")) == sent(expected)

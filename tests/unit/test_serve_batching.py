@@ -3,9 +3,11 @@ from typing import Any
 
 import numpy as np
 
+from mlops.serve.batches import Records
 from mlops.serve.batching import MicroBatcher
+from mlops.serve.checks import check
 from mlops.serve.model import Prediction
-from mlops.serve.validation import input_schema, records_to_columns, validate_columns
+from mlops.serve.schema import input_schema
 from signatures import number, regression_signature, signature, string
 
 SIGNATURE = signature(number("size"), string("colour", ["red"]), classes=("small", "big"))
@@ -32,9 +34,7 @@ class CountingScorer:
 
 
 def batch_of(*sizes: float | None) -> Any:
-    records = [{"size": size, "colour": "red"} for size in sizes]
-    columns, _ = records_to_columns({"records": records}, SCHEMA, 100)
-    return validate_columns(columns, len(records), SCHEMA)
+    return check(Records([{"size": size, "colour": "red"} for size in sizes]), SCHEMA)
 
 
 def test_requests_of_the_same_loop_turn_share_one_call_and_get_their_own_rows() -> None:
@@ -126,8 +126,7 @@ def test_a_regressors_merged_values_go_back_to_their_own_requests() -> None:
 
     def batch(*distances: float) -> Any:
         records = [{"Distance (km)": d, "plan/type": "basic"} for d in distances]
-        columns, _ = records_to_columns({"records": records}, schema, 100)
-        return validate_columns(columns, len(records), schema)
+        return check(Records(records), schema)
 
     async def concurrent() -> list[Prediction]:
         batcher = MicroBatcher(Regressor(), schema)  # type: ignore[arg-type]

@@ -8,16 +8,16 @@ import pytest
 
 from mlops.core.artifacts import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ArtifactError, sha256_of
 from mlops.core.decision import apply_threshold
+from mlops.serve.batches import Records
+from mlops.serve.checks import check
 from mlops.serve.model import load_scorer, round_significant, session_options
-from mlops.serve.validation import input_schema, records_to_columns, validate_columns
+from mlops.serve.schema import input_schema
 from package_fixtures import binary_package, regression_package
 from serve_fixtures import bundled_records, copy_package, signature_of, table_records
 
 
 def feed_of(package: Path, records: list[dict[str, object]]) -> dict[str, np.ndarray]:
-    schema = input_schema(signature_of(package))
-    columns, _ = records_to_columns({"records": records}, schema, len(records))
-    return validate_columns(columns, len(records), schema).feed
+    return check(Records(records), input_schema(signature_of(package))).feed
 
 
 def test_the_packaged_model_loads_and_scores_in_class_order(packaged_model: Path) -> None:

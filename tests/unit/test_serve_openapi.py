@@ -10,8 +10,9 @@ from mlops.serve.app import create_app
 from mlops.serve.model import load_scorer
 from mlops.serve.openapi import openapi_document
 from mlops.serve.predlog import PredictionLogWriter
+from mlops.serve.schema import input_schema
 from mlops.serve.settings import ServeSettings
-from mlops.serve.validation import example_record, input_schema
+from mlops.serve.warmup import example_record
 from package_fixtures import regression_package
 from signatures import binary_signature, number, regression_signature, signature, string
 

@@ -1,9 +1,9 @@
 """Batch scoring (``make score INPUT=... OUTPUT=...``): a whole file through the served model.
 
-Same packaged model, same validation as the HTTP service, one chunk at a time so memory stays flat
-however large the file. Every input row ends up in exactly one place: the output (with its
-prediction, a classifier's class probabilities, and any warnings) or the rejected file (with its
-row number and the reasons), never dropped silently.
+Same packaged model, same checks as the HTTP service (``mlops.serve.checks``), one chunk at a
+time so memory stays flat however large the file. Every input row ends up in exactly one place:
+the output (with its prediction, a classifier's class probabilities, and any warnings) or the
+rejected file (with its row number and the reasons), never dropped silently.
 
 CSV is read with the standard library: an empty cell or a usual missing marker (``NA``, ``null``,
 ``NaN`` ...) is a missing value, a number column's text is parsed as a number. Parquet needs
@@ -25,14 +25,11 @@ import orjson
 
 from mlops.core.artifacts import ArtifactError
 from mlops.core.errors import StageError, run
+from mlops.serve.batches import Records
+from mlops.serve.checks import check
+from mlops.serve.errors import InputError
 from mlops.serve.model import Scorer, load_scorer
-from mlops.serve.validation import (
-    FieldSpec,
-    InputError,
-    InputSchema,
-    input_schema,
-    validate_columns,
-)
+from mlops.serve.schema import FieldSpec, InputSchema, input_schema
 
 DEFAULT_CHUNK_ROWS = 10_000
 # The strings pandas reads as missing by default, so a file scores as the pipeline would read it.
@@ -205,8 +202,7 @@ def score_chunk(chunk: Chunk, scorer: Scorer, schema: InputSchema) -> ScoredChun
     )
     if not kept:
         return result
-    columns = {name: [records[index][name] for index in kept] for name in schema.order}
-    batch = validate_columns(columns, len(kept), schema)
+    batch = check(Records([records[index] for index in kept]), schema)
     prediction = scorer.predict(batch.feed)
     for position, index in enumerate(kept):
         row = dict(chunk.rows[index])
@@ -227,9 +223,8 @@ def score_chunk(chunk: Chunk, scorer: Scorer, schema: InputSchema) -> ScoredChun
 def _invalid_rows(
     records: list[dict[str, Any]], schema: InputSchema
 ) -> dict[int, list[dict[str, Any]]]:
-    columns = {name: [record[name] for record in records] for name in schema.order}
     try:
-        validate_columns(columns, len(records), schema)
+        check(Records(records), schema)
     except InputError as error:
         reasons: dict[int, list[dict[str, Any]]] = {}
         for issue in error.issues:

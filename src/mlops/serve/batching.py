@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
+from mlops.serve.batches import ModelInput, model_feed
 from mlops.serve.model import Prediction, Scorer
-from mlops.serve.validation import InputSchema, ModelInput, model_feed
+from mlops.serve.schema import InputSchema
 
 MAX_MERGED_ROWS = 256  # a merged call blocks the event loop; keep it well under a millisecond
 

@@ -1,7 +1,9 @@
 """The OpenAPI 3.1 document of the scorer, written from the served model's signature.
 
 Built by hand rather than from handler annotations: the request schema depends on the model
-(one property per feature, its type, its categories), which only the signature knows.
+(one property per feature, its type, its categories), which only the signature knows. It is one
+module of over 400 lines because it is one document, mostly literal data (a schema per body the
+scorer reads or writes, an operation per route); split, a reader would have to assemble it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.core.artifacts import PREDICTION_OUTPUT, Signature, output_names
-from mlops.serve.validation import NUMBER_V2_DATATYPE, STRING_V2_DATATYPE, FieldSpec, InputSchema
+from mlops.serve.codecs.v2 import NUMBER_V2_DATATYPE, STRING_V2_DATATYPE
+from mlops.serve.schema import FieldSpec, InputSchema
 
 JSON = "application/json"
 PROMETHEUS_TEXT = "text/plain"
@@ -239,7 +242,7 @@ def _v2_schemas(schema: InputSchema, signature: Signature) -> dict[str, Schema]:
 
 
 def _parameter_properties(signature: Signature) -> dict[str, Schema]:
-    """The V2 model metadata's ``parameters`` (``responses.model_parameters``)."""
+    """The V2 model metadata's ``parameters`` (``codecs.v2.model_parameters``)."""
     properties: dict[str, Schema] = {
         "task": {"type": "string", "enum": [signature["task"]]},
         "target": {"type": "string"},

@@ -1,0 +1,111 @@
+"""The typed batches of a request's life in the data plane, whatever its protocol:
+
+decoded (``Records`` or ``Columns``: what a codec makes of the wire request, unchecked) →
+checked (``ModelInput``: the model-ready values and the warnings, ``mlops.serve.checks``) →
+scored (``Result``: what a codec encodes into the wire response).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import chain
+from typing import Any, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+from mlops.serve.model import Prediction
+from mlops.serve.schema import InputSchema
+
+ColumnValues = list[Any] | npt.NDArray[np.float64]  # a long, valid number column is an array
+
+
+class FieldWarning(TypedDict):
+    field: str
+    message: str
+
+
+class Records:
+    """A row-wise request (REST ``records``): the records as received, not yet checked. The
+    prediction log keeps them as sent (their own key order and values)."""
+
+    __slots__ = ("rows", "size")  # a plain class: the size is read per request, not computed
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+        self.size = len(rows)
+
+    def __repr__(self) -> str:
+        return f"Records({self.rows!r})"
+
+    def records(self) -> list[dict[str, Any]]:
+        """The records for the prediction log (once they passed the checks)."""
+        return self.rows
+
+
+@dataclass(slots=True)
+class Columns:
+    """A column-wise request (V2 tensors): one list of values per feature, in the schema's
+    order, as received and not yet checked."""
+
+    values: dict[str, list[Any]]
+    size: int
+
+    def records(self) -> list[dict[str, Any]]:
+        """One record per row, the features in the schema's order, for the prediction log."""
+        names, columns = list(self.values), self.values.values()
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+Inputs = Records | Columns  # what every codec decodes a request into
+
+
+@dataclass
+class ModelInput:
+    """The checked batch: the model-ready values of each feature, plus per-record warnings.
+
+    Values are kept as Python lists (a missing number is NaN, a missing category
+    ``MISSING_CATEGORY``) so that small requests can be merged before any array is built; a long
+    number column that passed the vectorised checks is already a float64 array.
+    """
+
+    columns: dict[str, ColumnValues]
+    size: int
+    schema: InputSchema
+    warnings: dict[int, list[FieldWarning]] = field(default_factory=dict)
+    out_of_range: dict[str, int] = field(default_factory=dict)  # feature -> flagged values
+    unknown_categories: dict[str, int] = field(default_factory=dict)
+
+    @cached_property
+    def feed(self) -> dict[str, npt.NDArray[Any]]:
+        return model_feed(self.schema, [self.columns])
+
+
+def model_feed(
+    schema: InputSchema, parts: Sequence[Mapping[str, ColumnValues]]
+) -> dict[str, npt.NDArray[Any]]:
+    """The model's inputs, one ``[n, 1]`` array per feature keyed by its ONNX input name, from one
+    or more checked batches (whose columns are keyed by the feature's name)."""
+    feed = {}
+    for spec in schema.fields:
+        columns = [part[spec.name] for part in parts]
+        values = columns[0] if len(columns) == 1 else list(chain.from_iterable(columns))
+        dtype = np.float32 if spec.is_number else object
+        feed[spec.input_name] = np.asarray(values, dtype=dtype).reshape(-1, 1)
+    return feed
+
+
+@dataclass(slots=True)
+class Result:
+    """What the data plane scored for one request, for its codec to encode: the model's answer,
+    a classifier's per-record ``{class: p}`` maps (made once, shared with the prediction log;
+    None for a regressor) and the warnings the checks gave each record."""
+
+    request_id: str
+    model_name: str
+    model_version: str
+    prediction: Prediction
+    probability_maps: list[dict[str, float]] | None
+    warnings: dict[int, list[FieldWarning]]

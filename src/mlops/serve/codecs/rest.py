@@ -1,0 +1,106 @@
+"""The REST codec: ``POST /predict`` with ``{"records": [{feature: value, ...}, ...]}``.
+
+A classifier answers a label and the probability of every class per record; a regressor one
+number per record (``prediction``); a record the checks warned about carries its ``warnings``.
+Input errors are ``{"error", "details", "issue_count"}`` naming each record and field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from mlops.core.artifacts import PREDICTION_OUTPUT
+from mlops.serve.batches import FieldWarning, Records, Result
+from mlops.serve.errors import InputError, json_type
+from mlops.serve.model import Scorer
+
+
+class RestCodec:
+    batch_name = "'records'"
+
+    def decode(self, body: object) -> tuple[Records, None]:
+        """The ``{"records": [...]}`` envelope, checked; its records are checked by the data
+        plane."""
+        if type(body) is dict and len(body) == 1 and type(rows := body.get("records")) is list:
+            return Records(rows), None  # the commonest body, in a few C-speed steps
+        if not isinstance(body, dict):
+            raise InputError(f'expected a JSON object {{"records": [...]}}, got {json_type(body)}')
+        if len(body) != 1 or "records" not in body:
+            unknown_keys = sorted(set(body) - {"records"})
+            if unknown_keys:
+                raise InputError(f"unknown key(s) {unknown_keys}; the body holds only 'records'")
+            raise InputError("'records' is missing; expected a list of records")
+        records = body["records"]
+        if not isinstance(records, list):
+            raise InputError(f"'records' must be a list of objects, got {json_type(records)}")
+        return Records(records), None
+
+    def encode(self, result: Result, context: None) -> bytes:
+        maps = result.probability_maps
+        if maps is None:
+            values = result.prediction.values
+            answer = regression_predict_body(
+                result.request_id, result.model_version, values, result.warnings
+            )
+        else:
+            labels = result.prediction.labels
+            answer = predict_body(
+                result.request_id, result.model_version, labels, maps, result.warnings
+            )
+        return orjson.dumps(answer)
+
+    def error_body(self, error: InputError) -> tuple[int, dict[str, Any]]:
+        return error.status, error.payload()
+
+
+def predict_body(
+    request_id: str,
+    model_version: str,
+    labels: list[str],
+    probability_maps: list[dict[str, float]],
+    warnings: dict[int, list[FieldWarning]],
+) -> dict[str, Any]:
+    """``/predict`` of a classifier: one prediction per record, in order; ``warnings`` only where
+    there are some."""
+    predictions: list[dict[str, Any]] = [
+        {"label": label, "probabilities": probabilities}
+        for label, probabilities in zip(labels, probability_maps, strict=True)
+    ]
+    return _predict_body(request_id, model_version, predictions, warnings)
+
+
+def regression_predict_body(
+    request_id: str,
+    model_version: str,
+    values: list[float],
+    warnings: dict[int, list[FieldWarning]],
+) -> dict[str, Any]:
+    """``/predict`` of a regressor: ``{"prediction": <number>}`` per record, in order."""
+    predictions: list[dict[str, Any]] = [{PREDICTION_OUTPUT: value} for value in values]
+    return _predict_body(request_id, model_version, predictions, warnings)
+
+
+def _predict_body(
+    request_id: str,
+    model_version: str,
+    predictions: list[dict[str, Any]],
+    warnings: dict[int, list[FieldWarning]],
+) -> dict[str, Any]:
+    for index, record_warnings in warnings.items():
+        predictions[index]["warnings"] = record_warnings
+    return {"request_id": request_id, "model_version": model_version, "predictions": predictions}
+
+
+def metadata_body(scorer: Scorer) -> dict[str, Any]:
+    """``/metadata``: the model's name and version, its task, lineage, metrics and signature."""
+    manifest = scorer.manifest
+    return {
+        "model_name": manifest["model_name"],
+        "model_version": manifest["model_version"],
+        "task": scorer.task,
+        "lineage": manifest["lineage"],
+        "metrics": manifest["metrics"],
+        "signature": scorer.signature,
+    }
