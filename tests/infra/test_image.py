@@ -207,9 +207,15 @@ def test_scorer_and_sidecar_run_from_the_image_read_only(
         def metrics() -> str:
             return httpx.get(f"{scorer.url}/metrics", timeout=10).text
 
+        # Each scrape reaches either worker; the one that did not answer the request sees the
+        # other's counts as last published (every second): wait for one scrape holding both.
         scored = f'scorer_records_scored_total{{route="/predict"}} {len(records)}.0'
-        wait_for(lambda: scored in metrics(), 10, "the workers to share their counts")
-        assert 'scorer_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics()
+        answered = 'scorer_requests_total{method="POST",route="/predict",status="200"} 1.0'
+        wait_for(
+            lambda: all(line in (text := metrics()) for line in (scored, answered)) and text,
+            10,
+            "the workers to share their counts",
+        )
 
         healthcheck = container_health(engine, scorer.name)
         assert healthcheck == "healthy"
