@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import PROJECT_ROOT
 from mlops.data.engines.pandas_engine.sources import read_source
 from mlops.data.rules.schema import allowed_categories, load_schema
 from mlops.data.rules.validation import validate_frame
@@ -213,7 +214,7 @@ def test_a_fork_infers_a_schema_its_data_passes_and_a_corrupted_copy_fails(tmp_p
 
 # --- make schema on a fork: only data.source and data.target set ------------------------------
 
-PROJECT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+PROJECT_PARAMS = PROJECT_ROOT / "params.yaml"
 
 
 def customers(rows: int = 80) -> pd.DataFrame:
