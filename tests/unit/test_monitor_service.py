@@ -256,7 +256,7 @@ def test_the_http_interface(client: TestClient) -> None:
     assert drift["alert"] is False
     assert set(drift["features"]) == {"x", "kind"}
     assert {"score", "drifted"} <= set(drift["features"]["x"])
-    assert set(drift["prediction"]) == {"score", "drifted"}
+    assert set(drift["prediction"]) == {"score", "drifted", "threshold", "p_value", "level", "bins"}
     assert client.get("/health/live").status_code == 200
     assert client.get("/health/ready").status_code == 200
 
@@ -465,7 +465,16 @@ def test_a_regressors_http_interface_uses_the_users_names(regression_client: Tes
     client = regression_client
     drift = wait_for_window(client, 150)
     assert set(drift["features"]) == {AREA, TOWN, ODD}
-    assert set(drift["prediction"]) == {"score", "drifted", "mean", "reference_mean"}
+    assert set(drift["prediction"]) == {
+        "score",
+        "drifted",
+        "threshold",
+        "p_value",
+        "level",
+        "bins",
+        "mean",
+        "reference_mean",
+    }
     assert drift["alert"] is False, drift
 
     refused = client.post("/feedback", json={"request_id": "c-0", "label": "250.0"})
