@@ -111,6 +111,7 @@ class FeatureDrift:
     p_values: Mapping[str, float] = field(default_factory=dict)  # per check
     level: float = 0.0  # a check's p-value must be below this (the false-alarm rate / checks)
     bins: tuple[Bin, ...] = ()
+    edges: tuple[float, ...] = ()  # a numeric feature's: where its bins meet
 
     @property
     def drifted(self) -> bool:
@@ -153,6 +154,7 @@ class PredictionDrift:
     p_value: float = 1.0
     level: float = 0.0
     bins: tuple[Bin, ...] = ()
+    edges: tuple[float, ...] = ()  # a regressor's: where the bins of its predictions meet
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -243,6 +245,7 @@ def prediction_drift(
         p_value=measured.distribution_p,
         level=level,
         bins=measured.bins,
+        edges=numeric.edges if numeric is not None else (),
     )
 
 
@@ -288,6 +291,7 @@ def feature_drift(
         p_values=checked,
         level=level,
         bins=measured.bins,
+        edges=feature.edges,
     )
 
 

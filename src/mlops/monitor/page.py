@@ -47,6 +47,7 @@ svg text { font-size: 9px; fill: #555; }
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro F1", "mae": "MAE", "rmse": "RMSE"}
 CHART_WIDTH, BARS_HEIGHT, LINE_HEIGHT, LABEL_ROOM = 320, 110, 64, 14
 MAX_LABEL = 12  # characters of a category shown under its bars (the full name on hover)
+EDGE_LABELS = 4  # numeric bins: at most this many of their edges written under the bars
 
 
 def render_page(reference: Reference, snapshot: Snapshot, min_window_size: int) -> str:
@@ -172,7 +173,7 @@ def _feature_card(feature: FeatureDrift, history: Sequence[Point]) -> str:
         f"<p>PSI {feature.psi:.3f} (floor {feature.threshold:g}), p-value "
         f"{_number(feature.p_value)}; missing {feature.missing_rate:.1%} (training "
         f"{feature.reference_missing_rate:.1%}); {outside} {feature.out_of_range_rate:.1%}</p>\n"
-        f"{_bars_chart(feature.name, feature.bins, feature.drifted)}"
+        f"{_bars_chart(feature.name, feature.bins, feature.drifted, feature.edges)}"
         f"{_line_chart(feature.name, scores, feature.threshold)}</div>\n"
     )
 
@@ -191,8 +192,9 @@ def _row(feature: FeatureDrift) -> str:
 # --- charts ---------------------------------------------------------------------------------------
 
 
-def _bars_chart(name: str, bins: Sequence[Bin], drifted: bool) -> str:
-    """Reference and live shares side by side per bin or category."""
+def _bars_chart(name: str, bins: Sequence[Bin], drifted: bool, edges: Sequence[float] = ()) -> str:
+    """Reference and live shares side by side per bin or category; a category's name under its
+    bars, or a few of the numeric bins' edges under the places they meet."""
     if not bins:
         return ""
     top = max(max(b.reference for b in bins), max(b.live for b in bins), 1e-9)
@@ -211,7 +213,7 @@ def _bars_chart(name: str, bins: Sequence[Bin], drifted: bool) -> str:
                 f'width="{width:.1f}" height="{bar:.1f}" data-share="{share:.4f}">'
                 f"<title>{hover}</title></rect>"
             )
-        if len(bins) <= 12:
+        if not edges and len(bins) <= 12:
             shown = escape(
                 item.label if len(item.label) <= MAX_LABEL else item.label[:MAX_LABEL] + "…"
             )
@@ -219,6 +221,12 @@ def _bars_chart(name: str, bins: Sequence[Bin], drifted: bool) -> str:
                 f'<text x="{x + width:.1f}" y="{BARS_HEIGHT - 3}" text-anchor="middle">'
                 f"{shown}<title>{label}</title></text>"
             )
+    every = max(1, -(-len(edges) // EDGE_LABELS))
+    for position in range(0, len(edges), every):
+        parts.append(
+            f'<text x="{(position + 1) * step:.1f}" y="{BARS_HEIGHT - 3}" '
+            f'text-anchor="middle">{edges[position]:.4g}</text>'
+        )
     return (
         f'<svg class="distribution{" drifted" if drifted else ""}" data-for="{escape(name)}" '
         f'data-bins="{len(bins)}" width="{CHART_WIDTH}" height="{BARS_HEIGHT}" '
