@@ -162,7 +162,7 @@ def test_prediction_drift_is_the_class_mix_against_training(reference: Reference
     assert drifted(report) == set()
     body = report.as_json()["prediction"]
     assert (body["score"], body["drifted"]) == (report.prediction.psi, True)
-    assert body["p_value"] < body["level"] == pytest.approx(0.01 / 10)  # 3 features x 3 + 1
+    assert body["p_value"] < body["level"] == pytest.approx(0.005 / 10)  # 3 features x 3 + 1
     assert [b["bin"] for b in body["bins"]] == list(CLASSES)
     assert body["bins"][0] == {"bin": "a", "reference": 0.5, "live": 1.0}
 
@@ -508,4 +508,4 @@ def test_the_report_carries_both_distributions_for_the_page(reference: Reference
     assert [b.label for b in color.bins] == list(COLORS)
     assert color.as_json()["bins"][0]["reference"] == pytest.approx(COLORS["red"], abs=0.02)
     assert set(x.p_values) == {"psi", "missing_rate", "out_of_range"}
-    assert x.level == pytest.approx(0.01 / 10)
+    assert x.level == pytest.approx(0.005 / 10)

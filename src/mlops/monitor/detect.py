@@ -67,7 +67,7 @@ class Thresholds:
     out_of_range: float  # the smallest share outside the range, or of unseen categories
     min_window_size: int
     feature_psi: Mapping[str, float] = field(default_factory=dict)
-    false_alarm_rate: float = 0.01  # of windows of unchanged traffic, over all checks together
+    false_alarm_rate: float = 0.005  # of windows of unchanged traffic, over all checks together
 
     def psi_for(self, feature: str) -> float:
         return self.feature_psi.get(feature, self.psi)

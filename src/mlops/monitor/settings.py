@@ -50,7 +50,7 @@ class MonitorSettings(BaseSettings):
     window_seconds: float | None = Field(default=None, gt=0)
     min_window_size: int = Field(default=200, ge=1)
     # The share of windows of unchanged traffic allowed to raise an alert (all checks together).
-    false_alarm_rate: float = Field(default=0.01, gt=0, le=0.5)
+    false_alarm_rate: float = Field(default=0.005, gt=0, le=0.5)
     # The floors: the smallest change reported, however significant.
     psi_threshold: float = Field(default=0.02, ge=0)
     # JSON object in the environment, e.g. {"body_mass_g": 0.3}
