@@ -262,37 +262,44 @@ def feature_drift(
         measured = measure_categorical(feature, values)
     else:
         measured = measure_missing(feature, values)
-    floor = thresholds.psi_for(feature.name)
-    missing_floor = thresholds.missing_rate
-    if not feature.raw:
-        missing_floor = max(missing_floor, LEGACY_MISSING_RISE)
-    sizes = {
-        "psi": measured.psi >= floor,
-        "missing_rate": measured.missing_rate - feature.missing_rate >= missing_floor,
-        "out_of_range": measured.outside_rate >= thresholds.out_of_range,
-    }
     p_values = {
         "psi": measured.distribution_p,
         "missing_rate": measured.missing_p,
         "out_of_range": measured.outside_p,
     }
     checked = {name: p_values[name] for name in KIND_CHECKS[feature.kind]}
+    large = large_enough(feature, measured, thresholds)
     return FeatureDrift(
         name=feature.name,
         kind=feature.kind,
         psi=measured.psi,
-        threshold=floor,
+        threshold=thresholds.psi_for(feature.name),
         missing_rate=measured.missing_rate,
         reference_missing_rate=feature.missing_rate,
         out_of_range_rate=measured.outside_rate,
         reasons=tuple(
-            name for name, p in checked.items() if eligible and sizes[name] and p < level
+            name for name, p in checked.items() if eligible and large[name] and p < level
         ),
         p_values=checked,
         level=level,
         bins=measured.bins,
         edges=feature.edges,
     )
+
+
+def large_enough(
+    feature: FeatureReference, measured: Measured, thresholds: Thresholds
+) -> dict[str, bool]:
+    """Per check, whether the change reaches its floor (a package without the raw statistics:
+    a rise of missing values from ``LEGACY_MISSING_RISE`` only)."""
+    missing_floor = thresholds.missing_rate
+    if not feature.raw:
+        missing_floor = max(missing_floor, LEGACY_MISSING_RISE)
+    return {
+        "psi": measured.psi >= thresholds.psi_for(feature.name),
+        "missing_rate": measured.missing_rate - feature.missing_rate >= missing_floor,
+        "out_of_range": measured.outside_rate >= thresholds.out_of_range,
+    }
 
 
 def measure_numeric(feature: FeatureReference, values: Sequence[Any]) -> Measured:
