@@ -530,7 +530,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"benchmarks/drift.py{' --quick (not for quoting)' if result['quick'] else ''}, "
         f"measured on {result['date']}, commit {result['commit']}, in {result['seconds']:.0f} s. "
         "Seeded windows of live records, each judged by the sidecar's own `assess` with its "
-        f"default settings: a false-alarm rate of {settings['false_alarm_rate']:.0%} of unchanged "
+        f"default settings: a false-alarm rate of {settings['false_alarm_rate']:.1%} of unchanged "
         f"windows over all checks together, and the floors (PSI {settings['psi_floor']:g}, "
         f"missing values +{settings['missing_rate_floor'] * 100:g} points, "
         f"{settings['out_of_range_floor']:.0%} outside the range or unseen). Sources: "
@@ -647,6 +647,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     )
     only = QUICK_CONDITIONS if quick else None
     started = time.perf_counter()
+    commit, date = git_commit(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sources = [synthetic_source(), data_source()]
     assess_ms = timing(sources[0], thresholds, SIZES)  # first: the fewest objects alive
     rows = []
@@ -654,8 +655,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         rows += measure(source, thresholds, SIZES, windows, none_windows, only)
     result: dict[str, Any] = {
         "quick": quick,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": git_commit(),
+        "date": date,
+        "commit": commit,
         "settings": {
             "false_alarm_rate": thresholds.false_alarm_rate,
             "psi_floor": thresholds.psi,
@@ -681,10 +682,18 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def git_commit() -> str:
+    """The commit measured, marked when the code differs from it."""
     found = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
-    return found.stdout.strip() or "unknown"
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", "src", "benchmarks"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    commit = found.stdout.strip() or "unknown"
+    return f"{commit} with uncommitted changes" if changed.stdout.strip() else commit
 
 
 def main(argv: Sequence[str] | None = None) -> int:
