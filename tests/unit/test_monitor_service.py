@@ -1,5 +1,6 @@
 import html
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -512,3 +513,9 @@ def test_a_regressors_http_interface_uses_the_users_names(regression_client: Tes
     assert html.escape(ODD) in page and ODD not in page  # escaped, never raw HTML
     assert f"<td>{html.escape(AREA)}</td>" in page and "Predictions: PSI" in page
     assert "Predicted class mix" not in page and "RMSE" in page
+    # the predicted numbers on their bins, labelled by a few edges (not ten labels on each other)
+    predictions = re.search(r'<svg class="distribution[^"]*" data-for="predictions".*?</svg>', page)
+    assert predictions is not None
+    assert predictions.group(0).count('class="bar-live"') == 10
+    assert 1 <= predictions.group(0).count("<text") <= 4
+    assert re.search(r'data-feature="' + re.escape(html.escape(ODD)) + '"', page)

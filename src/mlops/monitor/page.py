@@ -125,9 +125,8 @@ def _predictions(
     with their score over time."""
     flag = _flag(prediction.drifted, "drifted", "stable")
     scores = [(p.time, p.prediction_score, p.prediction_flagged) for p in history]
-    charts = _bars_chart("predictions", prediction.bins, prediction.drifted) + _line_chart(
-        "predictions", scores, prediction.threshold
-    )
+    bars = _bars_chart("predictions", prediction.bins, prediction.drifted, prediction.edges)
+    charts = bars + _line_chart("predictions", scores, prediction.threshold)
     card = f'<div class="card{" drifted" if prediction.drifted else ""}">{charts}</div>'
     if prediction.numeric:
         return (
