@@ -562,7 +562,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def _targets_table(result: dict[str, Any]) -> str:
     lines = [
-        f"| target, at {max(SIZES):,} records | synthetic | data | goal | |",
+        f"| target (detection: at {max(SIZES):,} records) | synthetic | data | goal | |",
         "|---|---:|---:|---:|---|",
     ]
     for name, verdict in result["targets"].items():

@@ -49,7 +49,7 @@ def test_the_quick_benchmark_measures_every_stage_and_the_scorer(tmp_path: Path)
         "missing 10 %",
     }
     assert {row["size"] for row in drift["results"]} == {200, 1000}
-    assert "## Drift detection" in text and "| target, at 1,000 records |" in text
+    assert "## Drift detection" in text and "| target (detection: at 1,000 records) |" in text
     assert float(drift["assess_ms"]["1000"]) > 0
     if serve:
         assert measured["scorer"]["errors"] == 0
