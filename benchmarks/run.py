@@ -11,12 +11,14 @@ Parts, each in a throw-away copy of the project (never in this workspace):
    and a regression pipeline on 1 M synthetic rows (the same rows predicting ``body_mass_g``);
 3. the scorer on the model the first part packaged: benchmarks/serve.py (wrk against the scorer,
    against a constant-JSON endpoint on the same server stack, and onnxruntime in-process);
-4. the pull request report's intervals on a 100 k-row split: benchmarks/report.py.
+4. the pull request report's intervals on a 100 k-row split: benchmarks/report.py;
+5. the sidecar's drift detection: benchmarks/drift.py (detection and false-alarm rates in seeded
+   windows of synthetic and bundled records, per condition).
 
 The machine's load average is recorded before and after each part: the machine may be shared, and
 the numbers mean most next to it. ``--quick`` runs part 1 on 2,000 synthetic rows with a cut-down
-search (2 candidates, 2 folds), part 2's regression only, on 2,000 rows, and the scorer benchmark
-in its quick mode.
+search (2 candidates, 2 folds), part 2's regression only, on 2,000 rows, and the scorer and drift
+benchmarks in their quick modes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import drift  # a sibling script, not a package
 import report as report_benchmark  # a sibling script
 from pipeline import (  # a sibling script, not a package
     PROJECT_ROOT,
@@ -160,6 +163,21 @@ def scorer(model_dir: Path, scratch: Path, quick: bool) -> dict[str, Any]:
     return report
 
 
+def drift_detection(scratch: Path, quick: bool) -> dict[str, Any]:
+    """Part 4: benchmarks/drift.py; its report, or why it could not run."""
+    output = scratch / "drift.json"
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "drift.py")]
+    command += ["--output", str(output), *(["--quick"] if quick else [])]
+    before = load()
+    result = subprocess.run(command, cwd=PROJECT_ROOT, text=True, capture_output=True)
+    print(result.stdout, end="", flush=True)
+    if not output.is_file():
+        return {"skipped": (result.stderr.strip() or "no report").splitlines()[-1]}
+    report: dict[str, Any] = json.loads(output.read_text())
+    report["load"] = {"before": before, "after": load()}
+    return report
+
+
 # --- the verdicts and the report -----------------------------------------------------------------
 
 
@@ -219,7 +237,10 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     if results.get("report"):
         sections += ["## The pull request report's intervals", _report(results["report"])]
-    sections += ["## The scorer", _scorer(results["scorer"]), _reproduce()]
+    sections += ["## The scorer", _scorer(results["scorer"])]
+    if results.get("drift"):
+        sections.append(_drift(results["drift"]))
+    sections.append(_reproduce())
     return "\n\n".join(sections) + "\n"
 
 
@@ -229,6 +250,8 @@ def _machine(results: dict[str, Any]) -> str:
     loads += [(f"{r['rows']:,} rows", r["load"]) for r in results.get("sizes", [])]
     if "load" in results["scorer"]:
         loads.append(("scorer", results["scorer"]["load"]))
+    if "load" in results.get("drift", {}):
+        loads.append(("drift detection", results["drift"]["load"]))
     spans = "; ".join(f"{name} {load['before'][0]} → {load['after'][0]}" for name, load in loads)
     return (
         f"Machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB, "
@@ -385,6 +408,12 @@ def _scorer(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _drift(report: dict[str, Any]) -> str:
+    if "skipped" in report:
+        return f"## Drift detection\n\nNot measured: {report['skipped']}."
+    return drift.markdown(report)
+
+
 def _reproduce() -> str:
     return "\n".join(
         [
@@ -396,6 +425,7 @@ def _reproduce() -> str:
             "python benchmarks/pipeline.py --bundled --rows 1000000 --output /tmp/pipeline.json",
             "python benchmarks/serve.py --output /tmp/serve.json   # the scorer, after make repro",
             "python benchmarks/report.py   # the report's intervals on a 100 k-row split",
+            "python benchmarks/drift.py --output /tmp/drift.json   # the drift check's detection",
             "make data-synth ROWS=1000000 OUT=data/synthetic.parquet   # then point data.source",
             "```",
         ]
@@ -454,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["scorer"] = {"skipped": "--no-serve"}
         else:
             results["scorer"] = scorer(model_dir, scratch, arguments.quick)
+        results["drift"] = drift_detection(scratch, arguments.quick)
     results["targets"] = verdicts(results)
     results["seconds"] = round(time.perf_counter() - started, 1)
     for path, text in (
@@ -463,7 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     print(f"bench: {results['seconds']:.0f} s; wrote {arguments.output} and {arguments.json}")
-    return 0 if results["scorer"].get("exit_code", 0) == 0 else 1
+    targets = results["drift"].get("targets", {})
+    missed = [name for name, goal in targets.items() if not goal["met"]]
+    if missed:
+        print(f"bench: drift detection targets missed: {missed}")
+    failed = bool(missed) and not arguments.quick  # a quick run's few windows are not the test
+    return 0 if results["scorer"].get("exit_code", 0) == 0 and not failed else 1
 
 
 if __name__ == "__main__":

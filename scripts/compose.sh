@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run deploy/compose.yaml (scorer + sidecar + Prometheus) with docker compose or podman-compose.
+# Run deploy/compose.yaml (scorer + sidecar + Prometheus + Grafana) with docker compose or
+# podman-compose. Without a registry to pull Grafana's image from, the rest starts without it.
 #
 #   scripts/compose.sh up      build the image if missing, start the project, wait until it is ready
 #   scripts/compose.sh down    stop and remove the containers (the volumes stay; add -v to drop them)
@@ -13,7 +14,8 @@ source "$project/scripts/container-env.sh"
 PODMAN_COMPOSE_VERSION=1.6.0
 IMAGE=${IMAGE:-mlops:latest}
 PROMETHEUS_IMAGE=${PROMETHEUS_IMAGE:-docker.io/prom/prometheus:v2.53.0}
-export IMAGE PROMETHEUS_IMAGE
+GRAFANA_IMAGE=${GRAFANA_IMAGE:-docker.io/grafana/grafana-oss:11.6.0}
+export IMAGE PROMETHEUS_IMAGE GRAFANA_IMAGE
 READY_URLS=(http://127.0.0.1:8080/health/ready http://127.0.0.1:8090/health/ready
     http://127.0.0.1:9090/-/ready)
 
@@ -36,8 +38,19 @@ compose_command() {
     echo "$tool"
 }
 
+# The services to start: all of them, or all but grafana when its image cannot be had.
+SERVICES=()
+
 ensure_images() {
     "$CONTAINER_ENGINE" image inspect "$IMAGE" >/dev/null 2>&1 || "$project/scripts/image.sh"
+    if ! "$CONTAINER_ENGINE" image inspect "$GRAFANA_IMAGE" >/dev/null 2>&1 &&
+        ! timeout 300 "$CONTAINER_ENGINE" pull "$GRAFANA_IMAGE" >/dev/null 2>&1; then
+        echo "$GRAFANA_IMAGE cannot be pulled: starting without Grafana (import" \
+            "deploy/grafana/dashboards/mlops.json into a Grafana of your own)" >&2
+        SERVICES=(scorer sidecar prometheus)
+    else
+        READY_URLS+=(http://127.0.0.1:3000/api/health)
+    fi
     "$CONTAINER_ENGINE" image inspect "$PROMETHEUS_IMAGE" >/dev/null 2>&1 && return
     timeout 300 "$CONTAINER_ENGINE" pull "$PROMETHEUS_IMAGE" >/dev/null 2>&1 && return
     echo "$PROMETHEUS_IMAGE cannot be pulled: building an offline stand-in" >&2
@@ -56,8 +69,10 @@ wait_until_ready() {
             sleep 1
         done
     done
+    local grafana="grafana http://127.0.0.1:3000"
+    ((${#SERVICES[@]} == 0)) || grafana="no grafana"
     echo "ready: scorer http://127.0.0.1:8080, sidecar http://127.0.0.1:8090," \
-        "prometheus http://127.0.0.1:9090" >&2
+        "prometheus http://127.0.0.1:9090, $grafana" >&2
 }
 
 read -r -a compose <<<"$(compose_command)"
@@ -65,7 +80,7 @@ compose+=(--file "$project/deploy/compose.yaml")
 case "${1:-}" in
     up)
         ensure_images
-        "${compose[@]}" up -d "${@:2}"
+        "${compose[@]}" up -d "${@:2}" "${SERVICES[@]}"
         wait_until_ready
         ;;
     "")

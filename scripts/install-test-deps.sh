@@ -4,6 +4,7 @@
 #   podman, buildah, runc       the image build-and-run test
 #   debootstrap                 the offline base image when no registry can be reached
 #   wrk                         `make bench`
+#   chromium                    the sidecar's page, rendered and checked in a headless browser
 # Idempotent and quick when everything is there. Without root (or without apt) it only says what is
 # missing; the tests that need a missing tool are then skipped, naming it.
 set -euo pipefail
@@ -16,6 +17,7 @@ declare -A PACKAGE_OF=(
     [runc]=runc
     [debootstrap]=debootstrap
     [wrk]=wrk
+    [chromium]=chromium
 )
 
 missing_packages() {

@@ -27,6 +27,7 @@ from mlops.model.features import (
 from mlops.model.metrics import predict, prediction_metrics
 from mlops.model.threshold import Decision
 from mlops.model.train import choose_positive_class
+from mlops.profile import profile_table
 from mlops.task import task_of
 
 TARGET = "species"
@@ -165,6 +166,7 @@ def package_inputs(
         "test": directory / "test.parquet",
         "verdict": directory / "verdict.json",
         "metrics": directory / "metrics.json",
+        "raw-profile": directory / "profile.json",
         "out": directory / "package",
         "reports": directory / "reports",
     }
@@ -175,6 +177,8 @@ def package_inputs(
     paths["verdict"].write_text(json.dumps(accepted_verdict()))
     metrics = evaluation_metrics(model, test, threshold)
     paths["metrics"].write_text(json.dumps(metrics))
+    raw = profile_table(pd.concat([train, test], ignore_index=True))  # as validate profiles it
+    paths["raw-profile"].write_text(json.dumps(raw, default=str))
     return paths
 
 

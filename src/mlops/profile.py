@@ -6,6 +6,7 @@ pipeline reported. The JSON shape (see ``profile_table``) is a contract with the
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,18 @@ def profile_table(frame: pd.DataFrame) -> dict[str, Any]:
     return {
         "rows": len(frame),
         "columns": {str(name): profile_column(frame[name]) for name in frame.columns},
+    }
+
+
+def raw_statistics(raw_profile: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+    """The raw table's statistics of ``columns`` (the validate stage's profile: before cleaning),
+    for the reference profile. Live traffic is raw too: its missing values are not imputed, nor
+    its outliers clipped, so the sidecar compares them with the raw data's, not with the cleaned
+    training set's (missing rates of 0 %, an imputed value's spike, a clipped range)."""
+    found = raw_profile.get("columns", {})
+    return {
+        "rows": raw_profile.get("rows", 0),
+        "columns": {name: found[name] for name in columns if name in found},
     }
 
 

@@ -50,6 +50,17 @@ def test_the_quick_benchmark_measures_every_stage_and_the_scorer(tmp_path: Path)
     text = report.read_text()
     assert "| train |" in text and "## The scorer" in text and "load average" in text
     assert "## The pull request report's intervals" in text
+    drift = measured["drift"]
+    assert drift["quick"] is True and set(drift["sources"]) == {"synthetic", "data"}
+    assert {row["condition"] for row in drift["results"]} == {
+        "none",
+        "shift +0.25 sd",
+        "category +20 points",
+        "missing 10 %",
+    }
+    assert {row["size"] for row in drift["results"]} == {200, 1000}
+    assert "## Drift detection" in text and "| target (detection: at 1,000 records) |" in text
+    assert float(drift["assess_ms"]["1000"]) > 0
     if serve:
         assert measured["scorer"]["errors"] == 0
         names = [result["name"] for result in measured["scorer"]["scorer"]]

@@ -2,11 +2,13 @@
 
 Prometheus (Debian's package) runs with deploy/prometheus/prometheus.yml, its targets pointed at
 the free ports the two processes got and its intervals shortened, and with the real rules.yml.
+Every query of the Grafana dashboard (deploy/grafana/dashboards/mlops.json) runs in it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -25,6 +27,20 @@ from conftest import PROJECT_ROOT
 from serve_fixtures import Scorer, bundled_records, free_port, running_scorer, signature_of
 
 PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
+DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "mlops.json"
+# Grafana's variables, as the dashboard shows them by default.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$feature": ".*"}
+# Panels that must show data once records were scored and read.
+PANELS_WITH_DATA = (
+    "Drift score (PSI) per feature",
+    "Flagged features",
+    "P-value of each feature's checks",
+    "Missing values per feature",
+    "Records in the window",
+    "Requests per second by status",
+    "Latency p50 / p99",
+    "Records scored per second",
+)
 STARTUP_SECONDS = 90
 SCRAPE_SECONDS = 60
 BATCHES = 6
@@ -230,3 +246,58 @@ def is_exported(name: str, exported: set[str]) -> bool:
     """A sample name, or a counter's/histogram's/info's family name, in the exposition."""
     suffixes = ("_total", "_bucket", "_info")
     return name in exported or any(name.removesuffix(suffix) in exported for suffix in suffixes)
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL with Grafana's variables filled in) of every dashboard query."""
+    board = json.loads(DASHBOARD.read_text())
+    found = []
+    for top in board["panels"]:
+        for panel in (top, *top.get("panels", [])):
+            for target in panel.get("targets", []):
+                expression = target["expr"]
+                for variable, value in GRAFANA_VARIABLES.items():
+                    expression = expression.replace(variable, value)
+                found.append((panel["title"], expression))
+    return found
+
+
+def test_every_metric_the_dashboard_uses_is_exported(scorer: Scorer, sidecar_url: str) -> None:
+    exported = exported_names(httpx.get(f"{scorer.url}/metrics", timeout=10).text)
+    exported |= exported_names(httpx.get(f"{sidecar_url}/metrics", timeout=10).text)
+    used = {
+        name
+        for _, expression in dashboard_queries()
+        for name in re.findall(r"\b((?:scorer|monitor)_[a-z0-9_]+)", expression)
+    }
+    # a classifier's sidecar exports no regressor's metrics (and the reverse), nor performance
+    # metrics before the first label
+    task_specific = {
+        "monitor_prediction_mean",
+        "monitor_reference_prediction_mean",
+        "monitor_rolling_mae",
+        "monitor_reference_mae",
+        "monitor_rolling_rmse",
+        "monitor_reference_rmse",
+        "monitor_rolling_accuracy_ratio",
+        "monitor_rolling_macro_f1_ratio",
+        "monitor_read_lag_seconds",
+    }
+    missing = {name for name in used - task_specific if not is_exported(name, exported)}
+    assert not missing, f"the dashboard queries metrics nobody exports: {sorted(missing)}"
+
+
+def test_every_dashboard_query_runs_and_the_main_panels_show_data(
+    prometheus: str, scored: int
+) -> None:
+    wait_for(
+        value_reaching(prometheus, "monitor_window_records", scored),
+        SCRAPE_SECONDS,
+        "the sidecar's window to hold every scored record",
+    )
+    time.sleep(3)  # a few more scrapes: rates need two samples
+    empty = set()
+    for title, expression in dashboard_queries():
+        if not query(prometheus, expression):  # query() asserts Prometheus accepted it
+            empty.add(title)
+    assert not empty & set(PANELS_WITH_DATA), sorted(empty & set(PANELS_WITH_DATA))

@@ -10,10 +10,12 @@ A packaged model directory holds:
   ``[None]``) and ``probabilities`` (float32, ``[None, n_classes]``, columns in
   ``signature.classes`` order); a regressor has ``prediction`` (float32, ``[None, 1]``).
 - ``signature.json``: see ``Signature``.
-- ``reference_profile.json``: ``mlops.profile.profile_table`` of the training features (the drift
-  reference) and what live predictions are compared with, the model's own predictions on the test
-  split: for a classifier ``"classes": {class: share}`` (after its decision threshold), for a
-  regressor ``"prediction"``: the ``profile_column`` of its numbers.
+- ``reference_profile.json``: ``mlops.profile.profile_table`` of the training features; under
+  ``"raw"`` the raw data's statistics of the features (the validate stage's profile, before
+  cleaning: what the sidecar compares live traffic with; absent in older packages); and what live
+  predictions are compared with, the model's own predictions on the ``"predicted_rows"`` rows of
+  the test split: for a classifier ``"classes": {class: share}`` (after its decision threshold),
+  for a regressor ``"prediction"``: the ``profile_column`` of its numbers.
 - ``model_card.md``: for people.
 - ``resources.json``: latency and peak memory measured at packaging, and the Kubernetes requests
   and limits derived from them.

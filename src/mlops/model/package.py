@@ -49,7 +49,7 @@ from mlops.model.summaries import (
     Verdict,
 )
 from mlops.params import PackageParams, load_section, project_model_name
-from mlops.profile import profile_column, profile_table
+from mlops.profile import profile_column, profile_table, raw_statistics
 from mlops.progress import ANNOUNCE_ROWS, step
 from mlops.stage import StageError, parser, read_json, run, write_json
 from mlops.tables import read_table
@@ -96,15 +96,25 @@ def decision_threshold(
 
 
 def reference_profile(
-    model: TrainedModel, train: pd.DataFrame, held_out: pd.DataFrame, threshold: float | None
+    model: TrainedModel,
+    train: pd.DataFrame,
+    held_out: pd.DataFrame,
+    threshold: float | None,
+    raw_profile: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The training features' profile (as the validate stage computes it), and what the live
     predictions are compared with: the model's predictions on ``held_out`` rows (the test split),
     as the scorer makes them — a classifier's class shares after its decision threshold, or the
     profile of a regressor's numbers. Predictions on the training rows would not do: a model
     fits those better than any it has not seen (a forest repeats their labels), so a weak or
-    thresholded model would seem to drift on traffic like its own data."""
+    thresholded model would seem to drift on traffic like its own data. Beside, the raw data's
+    statistics of the features (``raw_profile``, the validate stage's), which the sidecar
+    compares live traffic with (``mlops.profile.raw_statistics``)."""
     profile = profile_table(train[list(model.spec.features)])
+    profile |= {
+        "raw": raw_statistics(raw_profile, model.spec.features),
+        "predicted_rows": len(held_out),
+    }
     predictions = pd.Series(predict(model, held_out, threshold), name="prediction")
     if model.task == "regression":
         profile["prediction"] = profile_column(predictions.astype(np.float64))
@@ -206,11 +216,12 @@ def package_contents(
     test: pd.DataFrame,
     model_name: str,
     threshold: float | None,
+    raw_profile: Mapping[str, Any],
 ) -> Contents:
     """Signature, reference profile and the versioned ONNX model (``converted`` gets its
     metadata)."""
     signature = build_signature(model, train, model_name, threshold)
-    profile = reference_profile(model, train, test, threshold)
+    profile = reference_profile(model, train, test, threshold, raw_profile)
     version = model_version(serialized(converted), json_bytes(signature), json_bytes(profile))
     onnx_model = with_metadata(converted, onnx_metadata(signature, version))
     return Contents(signature, profile, onnx_model, version)
@@ -259,6 +270,7 @@ def build_package(
     params: PackageParams,
     threshold: float | None,
     lineage: artifacts.Lineage,
+    raw_profile: Mapping[str, Any],
     measure: ResourceMeter = profile_resources,
     on_parity: ParityListener | None = None,
 ) -> Package:
@@ -267,7 +279,8 @@ def build_package(
 
     ``evaluation`` is evaluate's metrics.json, ``verdict`` the passed acceptance verdict,
     ``threshold`` the binary decision threshold for the signature (None: the model's own labels),
-    ``lineage`` where the model comes from; ``on_parity`` hears the parity report before anything
+    ``lineage`` where the model comes from, ``raw_profile`` the validate stage's profile of the
+    raw table (the drift reference of live, raw traffic); ``on_parity`` hears the parity report before anything
     else can fail. Nothing is read or written here: the same arguments give the same files, but
     for the measured resources and what quotes them (``resources.json`` and the model card).
     """
@@ -281,7 +294,7 @@ def build_package(
         on_parity(parity)
     if not parity["passed"]:
         raise ParityError(parity)
-    contents = package_contents(model, converted, train, test, name, threshold)
+    contents = package_contents(model, converted, train, test, name, threshold, raw_profile)
     resources = measure(contents.model, onnx_export.onnx_feed(test, model.spec))
     manifest: PackageManifest = {
         "model_name": name,
@@ -305,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = parser(__doc__.splitlines()[0])
     for option in ("--model", "--train", "--test", "--verdict", "--metrics", "--out", "--reports"):
         arguments.add_argument(option, type=Path, required=True)
+    arguments.add_argument("--raw-profile", type=Path, required=True)  # the validate stage's
     options = arguments.parse_args(argv)
     params = load_section(options.params, "package", PackageParams)
     name = project_model_name(options.params)
@@ -325,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         params=params,
         threshold=threshold,
         lineage=lineage,
+        raw_profile=read_json(options.raw_profile),
         on_parity=lambda report: write_json(options.reports / "parity.json", report),
     )
     write_json(options.reports / "resources.json", package.resources)

@@ -85,7 +85,10 @@ def _drift_gauges(snapshot: Snapshot, classes: list[str]) -> Iterator[Metric]:
     )
     per_feature: dict[str, tuple[str, Callable[[FeatureDrift], float]]] = {
         "monitor_feature_psi": ("PSI of the feature against training.", lambda f: f.psi),
-        "monitor_feature_psi_threshold": ("PSI above which it drifts.", lambda f: f.threshold),
+        "monitor_feature_psi_threshold": (
+            "The smallest PSI reported as drift (the floor).",
+            lambda f: f.threshold,
+        ),
         "monitor_feature_missing_ratio": ("Share of missing values.", lambda f: f.missing_rate),
         "monitor_feature_out_of_range_ratio": (
             "Share of values outside the training range or category set.",
@@ -98,6 +101,20 @@ def _drift_gauges(snapshot: Snapshot, classes: list[str]) -> Iterator[Metric]:
         for feature in drift.features:
             family.add_metric([feature.name], value(feature))
         yield family
+    p_values = GaugeMetricFamily(
+        "monitor_feature_p_value",
+        "P-value of a check of the feature (psi, missing_rate, out_of_range) if nothing changed.",
+        labels=["feature", "check"],
+    )
+    for feature in drift.features:
+        for check, p_value in feature.p_values.items():
+            p_values.add_metric([feature.name, check], p_value)
+    yield p_values
+    yield GaugeMetricFamily(
+        "monitor_check_level",
+        "A check fails when its p-value is below this: the false-alarm rate over the checks.",
+        value=drift.prediction.level,
+    )
     yield from _prediction_gauges(drift.prediction, classes)
     yield GaugeMetricFamily("monitor_drift_alert", "1 if anything drifted.", value=drift.alert)
 
@@ -125,6 +142,11 @@ def _prediction_gauges(prediction: PredictionDrift, classes: list[str]) -> Itera
     for name, (documentation, mean) in means.items():
         if mean is not None:  # a regressor's only
             yield GaugeMetricFamily(name, documentation, value=mean)
+    yield GaugeMetricFamily(
+        "monitor_prediction_p_value",
+        "P-value of the predictions' distribution if nothing changed.",
+        value=prediction.p_value,
+    )
     yield GaugeMetricFamily(
         "monitor_prediction_drifted", "1 if the predictions drifted.", value=prediction.drifted
     )

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from mlops.core import artifacts
 from mlops.core.artifacts import Task
+from mlops.core.drift import OTHER_CATEGORY
 from mlops.core.errors import StageError
 
 FeatureKind = Literal["numeric", "categorical", "other"]
@@ -23,11 +24,22 @@ PERFORMANCE_METRICS: dict[Task, dict[str, tuple[str, ...]]] = {
 }
 # A regressor's reference profile holds the profile of its predictions on the test split here.
 PREDICTION = "prediction"
+# The raw table's statistics of the features (the validate stage's profile, before cleaning), and
+# the number of rows the model predicted for the prediction reference (packages since the raw
+# statistics; older ones have neither).
+RAW = "raw"
+PREDICTED_ROWS = "predicted_rows"
+# The profile's column kind that goes with each signature type.
+PROFILE_KIND = {"number": "numeric", "string": "categorical"}
 
 
 @dataclass(frozen=True)
 class FeatureReference:
-    """Training statistics of a feature; the ``other`` kind (no bins, no shares): missing rate."""
+    """Training statistics of a feature; the ``other`` kind (no bins, no shares): missing rate.
+
+    The sizes are what the significance tests need: a reference of 240 rows knows a share only to
+    a few points, one of 100,000 rows to a fraction of a point.
+    """
 
     name: str
     kind: FeatureKind
@@ -39,6 +51,17 @@ class FeatureReference:
     mean: float | None = None
     category_shares: Mapping[str, float] = field(default_factory=dict)
     categories: frozenset[str] = frozenset()  # every category seen in training
+    rows: int = 0  # rows of the reference, present or missing
+    present: int = 0  # values present in the reference: the sample its bins and shares come from
+    singletons: int = 0  # categories seen once in the reference (an unseen category is likelier)
+    raw: bool = (
+        False  # statistics of the raw data (before cleaning), not of the cleaned training set
+    )
+
+    @property
+    def missing(self) -> int:
+        """Missing values in the reference."""
+        return max(0, self.rows - self.present)
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,7 @@ class Reference:
     task: Task = "classification"
     # A regressor's predictions on the test split, as a numeric feature (the same drift rule).
     prediction: FeatureReference | None = None
+    predicted_rows: int = 0  # rows of the test split the prediction reference comes from
 
     @property
     def feature_names(self) -> list[str]:
@@ -90,15 +114,38 @@ def build_reference(
             f"{directory / artifacts.SIGNATURE_FILE}: task {task!r} is neither "
             "'classification' nor 'regression'"
         )
+    rows = _count(profile.get("rows"))
     return Reference(
         model_name=manifest["model_name"],
         model_version=manifest["model_version"],
-        features=tuple(_feature(f, columns[f["name"]]) for f in signature["features"]),
+        features=tuple(
+            _feature(f, columns[f["name"]], rows, _raw_column(profile, f))
+            for f in signature["features"]
+        ),
         class_shares=_class_shares(profile, where) if task == "classification" else {},
         validation=validation_metrics(manifest.get("metrics", {}), task),
         task=task,
         prediction=_prediction(profile, where) if task == "regression" else None,
+        predicted_rows=_count(profile.get(PREDICTED_ROWS)) or rows,
     )
+
+
+def _raw_column(profile: Mapping[str, Any], feature: artifacts.Feature) -> Mapping[str, Any] | None:
+    """The raw data's statistics of ``feature`` with its rows, if the package has them and they
+    are of the feature's kind (a number column read as text in the raw table is not)."""
+    raw = profile.get(RAW)
+    if not isinstance(raw, Mapping):
+        return None
+    column = raw.get("columns", {}).get(feature["name"])
+    if not isinstance(column, Mapping) or column.get("kind") != PROFILE_KIND.get(feature["type"]):
+        return None
+    if not (column.get("bins") or column.get("shares")):
+        return None
+    return {**column, "rows": _count(raw.get("rows"))}
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _class_shares(profile: Mapping[str, Any], where: Path) -> dict[str, float]:
@@ -121,29 +168,71 @@ def _prediction(profile: Mapping[str, Any], where: Path) -> FeatureReference:
     return _numeric(PREDICTION, column)
 
 
-def _feature(feature: artifacts.Feature, column: Mapping[str, Any]) -> FeatureReference:
-    missing_rate = float(column.get("missing_rate", 0.0))
-    bins = column.get("bins")
-    if feature["type"] == "number" and bins:
-        return _numeric(feature["name"], column, feature.get("min"), feature.get("max"))
+def _feature(
+    feature: artifacts.Feature,
+    column: Mapping[str, Any],
+    rows: int,
+    raw: Mapping[str, Any] | None = None,
+) -> FeatureReference:
+    """A feature's reference: the raw data's statistics when the package has them (live traffic is
+    raw too: its gaps are not filled, its outliers not clipped), else the training set's."""
+    if raw is not None:
+        return _column_reference(feature, raw, _count(raw.get("rows")), is_raw=True)
+    return _column_reference(feature, column, rows, is_raw=False)
+
+
+def _column_reference(
+    feature: artifacts.Feature, column: Mapping[str, Any], rows: int, is_raw: bool
+) -> FeatureReference:
+    name, missing_rate = feature["name"], float(column.get("missing_rate", 0.0))
+    present = _count(column.get("count"))
+    rows = max(rows, present)
+    if feature["type"] == "number" and column.get("bins"):
+        # the range of the raw values, not of the clipped training values (the signature's)
+        low, high = (None, None) if is_raw else (feature.get("min"), feature.get("max"))
+        return _numeric(name, column, low, high, rows=rows, present=present, raw=is_raw)
     shares = column.get("shares")
     if feature["type"] == "string" and shares:
-        seen = feature.get("categories") or list(shares)
+        seen = set(feature.get("categories") or []) | set(shares)
         return FeatureReference(
-            name=feature["name"],
+            name=name,
             kind="categorical",
             missing_rate=missing_rate,
             category_shares={str(k): float(v) for k, v in shares.items()},
             categories=frozenset(str(category) for category in seen),
+            rows=rows,
+            present=present,
+            singletons=_singletons(column, shares, present),
+            raw=is_raw,
         )
-    return FeatureReference(name=feature["name"], kind="other", missing_rate=missing_rate)
+    return FeatureReference(
+        name=name, kind="other", missing_rate=missing_rate, rows=rows, present=present, raw=is_raw
+    )
+
+
+def _singletons(column: Mapping[str, Any], shares: Mapping[str, float], present: int) -> int:
+    """Categories seen once: those whose share is one value's, and at most every value pooled
+    under ``OTHER_CATEGORY`` (the rarest categories, which the profile does not list)."""
+    listed = [k for k in shares if k != OTHER_CATEGORY]
+    once = sum(1 for k in listed if round(float(shares[k]) * present) == 1)
+    pooled = round(float(shares.get(OTHER_CATEGORY, 0.0)) * present)
+    unlisted = max(0, _count(column.get("distinct")) - len(listed))
+    return once + min(pooled, unlisted)
 
 
 def _numeric(
-    name: str, column: Mapping[str, Any], low: float | None = None, high: float | None = None
+    name: str,
+    column: Mapping[str, Any],
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    rows: int = 0,
+    present: int = 0,
+    raw: bool = False,
 ) -> FeatureReference:
     """A numeric column's reference; its range from the signature if given, else the profile's."""
     bins = column["bins"]
+    present = present or _count(column.get("count"))
     return FeatureReference(
         name=name,
         kind="numeric",
@@ -153,6 +242,9 @@ def _numeric(
         low=_first_number(low, column.get("min")),
         high=_first_number(high, column.get("max")),
         mean=_first_number(column.get("mean")),
+        rows=max(rows, present),
+        present=present,
+        raw=raw,
     )
 
 

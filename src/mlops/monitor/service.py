@@ -22,6 +22,7 @@ from mlops.monitor.feedback import (
     parse_feedback_line,
 )
 from mlops.monitor.follow import LogFollower
+from mlops.monitor.history import AlertEpisode, DriftHistory, Point
 from mlops.monitor.reference import Reference, check_feature_names, load_reference
 from mlops.monitor.retrain import GitHubDispatcher, RetrainTrigger, retrain_payload
 from mlops.monitor.settings import MonitorSettings, env_name
@@ -49,6 +50,21 @@ class Snapshot:
     read_lag_seconds: float | None  # wall clock minus the time of the newest record, when read
     unread_bytes: int
     last_poll: float | None
+    history: tuple[Point, ...] = ()  # the drift check over time, oldest first
+    alerts: tuple[AlertEpisode, ...] = ()  # newest first
+
+
+def drift_thresholds(settings: MonitorSettings) -> Thresholds:
+    """The drift check's floors and false-alarm rate from the settings."""
+    return Thresholds(
+        psi=settings.psi_threshold,
+        prediction_psi=settings.prediction_psi_threshold,
+        missing_rate=settings.missing_rate_threshold,
+        out_of_range=settings.out_of_range_threshold,
+        min_window_size=settings.min_window_size,
+        feature_psi=settings.feature_psi_thresholds,
+        false_alarm_rate=settings.false_alarm_rate,
+    )
 
 
 class Monitor:
@@ -62,14 +78,7 @@ class Monitor:
     ) -> None:
         self.settings = settings
         self.reference = reference
-        self.thresholds = Thresholds(
-            psi=settings.psi_threshold,
-            prediction_psi=settings.prediction_psi_threshold,
-            missing_rate=settings.missing_rate_threshold,
-            out_of_range=settings.out_of_range_threshold,
-            min_window_size=settings.min_window_size,
-            feature_psi=settings.feature_psi_thresholds,
-        )
+        self.thresholds = drift_thresholds(settings)
         self.performance_rules = PerformanceRules(
             tolerance=settings.performance_tolerance,
             rmse_tolerance=settings.rmse_tolerance,
@@ -95,7 +104,8 @@ class Monitor:
         self._changed = True
         self._read_lag: float | None = None
         self._saved = b""
-        self._snapshot = self._publish(*self._assess(), None)
+        self._history = DriftHistory(settings.history_interval_seconds)
+        self._snapshot = self._publish(*self._assess()[:2], None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -176,7 +186,9 @@ class Monitor:
             self._counts.logs[PREDICTIONS].add(predictions, len(records))
             self._counts.logs[FEEDBACK].add(feedback_read, len(feedback))
             self._count_feedback(*join_feedback(feedback, self._memory, self._labelled))
-        drift, performance = self._assess()
+        drift, performance, changed = self._assess()
+        if changed:
+            self._history.record(drift, now)
         self._publish(drift, performance, now)  # before the signal: a slow API delays no report
         if self._signal_retrain(drift, performance, now):
             self._publish(drift, performance, now)
@@ -198,17 +210,18 @@ class Monitor:
         self._counts.feedback["unmatched"] += unmatched
         self._changed = self._changed or bool(matched)
 
-    def _assess(self) -> tuple[DriftReport, PerformanceReport]:
-        """Drift and performance of the current windows, recomputed only when they changed."""
+    def _assess(self) -> tuple[DriftReport, PerformanceReport, bool]:
+        """Drift and performance of the current windows, recomputed only when they changed (the
+        third value says whether they did)."""
         with self._lock:
             changed, self._changed = self._changed, False
             records = list(self._window) if changed else []
             pairs = self._labelled.pairs() if changed else []
         if not changed:
-            return self._snapshot.drift, self._snapshot.performance
+            return self._snapshot.drift, self._snapshot.performance, False
         drift = assess(records, self.reference, self.thresholds)
         performance = assess_performance(pairs, self.reference, self.performance_rules)
-        return drift, performance
+        return drift, performance, True
 
     def _publish(
         self, drift: DriftReport, performance: PerformanceReport, now: float | None
@@ -222,6 +235,8 @@ class Monitor:
             read_lag_seconds=self._read_lag,
             unread_bytes=self._followers[PREDICTIONS].unread_bytes(),
             last_poll=now,
+            history=self._history.points(),
+            alerts=self._history.episodes(),
         )
         return self._snapshot
 

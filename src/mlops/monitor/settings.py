@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
-    PositiveFloat,
+    NonNegativeFloat,
     SecretStr,
     ValidationError,
     field_validator,
@@ -49,14 +49,20 @@ class MonitorSettings(BaseSettings):
     window_size: int = Field(default=1000, ge=1, le=1_000_000)
     window_seconds: float | None = Field(default=None, gt=0)
     min_window_size: int = Field(default=200, ge=1)
-    psi_threshold: float = Field(default=0.2, gt=0)
+    # The share of windows of unchanged traffic allowed to raise an alert (all checks together).
+    false_alarm_rate: float = Field(default=0.005, gt=0, le=0.5)
+    # The floors: the smallest change reported, however significant.
+    psi_threshold: float = Field(default=0.02, ge=0)
     # JSON object in the environment, e.g. {"body_mass_g": 0.3}
-    feature_psi_thresholds: Annotated[dict[str, PositiveFloat], NoDecode] = Field(
+    feature_psi_thresholds: Annotated[dict[str, NonNegativeFloat], NoDecode] = Field(
         default_factory=dict
     )
-    prediction_psi_threshold: float = Field(default=0.2, gt=0)
-    missing_rate_threshold: float = Field(default=0.1, gt=0, le=1)
-    out_of_range_threshold: float = Field(default=0.05, gt=0, le=1)
+    prediction_psi_threshold: float = Field(default=0.02, ge=0)
+    missing_rate_threshold: float = Field(default=0.02, ge=0, le=1)
+    out_of_range_threshold: float = Field(default=0.01, ge=0, le=1)
+
+    # A point of the page's drift history at most this often (and whenever the verdict changes).
+    history_interval_seconds: float = Field(default=60.0, ge=0, le=3600)
 
     performance_window: int = Field(default=500, ge=1, le=1_000_000)
     min_feedback: int = Field(default=50, ge=1)

@@ -174,6 +174,15 @@ def test_reference_profile_is_the_validate_profile_of_the_training_features(
 
     assert profile["columns"] == expected["columns"]
     assert profile["rows"] == len(train)
+    # beside them, the raw data's statistics of the features (the validate stage's profile):
+    # live traffic is compared with those, its gaps unfilled and its outliers unclipped
+    raw = read_json(packaged["raw-profile"])
+    assert profile["raw"] == {
+        "rows": raw["rows"],
+        "columns": {name: raw["columns"][name] for name in model.spec.features},
+    }
+    assert model.target not in profile["raw"]["columns"]
+    assert profile["predicted_rows"] == len(test)
     # the live predictions are compared with the model's own predictions on unseen rows
     assert profile["classes"]["Adelie"] == pytest.approx(np.mean(predicted == "Adelie"))
     assert sum(profile["classes"].values()) == pytest.approx(1.0)
@@ -643,6 +652,7 @@ def built(
         params=package.PackageParams(),
         threshold=0.3,
         lineage=LINEAGE,
+        raw_profile=json.loads(json.dumps(profile_table(pd.concat([train, test])), default=str)),
         measure=measured,
         on_parity=on_parity,
     )

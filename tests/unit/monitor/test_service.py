@@ -1,5 +1,6 @@
 import html
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -256,7 +257,7 @@ def test_the_http_interface(client: TestClient) -> None:
     assert drift["alert"] is False
     assert set(drift["features"]) == {"x", "kind"}
     assert {"score", "drifted"} <= set(drift["features"]["x"])
-    assert set(drift["prediction"]) == {"score", "drifted"}
+    assert set(drift["prediction"]) == {"score", "drifted", "threshold", "p_value", "level", "bins"}
     assert client.get("/health/live").status_code == 200
     assert client.get("/health/ready").status_code == 200
 
@@ -465,7 +466,16 @@ def test_a_regressors_http_interface_uses_the_users_names(regression_client: Tes
     client = regression_client
     drift = wait_for_window(client, 150)
     assert set(drift["features"]) == {AREA, TOWN, ODD}
-    assert set(drift["prediction"]) == {"score", "drifted", "mean", "reference_mean"}
+    assert set(drift["prediction"]) == {
+        "score",
+        "drifted",
+        "threshold",
+        "p_value",
+        "level",
+        "bins",
+        "mean",
+        "reference_mean",
+    }
     assert drift["alert"] is False, drift
 
     refused = client.post("/feedback", json={"request_id": "c-0", "label": "250.0"})
@@ -503,3 +513,9 @@ def test_a_regressors_http_interface_uses_the_users_names(regression_client: Tes
     assert html.escape(ODD) in page and ODD not in page  # escaped, never raw HTML
     assert f"<td>{html.escape(AREA)}</td>" in page and "Predictions: PSI" in page
     assert "Predicted class mix" not in page and "RMSE" in page
+    # the predicted numbers on their bins, labelled by a few edges (not ten labels on each other)
+    predictions = re.search(r'<svg class="distribution[^"]*" data-for="predictions".*?</svg>', page)
+    assert predictions is not None
+    assert predictions.group(0).count('class="bar-live"') == 10
+    assert 1 <= predictions.group(0).count("<text") <= 4
+    assert re.search(r'data-feature="' + re.escape(html.escape(ODD)) + '"', page)

@@ -48,9 +48,14 @@ def test_shared_names_and_json_thresholds_are_read(monkeypatch: pytest.MonkeyPat
     [
         ({"MONITOR_PORT": "70000"}, "MONITOR_PORT: Input should be less than or equal to 65535"),
         ({"MONITOR_HOST": "local host"}, "MONITOR_HOST: expected an IP address or a host name"),
-        ({"MONITOR_PSI_THRESHOLD": "-1"}, "MONITOR_PSI_THRESHOLD: Input should be greater than 0"),
+        (
+            {"MONITOR_PSI_THRESHOLD": "-1"},
+            "MONITOR_PSI_THRESHOLD: Input should be greater than or equal to 0",
+        ),
+        ({"MONITOR_FALSE_ALARM_RATE": "0"}, "MONITOR_FALSE_ALARM_RATE: Input should be greater"),
+        ({"MONITOR_FALSE_ALARM_RATE": "0.9"}, "MONITOR_FALSE_ALARM_RATE: Input should be less"),
         ({"MONITOR_FEATURE_PSI_THRESHOLDS": "body_mass_g=0.3"}, "expected a JSON object"),
-        ({"MONITOR_FEATURE_PSI_THRESHOLDS": '{"x": 0}'}, "MONITOR_FEATURE_PSI_THRESHOLDS"),
+        ({"MONITOR_FEATURE_PSI_THRESHOLDS": '{"x": -0.1}'}, "MONITOR_FEATURE_PSI_THRESHOLDS"),
         ({"MONITOR_MIN_WINDOW_SIZE": "5000"}, "no alert could ever fire"),
         ({"MONITOR_RETRAIN_COOLDOWN_SECONDS": "1"}, "MONITOR_RETRAIN_COOLDOWN_SECONDS"),
         ({"MONITOR_GITHUB_TOKEN": "secret-value"}, "MONITOR_GITHUB_REPOSITORY is not"),
