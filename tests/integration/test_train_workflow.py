@@ -271,7 +271,7 @@ def test_the_first_report_has_no_base_metrics_but_everything_else(
     assert "which has no metrics yet: this is the first run" in report
     assert "| `evaluate.permutation_repeats` | `5` | `3` |" in report
     assert "no version of penguins is registered yet" in report
-    # (no slices section: evaluate.slice_column is null by default; tests/unit/report/test_report.py)
+    # no slices section: evaluate.slice_column is null by default (tests/unit/report/)
     for section in ("### Acceptance test", "### Data", "### Serving"):
         assert section in report, section
     assert "✅ ONNX parity on" in report and "✅ Validation against the schema passed" in report
