@@ -281,8 +281,9 @@ def build_package(
     ``threshold`` the binary decision threshold for the signature (None: the model's own labels),
     ``lineage`` where the model comes from, ``raw_profile`` the validate stage's profile of the
     raw table (the drift reference of live, raw traffic); ``on_parity`` hears the parity report
-    before anything else can fail. Nothing is read or written here: the same arguments give the same files, but
-    for the measured resources and what quotes them (``resources.json`` and the model card).
+    before anything else can fail. Nothing is read or written here: the same arguments give the
+    same files, but for the measured resources and what quotes them (``resources.json`` and the
+    model card).
     """
     with step("package: ONNX conversion", None, announce=len(train) >= ANNOUNCE_ROWS):
         converted = export_onnx(model, params)
