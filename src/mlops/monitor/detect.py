@@ -19,6 +19,10 @@ every feature and the predictions together raise a false alarm in at most that s
 of unchanged traffic, whatever the window size) and its size is at least its floor (a change too
 small to matter is not reported, however sure). Nothing is flagged until the window holds
 ``min_window_size`` records.
+
+One module (about 500 lines) on purpose: the checks share the one false-alarm budget and its
+Bonferroni split, and a reader checking the guarantee reads every test that spends it in one place;
+the statistics themselves live in ``mlops.core.significance``.
 """
 
 from __future__ import annotations
