@@ -10,6 +10,8 @@ artifact and comments the text with CML (the images published only when the repo
 
 ``sources`` loads (files, git, DVC), ``compare`` computes (deltas, diffs, distribution shift),
 ``intervals`` bootstraps the changes, ``plots`` and ``overlays`` draw this run over the base,
-``tasks`` knows what each task shows and whether two runs compare, ``sections`` renders; only
-``sources`` and ``__main__`` touch the file system.
+``tasks`` knows what each task shows and whether two runs compare, ``sections`` renders (the
+header and the order; the sections in ``metrics_section``, ``model_sections``, ``data_section``
+and ``serving_section``, what they share in ``shared``); only ``sources`` and ``__main__`` touch
+the file system.
 """
