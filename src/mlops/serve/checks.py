@@ -25,6 +25,7 @@ from mlops.serve.schema import FLOAT32_MAX, NUMBER_TYPES, STRING_TYPE, FieldSpec
 
 VECTOR_MIN_VALUES = 32  # shorter number columns are checked in plain Python: numpy costs more
 NOT_NULLABLE = "is null, but the model was trained without missing values here"
+NOT_A_FEATURE = "not a feature of the model (SCORER_EXTRA_FIELDS=ignore would score the record)"
 
 
 def check(inputs: Inputs, schema: InputSchema) -> ModelInput:
@@ -135,7 +136,7 @@ def _key_issues(index: int, record: dict[str, Any], schema: InputSchema) -> list
     for name in record:
         if name not in schema.names:
             field = name if len(name) <= MAX_SHOWN_NAME else shown(name, MAX_SHOWN_NAME)
-            issues.append({"index": index, "field": field, "message": "not a feature of the model"})
+            issues.append({"index": index, "field": field, "message": NOT_A_FEATURE})
     return issues
 
 

@@ -21,6 +21,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 UnknownCategoryPolicy = Literal["score", "reject"]
 OutOfRangePolicy = Literal["flag", "reject", "ignore"]
+ExtraFieldsPolicy = Literal["reject", "ignore"]  # fields of a /predict record beside the features
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,127 @@
+"""Tensors as bytes, as the Open Inference Protocol's binary tensor data extension writes them
+over REST (the bytes after the JSON header, ``Inference-Header-Content-Length``) and as its gRPC
+``raw_input_contents`` / ``raw_output_contents`` hold them: little-endian, row-major, no padding;
+a ``BYTES`` element is a 4-byte unsigned length and that many bytes.
+
+Bytes have no null: a missing number is NaN (what a numpy array of a table with gaps holds), and
+is handed to the checks as a missing value, so the signature decides whether it may be missing.
+Strings are UTF-8. Every error names the input and, for a bad element, its position.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlops.serve.errors import InputError
+
+# The numeric datatypes a feature's tensor may have, as numpy reads their bytes.
+NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "INT8": np.dtype("i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "UINT8": np.dtype("u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+}
+LENGTH = struct.Struct("<I")  # the prefix of each BYTES element
+BYTES_DATATYPE = "BYTES"
+
+
+class TensorBytes:
+    """The bytes after a request's JSON header, handed out to the inputs in their order."""
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self.data = memoryview(data)
+        self.offset = 0
+
+    def take(self, name: str, size: int) -> memoryview:
+        end = self.offset + size
+        if end > len(self.data):
+            raise InputError(
+                f"input '{name}' declares {size} byte(s) of binary data, but only "
+                f"{len(self.data) - self.offset} are left after the JSON header"
+            )
+        part, self.offset = self.data[self.offset : end], end
+        return part
+
+    def check_all_used(self) -> None:
+        left = len(self.data) - self.offset
+        if left:
+            raise InputError(
+                f"{left} byte(s) of binary data after the JSON header belong to no input "
+                "(the inputs' binary_data_size add up to less)"
+            )
+
+
+def decode_tensor(name: str, datatype: str, raw: bytes | memoryview, count: int) -> list[Any]:
+    """The ``count`` elements of one tensor's bytes as the checks take them: numbers (NaN as
+    None, a missing value) or strings."""
+    if datatype == BYTES_DATATYPE:
+        return decode_strings(name, raw, count)
+    dtype = NUMPY_DTYPES[datatype]  # the codec checked the datatype
+    if len(raw) != count * dtype.itemsize:
+        raise InputError(
+            f"input '{name}': {len(raw)} byte(s) of {datatype} data, but its shape holds {count} "
+            f"element(s) of {dtype.itemsize} byte(s) ({count * dtype.itemsize})"
+        )
+    array = np.frombuffer(raw, dtype=dtype)
+    values: list[Any] = array.tolist()
+    if dtype.kind == "f":
+        for index in np.flatnonzero(np.isnan(array)).tolist():
+            values[index] = None
+    return values
+
+
+def decode_strings(name: str, raw: bytes | memoryview, count: int) -> list[Any]:
+    """``count`` length-prefixed UTF-8 strings, exactly filling ``raw``."""
+    data = bytes(raw)
+    strings: list[Any] = []
+    offset, end = 0, len(data)
+    unpack = LENGTH.unpack_from
+    for index in range(count):
+        if offset + 4 > end:
+            raise InputError(f"input '{name}': BYTES data ends after {index} of {count} element(s)")
+        (length,) = unpack(data, offset)
+        offset += 4
+        if offset + length > end:
+            raise InputError(
+                f"input '{name}': element {index} declares {length} byte(s), but only "
+                f"{end - offset} are left"
+            )
+        try:
+            strings.append(data[offset : offset + length].decode())
+        except UnicodeDecodeError:
+            raise InputError(f"input '{name}': element {index} is not UTF-8 text") from None
+        offset += length
+    if offset != end:
+        raise InputError(
+            f"input '{name}': {end - offset} byte(s) left after its {count} BYTES element(s)"
+        )
+    return strings
+
+
+def encode_strings(values: Sequence[str], cache: dict[str, bytes]) -> bytes:
+    """Length-prefixed UTF-8 strings. ``cache`` keeps each distinct string's encoding (a
+    classifier's labels are a handful of classes)."""
+    parts = []
+    for value in values:
+        encoded = cache.get(value)
+        if encoded is None:
+            raw = value.encode()
+            encoded = cache[value] = LENGTH.pack(len(raw)) + raw
+        parts.append(encoded)
+    return b"".join(parts)
+
+
+def encode_float32(values: Sequence[float] | Sequence[Sequence[float]]) -> bytes:
+    """Numbers (flat, or rows of a matrix, row-major) as little-endian float32."""
+    return np.asarray(values, dtype="<f4").tobytes()
