@@ -44,6 +44,12 @@ class Scorer:
     url: str
     prediction_log: Path
     output_path: Path
+    grpc_target: str = ""  # host:port of its gRPC server ("" when SCORER_GRPC_PORT=0)
+
+    @property
+    def http_target(self) -> str:
+        """host:port, as tritonclient takes the address (no scheme)."""
+        return self.url.removeprefix("http://")
 
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")
@@ -70,7 +76,7 @@ class Scorer:
 def launch(model_dir: Path, workdir: Path, **settings: str) -> Scorer:
     """Start ``python -m mlops.serve`` without waiting for it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     prediction_log = workdir / "logs" / "predictions.jsonl"
     env = {
         key: value
@@ -83,6 +89,7 @@ def launch(model_dir: Path, workdir: Path, **settings: str) -> Scorer:
             "PREDICTION_LOG": str(prediction_log),
             "SCORER_PORT": str(port),
             "SCORER_HOST": "127.0.0.1",
+            "SCORER_GRPC_PORT": str(grpc_port),
             **settings,
         }
     )
@@ -95,7 +102,8 @@ def launch(model_dir: Path, workdir: Path, **settings: str) -> Scorer:
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    return Scorer(process, f"http://127.0.0.1:{port}", prediction_log, output_path)
+    grpc_target = f"127.0.0.1:{env['SCORER_GRPC_PORT']}" if env["SCORER_GRPC_PORT"] != "0" else ""
+    return Scorer(process, f"http://127.0.0.1:{port}", prediction_log, output_path, grpc_target)
 
 
 def launch_to_refusal(model_dir: Path, workdir: Path, **settings: str) -> tuple[Scorer, int]:

@@ -3,9 +3,12 @@ over REST (the bytes after the JSON header, ``Inference-Header-Content-Length``)
 ``raw_input_contents`` / ``raw_output_contents`` hold them: little-endian, row-major, no padding;
 a ``BYTES`` element is a 4-byte unsigned length and that many bytes.
 
-Bytes have no null: a missing number is NaN (what a numpy array of a table with gaps holds), and
-is handed to the checks as a missing value, so the signature decides whether it may be missing.
-Strings are UTF-8. Every error names the input and, for a bad element, its position.
+Bytes have no null: a missing number is NaN (what a numpy array of a table with gaps holds), a
+missing string is empty or one of pandas' missing markers (``None``, ``nan``, ``NA``, ...: what a
+table's gaps become when its column is turned into bytes, and what the pipeline read as missing
+when it trained). Either is handed to the checks as a missing value, so the signature decides
+whether it may be missing. Strings are UTF-8. Every error names the input and, for a bad
+element, its position.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mlops.serve.errors import InputError
+from mlops.serve.schema import MISSING_MARKERS
 
 # The numeric datatypes a feature's tensor may have, as numpy reads their bytes.
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
@@ -97,16 +101,22 @@ def decode_strings(name: str, raw: bytes | memoryview, count: int) -> list[Any]:
                 f"input '{name}': element {index} declares {length} byte(s), but only "
                 f"{end - offset} are left"
             )
-        try:
-            strings.append(data[offset : offset + length].decode())
-        except UnicodeDecodeError:
-            raise InputError(f"input '{name}': element {index} is not UTF-8 text") from None
+        strings.append(text_value(name, index, data[offset : offset + length]))
         offset += length
     if offset != end:
         raise InputError(
             f"input '{name}': {end - offset} byte(s) left after its {count} BYTES element(s)"
         )
     return strings
+
+
+def text_value(name: str, index: int, element: bytes) -> str | None:
+    """A BYTES element as the checks take it: its UTF-8 text, or None for a missing marker."""
+    try:
+        text = element.decode()
+    except UnicodeDecodeError:
+        raise InputError(f"input '{name}': element {index} is not UTF-8 text") from None
+    return None if text.strip() in MISSING_MARKERS else text
 
 
 def encode_strings(values: Sequence[str], cache: dict[str, bytes]) -> bytes:

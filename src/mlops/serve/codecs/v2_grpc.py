@@ -24,7 +24,12 @@ from mlops.serve.codecs.v2 import (
     feature_of,
     output_tensor,
 )
-from mlops.serve.codecs.v2_binary import decode_tensor, encode_float32, encode_strings
+from mlops.serve.codecs.v2_binary import (
+    decode_tensor,
+    encode_float32,
+    encode_strings,
+    text_value,
+)
 from mlops.serve.errors import InputError
 from mlops.serve.grpc import open_inference_pb2 as pb
 from mlops.serve.schema import InputSchema
@@ -157,14 +162,7 @@ def contents_values(
             f"input '{name}' has shape [{count}, ...] but {len(values)} element(s) in {field}"
         )
     if datatype == STRING_V2_DATATYPE:
-        return [_text(name, index, value) for index, value in enumerate(values)]
+        return [text_value(name, index, value) for index, value in enumerate(values)]
     if datatype.startswith("FP"):
         return [None if value != value else value for value in values]  # NaN != NaN
     return values
-
-
-def _text(name: str, index: int, value: bytes) -> str:
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        raise InputError(f"input '{name}': element {index} is not UTF-8 text") from None
