@@ -216,6 +216,29 @@ def conforms(openapi: dict[str, Any], schema_name: str, body: Any) -> None:
     jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
 
 
+def grpc_infer_request(
+    signature: dict[str, Any], records: list[dict[str, Any]], client_id: str = ""
+) -> Any:
+    """A ``ModelInferRequest`` as tritonclient sends one: every input's data in
+    ``raw_input_contents`` (FP32 little-endian with NaN for a gap; BYTES as 4-byte lengths and
+    UTF-8), one ``[n, 1]`` input per feature under the data's column name."""
+    from mlops.serve.grpc import open_inference_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=signature["model_name"], id=client_id)
+    for feature in signature["features"]:
+        values = [record[feature["name"]] for record in records]
+        if feature["type"] == "number":
+            numbers = [np.nan if value is None else value for value in values]
+            raw, datatype = np.asarray(numbers, "<f4").tobytes(), "FP32"
+        else:
+            texts = [("" if value is None else value).encode() for value in values]
+            raw = b"".join(len(text).to_bytes(4, "little") + text for text in texts)
+            datatype = "BYTES"
+        request.inputs.add(name=feature["name"], datatype=datatype, shape=[len(values), 1])
+        request.raw_input_contents.append(raw)
+    return request
+
+
 def post_json(client: httpx.Client, path: str, body: Any, **headers: str) -> httpx.Response:
     return client.post(path, content=json.dumps(body), headers={**JSON_HEADERS, **headers})
 
