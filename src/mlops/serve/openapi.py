@@ -18,7 +18,7 @@ from mlops.serve.codecs.v2 import (
     NUMERIC_V2_DATATYPES,
     STRING_V2_DATATYPE,
 )
-from mlops.serve.schema import ExtraFieldsPolicy, FieldSpec, InputSchema
+from mlops.serve.schema import FLOAT32_MAX, ExtraFieldsPolicy, FieldSpec, InputSchema
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -73,6 +73,10 @@ def openapi_document(
 def _feature_schema(spec: FieldSpec, schema: InputSchema) -> Schema:
     kind = "number" if spec.is_number else "string"
     result: Schema = {"type": [kind, "null"] if spec.nullable else kind}
+    if spec.is_number:  # what float32 (the model's input) holds, or the range the policy keeps
+        rejects = schema.out_of_range == "reject" and None not in (spec.minimum, spec.maximum)
+        result["minimum"] = spec.minimum if rejects else -FLOAT32_MAX
+        result["maximum"] = spec.maximum if rejects else FLOAT32_MAX
     if spec.is_number and spec.minimum is not None:
         result["description"] = f"training range [{spec.minimum}, {spec.maximum}]"
     if spec.categories is not None:
