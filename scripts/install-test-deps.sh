@@ -3,7 +3,7 @@
 #   prometheus, promtool        the real-Prometheus scrape test and the alert-rule tests
 #   podman, buildah, runc       the image build-and-run test
 #   debootstrap                 the offline base image when no registry can be reached
-#   wrk                         `make bench`
+#   wrk, h2load (nghttp2-client) `make bench` (HTTP; gRPC)
 # Idempotent and quick when everything is there. Without root (or without apt) it only says what is
 # missing; the tests that need a missing tool are then skipped, naming it.
 set -euo pipefail
@@ -16,6 +16,7 @@ declare -A PACKAGE_OF=(
     [runc]=runc
     [debootstrap]=debootstrap
     [wrk]=wrk
+    [h2load]=nghttp2-client
 )
 
 missing_packages() {

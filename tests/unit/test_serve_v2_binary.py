@@ -25,6 +25,15 @@ OUTPUTS = ("label", "probabilities")
 PREDICTION = Prediction(["a", "b"], [[0.75, 0.25], [0.1, 0.9]])
 
 
+def listed(values: dict[str, Any]) -> dict[str, list[Any]]:
+    """Columns as lists: a tensor's numbers arrive as a float64 array, NaN (missing) as None."""
+    return {
+        name: [None if value != value else value for value in column]  # NaN != NaN
+        for name, column in values.items()
+        for column in [column.tolist() if isinstance(column, np.ndarray) else column]
+    }
+
+
 def schema() -> InputSchema:
     return input_schema(MIXED)  # size (nullable number), count, colour (nullable), shape
 
@@ -59,7 +68,7 @@ GOOD = [
 def test_binary_inputs_decode_to_the_columns_json_would_give() -> None:
     codec = V2Codec(schema(), OUTPUTS)
     columns, requested = codec.decode(binary_request(GOOD, id="7"))
-    assert columns.values == {
+    assert listed(columns.values) == {
         "size": [2.5, None],  # NaN: a missing value, which the signature allows here
         "count": [3, 4],
         "colour": ["red", "blue"],
@@ -82,7 +91,7 @@ def test_binary_inputs_decode_to_the_columns_json_would_give() -> None:
 def test_every_numeric_datatype_reads_little_endian(
     datatype: str, raw: bytes, expected: list[Any]
 ) -> None:
-    assert decode_tensor("size", datatype, raw, 2) == expected
+    assert listed({"size": decode_tensor("size", datatype, raw, 2)}) == {"size": expected}
 
 
 def test_bytes_elements_are_utf8_and_missing_markers_are_missing() -> None:
@@ -151,7 +160,7 @@ def test_json_and_binary_inputs_mix_in_one_request() -> None:
         {"name": "shape", "shape": [2, 1], "datatype": "BYTES", "data": [["round"], ["round"]]},
     ]
     columns, _ = V2Codec(schema(), OUTPUTS).decode(V2Request(header, request.binary))
-    assert columns.values["count"] == [1, 2] and columns.values["colour"] == ["red", "blue"]
+    assert listed(columns.values)["count"] == [1, 2] and columns.values["colour"] == ["red", "blue"]
 
 
 @pytest.mark.parametrize(
@@ -261,7 +270,7 @@ def grpc_request(raw: bool, **overrides: Any) -> pb.ModelInferRequest:
 def test_grpc_raw_and_typed_contents_decode_alike_and_answer_alike(raw: bool) -> None:
     codec = GrpcCodec(schema(), OUTPUTS)
     columns, requested = codec.decode(grpc_request(raw, id="order-1"))
-    assert columns.values == {
+    assert listed(columns.values) == {
         "size": [2.5, None],
         "count": [3, 4],
         "colour": ["red", "blue"],
@@ -312,3 +321,36 @@ def test_grpc_parameters_are_read_from_their_oneof() -> None:
         "binary_data_output": True,
         "unset": None,
     }
+
+
+def test_binary_numbers_are_checked_as_json_ones_are() -> None:
+    codec = V2Codec(schema(), OUTPUTS)
+    gap = list(GOOD)
+    gap[1] = ("count", "FP64", struct.pack("<2d", 3.0, math.nan))  # count may not be missing
+    with pytest.raises(InputError) as caught:
+        checked(codec, binary_request(gap), schema(), 10)
+    assert "[1] count: is null, but the model was trained without missing values" in (
+        caught.value.one_line()
+    )
+    huge = list(GOOD)
+    huge[0] = ("size", "FP64", struct.pack("<2d", 1e300, math.inf))
+    with pytest.raises(InputError) as caught:
+        checked(codec, binary_request(huge), schema(), 10)
+    assert "[0] size: 1e+300 is outside the float32 range" in caught.value.one_line()
+    assert "[1] size: is infinite" in caught.value.one_line()
+    outside = list(GOOD)
+    outside[0] = ("size", "FP32", struct.pack("<2f", 50.0, 5.0))  # trained on [1, 10]
+    batch, _, _ = checked(codec, binary_request(outside), schema(), 10)
+    assert batch.warnings == {
+        0: [{"field": "size", "message": "50.0 is outside the training range [1.0, 10.0]"}]
+    }
+
+
+def test_a_column_of_known_categories_reads_as_the_element_walk_does() -> None:
+    categories = frozenset({"red", "blue"})
+    known = strings("red", "blue", "red")
+    assert decode_tensor("colour", "BYTES", known, 3, categories) == ["red", "blue", "red"]
+    mixed = strings("red", "green", "NA")  # an unknown category and a missing marker
+    assert decode_tensor("colour", "BYTES", mixed, 3, categories) == ["red", "green", None]
+    with pytest.raises(InputError, match="BYTES data ends after 2 of 3"):
+        decode_tensor("colour", "BYTES", strings("red", "blue"), 3, categories)

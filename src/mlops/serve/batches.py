@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, TypedDict
 
 import numpy as np
@@ -54,15 +54,16 @@ class Columns:
     """A column-wise request (V2 tensors): one list of values per feature, in the schema's
     order, as received and not yet checked."""
 
-    values: dict[str, list[Any]]
+    values: dict[str, ColumnValues]  # a tensor's bytes give a float64 array (NaN: missing)
     size: int
     client_id: str | None = None  # the id the client gave its request (V2 ``id``), for the log
     extras: None = None  # a tensor request has nothing beside its features
 
     def records(self) -> list[dict[str, Any]]:
         """One record per row, the features in the schema's order, for the prediction log."""
-        names, columns = list(self.values), self.values.values()
-        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+        names = list(self.values)
+        columns = [v.tolist() if isinstance(v, np.ndarray) else v for v in self.values.values()]
+        return list(map(dict, map(zip, repeat(names), zip(*columns, strict=True))))
 
 
 Inputs = Records | Columns  # what every codec decodes a request into

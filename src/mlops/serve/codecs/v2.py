@@ -19,14 +19,13 @@ from typing import Any, NamedTuple, cast
 import orjson
 
 from mlops.core.artifacts import LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, Signature
-from mlops.serve.batches import Columns, Result
+from mlops.serve.batches import Columns, ColumnValues, Result
 from mlops.serve.codecs.v2_binary import (
     BYTES_DATATYPE,
     NUMPY_DTYPES,
     TensorBytes,
     decode_tensor,
-    encode_float32,
-    encode_strings,
+    output_bytes,
 )
 from mlops.serve.errors import MAX_SHOWN_NAME, InputError, json_type, shown
 from mlops.serve.model import Prediction
@@ -88,32 +87,37 @@ class V2Codec:
         return columns, requested
 
     def encode(self, result: Result, context: Requested) -> V2Answer:
-        """The response; its ``id`` is the client's, or the request id when it sent none."""
+        """The response; its ``id`` is the client's, or the request id when it sent none. Binary
+        outputs follow the JSON, in its order, their data out of it (no list to build)."""
         client_id = context.client_id
-        body = infer_body(
-            result.model_name,
-            result.model_version,
-            client_id if client_id is not None else result.request_id,
-            result.prediction,
-            context.outputs,
-        )
+        request_id = client_id if client_id is not None else result.request_id
+        prediction = result.prediction
         if not context.binary:
+            body = infer_body(
+                result.model_name, result.model_version, request_id, prediction, context.outputs
+            )
             return V2Answer(orjson.dumps(body))
-        tails = []
-        for output in body["outputs"]:
-            if output["name"] in context.binary:
-                tail = self.output_bytes(output)
-                output["parameters"] = {BINARY_DATA_SIZE: len(tail)}
-                tails.append(tail)
-        header = orjson.dumps(body)
+        outputs, tails = [], []
+        for name in context.outputs:
+            if name not in context.binary:
+                outputs.append(_output(name, prediction))
+                continue
+            datatype, shape = output_shape(name, prediction)
+            tail = output_bytes(name, prediction, self.encoded_labels)
+            parameters = {BINARY_DATA_SIZE: len(tail)}
+            outputs.append(
+                {"name": name, "datatype": datatype, "shape": shape, "parameters": parameters}
+            )
+            tails.append(tail)
+        header = orjson.dumps(
+            {
+                "model_name": result.model_name,
+                "model_version": result.model_version,
+                "id": request_id,
+                "outputs": outputs,
+            }
+        )
         return V2Answer(b"".join([header, *tails]), len(header))
-
-    def output_bytes(self, output: dict[str, Any]) -> bytes:
-        """An output tensor's data as binary, taken out of its JSON object."""
-        data = output.pop("data")
-        if output["datatype"] == STRING_V2_DATATYPE:
-            return encode_strings(data, self.encoded_labels)
-        return encode_float32(data)
 
     def error_body(self, error: InputError) -> tuple[int, dict[str, Any]]:
         return error.status if error.status == 413 else 400, {"error": error.one_line()}
@@ -195,10 +199,10 @@ def tensors_to_columns(
     return assemble_columns(named, schema)
 
 
-def assemble_columns(named: Sequence[tuple[str, list[Any]]], schema: InputSchema) -> Columns:
+def assemble_columns(named: Sequence[tuple[str, ColumnValues]], schema: InputSchema) -> Columns:
     """Each feature's values, by name, as the batch of one request (every feature once, as many
     values each), in the schema's order."""
-    columns: dict[str, list[Any]] = {}
+    columns: dict[str, ColumnValues] = {}
     for name, values in named:
         if name in columns:
             raise InputError(f"input '{name}' is given twice")
@@ -216,7 +220,7 @@ def assemble_columns(named: Sequence[tuple[str, list[Any]]], schema: InputSchema
 
 def _tensor_values(
     position: int, tensor: object, schema: InputSchema, binary: TensorBytes
-) -> tuple[str, list[Any]]:
+) -> tuple[str, ColumnValues]:
     if not isinstance(tensor, dict):
         raise InputError(f"inputs[{position}] must be an object, got {json_type(tensor)}")
     name = tensor.get("name")
@@ -235,7 +239,8 @@ def _tensor_values(
     if size is not None:
         if "data" in tensor:
             raise InputError(f"input '{name}' has both 'data' and binary data ({BINARY_DATA_SIZE})")
-        return name, decode_tensor(name, datatype, binary.take(name, size), shape[0])
+        raw = binary.take(name, size)
+        return name, decode_tensor(name, datatype, raw, shape[0], spec.categories)
     values = _flatten(name, tensor["data"], len(shape))
     if len(values) != shape[0]:
         raise InputError(f"input '{name}' has shape {shape} but {len(values)} element(s) of data")
@@ -314,13 +319,23 @@ def _output(name: str, prediction: Prediction) -> dict[str, Any]:
 
 def output_tensor(name: str, prediction: Prediction) -> tuple[str, list[int], list[Any]]:
     """An output's datatype, shape and flat (row-major) values, whatever the protocol."""
+    datatype, shape = output_shape(name, prediction)
     if name == PREDICTION_OUTPUT:
-        return NUMBER_V2_DATATYPE, [len(prediction.values), 1], prediction.values
+        return datatype, shape, prediction.values
     if name == LABEL_OUTPUT:
-        return STRING_V2_DATATYPE, [len(prediction.labels)], prediction.labels
+        return datatype, shape, prediction.labels
+    return datatype, shape, [p for row in prediction.probabilities for p in row]
+
+
+def output_shape(name: str, prediction: Prediction) -> tuple[str, list[int]]:
+    """An output's datatype and shape: ``prediction`` ``[n, 1]``, ``label`` ``[n]``,
+    ``probabilities`` ``[n, k]``."""
+    if name == PREDICTION_OUTPUT:
+        return NUMBER_V2_DATATYPE, [len(prediction.values), 1]
+    if name == LABEL_OUTPUT:
+        return STRING_V2_DATATYPE, [len(prediction.labels)]
     rows = prediction.probabilities
-    width = len(rows[0]) if rows else 0
-    return NUMBER_V2_DATATYPE, [len(rows), width], [p for row in rows for p in row]
+    return NUMBER_V2_DATATYPE, [len(rows), len(rows[0]) if rows else 0]
 
 
 def _tensor(name: str, datatype: str, shape: list[int], data: list[Any]) -> dict[str, Any]:

@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 from mlops.serve.batches import Columns, Result
 from mlops.serve.codecs.v2 import (
     STRING_V2_DATATYPE,
@@ -22,14 +25,10 @@ from mlops.serve.codecs.v2 import (
     check_parameters,
     check_shape,
     feature_of,
+    output_shape,
     output_tensor,
 )
-from mlops.serve.codecs.v2_binary import (
-    decode_tensor,
-    encode_float32,
-    encode_strings,
-    text_value,
-)
+from mlops.serve.codecs.v2_binary import decode_tensor, output_bytes, text_value
 from mlops.serve.errors import InputError
 from mlops.serve.grpc import open_inference_pb2 as pb
 from mlops.serve.schema import InputSchema
@@ -88,14 +87,14 @@ class GrpcCodec:
 
     def tensor_values(
         self, tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
-    ) -> list[Any]:
+    ) -> list[Any] | npt.NDArray[np.float64]:
         name = tensor.name
         spec = feature_of(name, self.schema)
         check_parameters(f"input '{name}'", parameters_of(tensor.parameters))
         datatype = check_datatype(spec, tensor.datatype)
         count = check_shape(name, list(tensor.shape))[0]
         if raw is not None:
-            return decode_tensor(name, datatype, raw, count)
+            return decode_tensor(name, datatype, raw, count, spec.categories)
         return contents_values(name, datatype, tensor.contents, count)
 
     def requested_outputs(self, body: pb.ModelInferRequest) -> list[str]:
@@ -118,16 +117,19 @@ class GrpcCodec:
             model_version=result.model_version,
             id=context.client_id or result.request_id,
         )
+        prediction = result.prediction
         for name in context.outputs:
-            datatype, shape, values = output_tensor(name, result.prediction)
+            if context.raw:  # as tritonclient reads them
+                datatype, shape = output_shape(name, prediction)
+                response.outputs.add(name=name, datatype=datatype, shape=shape)
+                response.raw_output_contents.append(
+                    output_bytes(name, prediction, self.encoded_labels)
+                )
+                continue
+            datatype, shape, values = output_tensor(name, prediction)
             tensor = response.outputs.add(name=name, datatype=datatype, shape=shape)
             if datatype == STRING_V2_DATATYPE:
-                if context.raw:
-                    response.raw_output_contents.append(encode_strings(values, self.encoded_labels))
-                else:
-                    tensor.contents.bytes_contents.extend(value.encode() for value in values)
-            elif context.raw:
-                response.raw_output_contents.append(encode_float32(values))
+                tensor.contents.bytes_contents.extend(value.encode() for value in values)
             else:
                 tensor.contents.fp32_contents.extend(values)
         return response
@@ -148,21 +150,19 @@ def parameters_of(parameters: Mapping[str, pb.InferParameter]) -> dict[str, Any]
 
 def contents_values(
     name: str, datatype: str, contents: pb.InferTensorContents, count: int
-) -> list[Any]:
-    """A tensor's typed values (a float's NaN as None, a missing value, as in raw bytes)."""
+) -> list[Any] | npt.NDArray[np.float64]:
+    """A tensor's typed values, as ``decode_tensor`` gives raw ones."""
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
         raise InputError(
             f"input '{name}': {datatype} has no typed contents field; send it in "
             "raw_input_contents or as FP32"
         )
-    values: list[Any] = list(getattr(contents, field))
+    values = getattr(contents, field)
     if len(values) != count:
         raise InputError(
             f"input '{name}' has shape [{count}, ...] but {len(values)} element(s) in {field}"
         )
     if datatype == STRING_V2_DATATYPE:
         return [text_value(name, index, value) for index, value in enumerate(values)]
-    if datatype.startswith("FP"):
-        return [None if value != value else value for value in values]  # NaN != NaN
-    return values
+    return np.array(values, dtype=np.float64)  # as from raw bytes: NaN is a missing value
