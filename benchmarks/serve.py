@@ -373,6 +373,7 @@ def run_h2load(target: Server, run: Run, seconds: int, scratch: Path) -> WrkResu
     each), for ``seconds``; latencies from h2load's per-request log. h2load sees HTTP statuses
     only: the caller checks the gRPC status of the calls in the scorer's metrics."""
     log = scratch / f"{run.body.stem}-h2load.log"
+    log.unlink(missing_ok=True)  # h2load appends to its log: one run's latencies only
     command = ["h2load", "-D", str(seconds), "-c", str(run.connections), "-m", "1", "-t", "1"]
     command += [f"--data={run.body}", f"--log-file={log}"]
     command += [option for header in GRPC_HEADERS for option in ("-H", header)]
