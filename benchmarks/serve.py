@@ -417,13 +417,15 @@ def quantile(ordered: list[float], share: float) -> float:
 
 
 def grpc_calls_not_ok(url: str) -> int:
-    """gRPC infer calls the scorer answered with another code than OK, from its metrics."""
+    """gRPC infer calls the scorer answered with another code than OK, from its metrics; not
+    the calls h2load cancels when its time is up (CANCELLED, counted as 499)."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
         text = response.read().decode()
     pattern = (
         rf'scorer_requests_total{{method="GRPC",route="{GRPC_PATH}",status="(\d+)"}} ([\d.e+]+)'
     )
-    return sum(int(float(count)) for status, count in re.findall(pattern, text) if status != "200")
+    answered = re.findall(pattern, text)
+    return sum(int(float(count)) for status, count in answered if status not in ("200", "499"))
 
 
 def percentile_ms(wrk_output: str, label: str) -> float:

@@ -12,7 +12,12 @@ import pytest
 
 from mlops.serve.batches import Result
 from mlops.serve.codecs.v2 import Requested, V2Codec, V2Request, check_inference_request
-from mlops.serve.codecs.v2_binary import decode_strings, decode_tensor, encode_strings
+from mlops.serve.codecs.v2_binary import (
+    EncodedStrings,
+    decode_strings,
+    decode_tensor,
+    encode_strings,
+)
 from mlops.serve.codecs.v2_grpc import GrpcCodec, GrpcRequested, parameters_of
 from mlops.serve.dataplane import checked
 from mlops.serve.errors import InputError
@@ -242,7 +247,7 @@ def test_binary_outputs_follow_the_json_header_in_its_order() -> None:
 
 
 def test_labels_are_encoded_once_per_class() -> None:
-    cache: dict[str, bytes] = {}
+    cache = EncodedStrings()
     assert encode_strings(["yes", "no", "yes"], cache) == strings("yes", "no", "yes")
     assert set(cache) == {"yes", "no"}
 

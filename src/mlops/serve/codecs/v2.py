@@ -23,6 +23,7 @@ from mlops.serve.batches import Columns, ColumnValues, Result
 from mlops.serve.codecs.v2_binary import (
     BYTES_DATATYPE,
     NUMPY_DTYPES,
+    EncodedStrings,
     TensorBytes,
     decode_tensor,
     output_bytes,
@@ -76,7 +77,7 @@ class V2Codec:
     def __init__(self, schema: InputSchema, outputs: Sequence[str]) -> None:
         self.schema = schema
         self.outputs = outputs  # the model's, in the order V2 answers them
-        self.encoded_labels: dict[str, bytes] = {}  # each class's BYTES element, made once
+        self.encoded_labels = EncodedStrings()  # each class's BYTES element, made once
 
     def decode(self, body: object) -> tuple[Columns, Requested]:
         request = body if isinstance(body, V2Request) else V2Request(body)

@@ -28,7 +28,7 @@ from mlops.serve.codecs.v2 import (
     output_shape,
     output_tensor,
 )
-from mlops.serve.codecs.v2_binary import decode_tensor, output_bytes, text_value
+from mlops.serve.codecs.v2_binary import EncodedStrings, decode_tensor, output_bytes, text_value
 from mlops.serve.errors import InputError
 from mlops.serve.grpc import open_inference_pb2 as pb
 from mlops.serve.schema import InputSchema
@@ -63,7 +63,7 @@ class GrpcCodec:
     def __init__(self, schema: InputSchema, outputs: Sequence[str]) -> None:
         self.schema = schema
         self.outputs = outputs  # the model's, in the order V2 answers them
-        self.encoded_labels: dict[str, bytes] = {}
+        self.encoded_labels = EncodedStrings()
 
     def decode(self, body: object) -> tuple[Columns, GrpcRequested]:
         if not isinstance(body, pb.ModelInferRequest):
