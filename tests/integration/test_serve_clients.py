@@ -179,11 +179,23 @@ def test_json_tensors_and_outputs_from_the_http_client_score_the_same(served: Se
             "compression": "gzip",
         },
     ]
-    as_json, compressed = triton("http", served.target("http"), calls)
+    version = json.loads((served.package / "manifest.json").read_text())["model_version"]
+    calls.append(  # /v2/models/<name>/versions/<v>/infer, as the client writes it
+        {
+            "call": "infer",
+            "model": served.name,
+            "model_version": version,
+            "columns": served.columns(records),
+            "names": served.outputs,
+            "headers": served.headers,
+        }
+    )
+    as_json, compressed, versioned = triton("http", served.target("http"), calls)
     expected = served.predict(records)
     assert_same_predictions(served, as_json["outputs"], expected)
     assert all("data" in output for output in as_json["response"]["outputs"])
     assert_same_predictions(served, compressed["outputs"], expected)
+    assert_same_predictions(served, versioned["outputs"], expected)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -251,6 +263,7 @@ def test_bad_input_over_grpc_is_invalid_argument_naming_the_input(classifier: Se
             "the limit is 40 (SCORER_MAX_RECORDS)",
         ),
         (infer(columns, model="other"), "NOT_FOUND", "unknown model 'other'"),
+        (infer(columns, model_version="0"), "NOT_FOUND", "unknown version '0'"),
         (infer(columns, headers={}), "UNAUTHENTICATED", "missing or invalid bearer token"),
         (
             infer(columns, headers={"authorization": "Bearer wrong-token-wrong-token"}),
