@@ -119,6 +119,10 @@ def test_every_worker_serves_grpc_and_logs_each_answered_call_through_sigterm(
     signature = signature_of(package)
     records = table_records(package)
     with running_scorer(package, tmp_path / "scorer", SCORER_WORKERS="2") as scorer:
+        deadline = time.monotonic() + 60  # ready means one worker is: wait for the other's gRPC
+        while len(set(re.findall(r"\[(\d+)\] INFO mlops\.serve: ready", scorer.output()))) < 2:
+            assert time.monotonic() < deadline, scorer.output()
+            time.sleep(0.1)
 
         def call(number: int) -> tuple[str, int]:
             batch = records[number % 20 : number % 20 + 5]
