@@ -300,6 +300,10 @@ def test_grpc_input_problems_are_named() -> None:
     del short.raw_input_contents[-1]
     with pytest.raises(InputError, match="raw_input_contents holds 3 tensor\\(s\\) for 4 input"):
         codec.decode(short)
+    twice = grpc_request(True)
+    twice.inputs[2].contents.bytes_contents.append(b"red")
+    with pytest.raises(InputError, match="input 'colour' has contents and raw_input_contents"):
+        codec.decode(twice)
     typed = grpc_request(False)
     typed.inputs[1].contents.int64_contents.append(5)
     with pytest.raises(InputError, match=r"input 'count' has shape \[2, \.\.\.\] but 3 element"):

@@ -77,6 +77,11 @@ class GrpcCodec:
                 f"raw_input_contents holds {len(raw)} tensor(s) for {len(body.inputs)} input(s); "
                 "send every input's data there, in the order of inputs, or none"
             )
+        both = [tensor.name for tensor in body.inputs if raw and tensor.HasField("contents")]
+        if both:
+            raise InputError(
+                f"input '{both[0]}' has contents and raw_input_contents; send its data in one"
+            )
         named = [
             (tensor.name, self.tensor_values(tensor, raw[position] if raw else None))
             for position, tensor in enumerate(body.inputs)
