@@ -42,6 +42,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PREDICTION_LOG=/var/log/mlops/predictions.jsonl \
     SCORER_HOST=0.0.0.0 \
     SCORER_PORT=8080 \
+    SCORER_GRPC_PORT=8081 \
     MONITOR_HOST=0.0.0.0 \
     MONITOR_PORT=8090 \
     MONITOR_STATE_FILE=/var/log/mlops/monitor_state.json \
@@ -50,7 +51,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 VOLUME ["/var/log/mlops"]
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8080 8090
+# 8080: the scorer's HTTP (REST, V2, metrics); 8081: its gRPC (V2, grpc.health.v1); 8090: sidecar
+EXPOSE 8080 8081 8090
 # Python, not curl: the image has no HTTP client. The sidecar's container sets its own HEALTHCHECK_URL.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=2)"]

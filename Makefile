@@ -85,9 +85,13 @@ format: $(SYNCED) ## apply ruff's fixes and formatting
 monitor: $(SYNCED) ## run the monitoring sidecar (127.0.0.1:8090; settings: docs/monitoring.md)
 	python -m mlops.monitor
 
-.PHONY: serve score
+.PHONY: serve score grpc-stubs
 serve: $(SYNCED) ## run the scorer (127.0.0.1:8080; settings from the environment: docs/serving.md)
 	python -m mlops.serve
+
+GRPC_PROTO := src/mlops/serve/grpc/open_inference.proto
+grpc-stubs: $(SYNCED) ## regenerate the committed gRPC message classes and stubs from the V2 proto
+	python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src $(GRPC_PROTO)
 
 score: $(SYNCED) ## score a file: make score INPUT=<.csv|.parquet> OUTPUT=<.csv|.jsonl|.parquet>
 	@[[ -n "$(INPUT)" && -n "$(OUTPUT)" ]] || { echo "usage: make score INPUT=<file> OUTPUT=<file>"; exit 2; }

@@ -371,11 +371,13 @@ def _scorer(report: dict[str, Any]) -> str:
     floor = {result["name"]: result for result in report["http_floor"]}
     model = report["model_floor"]
     lines = [
-        f"benchmarks/serve.py, {report['settings']['seconds_per_run']} s per wrk run, against the "
-        "scorer with validation, prediction log and metrics on; the rows marked 2 workers ran "
-        "with SCORER_WORKERS=2. HTTP floor: a constant-JSON endpoint on the same server stack "
-        "(with as many worker processes) reading the same bodies. Model floor: onnxruntime "
-        "in-process, one thread.",
+        f"benchmarks/serve.py, {report['settings']['seconds_per_run']} s per wrk run (h2load for "
+        "gRPC), against the scorer with validation, prediction log and metrics on; the rows "
+        "marked 2 workers ran with SCORER_WORKERS=2; v2 rows are the Open Inference Protocol "
+        "(JSON, binary tensor data, gRPC with raw tensors). HTTP floor: a constant-JSON endpoint "
+        "on the same server stack (with as many worker processes) reading the same bodies, and a "
+        "constant gRPC ModelInfer for the gRPC rows. Model floor: onnxruntime in-process, one "
+        "thread.",
         "",
         "| run | scorer req/s | records/s | p50 ms | p99 ms | HTTP floor req/s | vs HTTP floor |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -439,7 +441,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run of every part")
     parser.add_argument("--output", type=Path, help="markdown report (default: BENCHMARKS.md)")
     parser.add_argument("--json", type=Path, help="results (default: benchmarks/results.json)")
-    parser.add_argument("--no-serve", action="store_true", help="skip the scorer (no wrk here)")
+    parser.add_argument(
+        "--no-serve", action="store_true", help="skip the scorer (no wrk or h2load here)"
+    )
     parser.add_argument(
         "--render", type=Path, help="only write the markdown of an earlier results.json"
     )

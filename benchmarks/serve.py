@@ -6,11 +6,14 @@
 Three things are measured on the same machine in the same run:
 
 - the scorer (``python -m mlops.serve``, default settings: validation, prediction log and metrics
-  all on) with wrk: single-record ``/predict`` at concurrency 1 and 16, V2 ``infer`` at 16, and
-  1,000-record batches; then single records at 16 and the batches again with
+  all on) with wrk: single-record ``/predict`` at concurrency 1 and 16, and 1,000-record batches;
+  the Open Inference Protocol V2 the same way over REST JSON, REST binary tensors (the binary
+  tensor data extension, binary outputs) and gRPC (h2load, Debian package ``nghttp2-client``:
+  raw tensors as tritonclient sends them); then single records at 16 and the batches again with
   ``SCORER_WORKERS=2`` (one worker process per core here);
-- the HTTP floor: a constant-JSON endpoint on the same server stack (Starlette on the scorer's
-  uvicorn configuration, with as many worker processes) that reads the same request bodies and
+- the HTTP floor: a constant endpoint on the same server stack (Starlette on the scorer's uvicorn
+  configuration, with as many worker processes; and a ``grpc.aio`` server on its event loop
+  answering ``ModelInfer`` with a constant response) that reads the same request bodies and
   answers without any work;
 - the model floor: onnxruntime in-process on the same inputs, with the scorer's session options.
 
@@ -48,11 +51,13 @@ WORKERS = 2  # the second configuration measured: a worker process per core of t
 STARTUP_SECONDS = 60
 LUA_POST = """
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+{headers}
 local file = io.open("{body}", "rb")
 wrk.body = file:read("*a")
 file:close()
 """
+GRPC_PATH = "/inference.GRPCInferenceService/ModelInfer"
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
 
 
 @dataclass
@@ -79,20 +84,23 @@ class Run:
     connections: int
     records: int
     workers: int = 1
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
+    grpc: bool = False  # h2load on the gRPC port instead of wrk
 
 
 # --- the HTTP floor ------------------------------------------------------------------------------
 
 
-def serve_floor(port: int, workers: int) -> None:
-    """The floor app on the scorer's uvicorn configuration, in one process or ``workers``."""
+def serve_floor(port: int, workers: int, grpc_port: int) -> None:
+    """The floor app on the scorer's uvicorn configuration, in one process or ``workers``; with
+    one process, also the gRPC floor on ``grpc_port``."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from mlops.serve.server import uvicorn_config
 
     # Worker processes import the app's factory by name: this file, as the module ``serve``.
-    app = floor_app() if workers == 1 else f"{Path(__file__).stem}:floor_app"
+    app = floor_app(grpc_port) if workers == 1 else f"{Path(__file__).stem}:floor_app"
     config = uvicorn_config(app, "127.0.0.1", port, 5, log_level="warning", workers=workers)
     if workers == 1:
         uvicorn.Server(config).run()
@@ -100,8 +108,11 @@ def serve_floor(port: int, workers: int) -> None:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
-def floor_app() -> Any:
-    """A constant-JSON endpoint on the scorer's server stack: reads the body, does nothing else."""
+def floor_app(grpc_port: int = 0) -> Any:
+    """A constant-JSON endpoint on the scorer's server stack: reads the body, does nothing else;
+    with ``grpc_port``, a gRPC ``ModelInfer`` that parses the request and answers a constant."""
+    import contextlib
+
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
@@ -116,13 +127,50 @@ def floor_app() -> Any:
     async def ready(request: Request) -> Response:
         return Response(b'{"status":"ready"}', media_type="application/json")
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        server = await grpc_floor(grpc_port) if grpc_port else None
+        yield
+        if server is not None:
+            await server.stop(1)
+
     return Starlette(
         routes=[
             Route("/predict", constant, methods=["POST"]),
             Route("/v2/models/{name}/infer", constant, methods=["POST"]),
             Route("/health/ready", ready),
-        ]
+        ],
+        lifespan=lifespan,
     )
+
+
+async def grpc_floor(port: int) -> Any:
+    """``ModelInfer`` on grpc.aio: the request parsed, a constant (empty) response."""
+    import grpc
+
+    from mlops.serve.grpc import open_inference_pb2 as pb
+
+    answer = pb.ModelInferResponse(model_name="floor")
+
+    async def infer(request: Any, context: Any) -> Any:
+        return answer
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        infer,
+        request_deserializer=pb.ModelInferRequest.FromString,
+        response_serializer=pb.ModelInferResponse.SerializeToString,
+    )
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "inference.GRPCInferenceService", {"ModelInfer": handler}
+            ),
+        )
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    return server
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -153,6 +201,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 class Server:
     url: str
     pid: int
+    grpc_url: str = ""  # http://127.0.0.1:<gRPC port> (h2load's form)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -172,13 +221,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int, output: Path) -> Iterator[Server]:
+def server(
+    command: list[str], env: dict[str, str], port: int, output: Path, grpc_port: int = 0
+) -> Iterator[Server]:
     url = f"http://127.0.0.1:{port}"
     with output.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(url, process)
-        yield Server(url, process.pid)
+        yield Server(url, process.pid, f"http://127.0.0.1:{grpc_port}" if grpc_port else "")
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -221,14 +272,69 @@ def v2_body(signature: dict[str, Any], records: list[dict[str, Any]]) -> dict[st
     return {"inputs": inputs}
 
 
+def binary_body(signature: dict[str, Any], records: list[dict[str, Any]]) -> tuple[bytes, int]:
+    """A V2 request under the binary tensor data extension, as tritonclient.http sends one by
+    default (every input as bytes after the JSON, every output asked as binary data), and the
+    length of its JSON header."""
+    import numpy as np
+
+    tensors, blobs = [], []
+    for feature in signature["features"]:
+        values = [record[feature["name"]] for record in records]
+        if feature["type"] == "number":
+            blob, datatype = np.asarray(values, "<f4").tobytes(), "FP32"
+        else:
+            texts = [str(value).encode() for value in values]
+            blob = b"".join(len(text).to_bytes(4, "little") + text for text in texts)
+            datatype = "BYTES"
+        size = {"binary_data_size": len(blob)}
+        tensors.append(
+            {
+                "name": feature["name"],
+                "shape": [len(values), 1],
+                "datatype": datatype,
+                "parameters": size,
+            }
+        )
+        blobs.append(blob)
+    header = json.dumps({"inputs": tensors, "parameters": {"binary_data_output": True}}).encode()
+    return header + b"".join(blobs), len(header)
+
+
+def grpc_body(signature: dict[str, Any], records: list[dict[str, Any]]) -> bytes:
+    """A gRPC ``ModelInfer`` request as tritonclient.grpc sends one (raw_input_contents), framed
+    for the wire: a 0 byte (not compressed), the message's length (4 bytes, big-endian), the
+    message."""
+    import numpy as np
+
+    from mlops.serve.grpc import open_inference_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=signature["model_name"])
+    for feature in signature["features"]:
+        values = [record[feature["name"]] for record in records]
+        if feature["type"] == "number":
+            raw, datatype = np.asarray(values, "<f4").tobytes(), "FP32"
+        else:
+            texts = [str(value).encode() for value in values]
+            raw = b"".join(len(text).to_bytes(4, "little") + text for text in texts)
+            datatype = "BYTES"
+        request.inputs.add(name=feature["name"], datatype=datatype, shape=[len(values), 1])
+        request.raw_input_contents.append(raw)
+    message = request.SerializeToString()
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
 # --- measurements --------------------------------------------------------------------------------
 
 
 def run_wrk(target: Server, run: Run, seconds: int, scratch: Path) -> WrkResult:
+    if run.grpc:
+        return run_h2load(target, run, seconds, scratch)
     name, url, body = run.name, target.url + run.path, run.body
     connections, records = run.connections, run.records
     script = scratch / f"{body.stem}.lua"
-    script.write_text(LUA_POST.format(body=body))
+    headers = "\n".join(f'wrk.headers["{key}"] = "{value}"' for key, value in run.headers)
+    script.write_text(LUA_POST.format(body=body, headers=headers))
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
     command.append(url)
     cpu_before = cpu_seconds(target.pid)
@@ -260,6 +366,66 @@ def run_wrk(target: Server, run: Run, seconds: int, scratch: Path) -> WrkResult:
         errors=errors,
         server_cpu_us_per_request=cpu_spent / max(total, 1) * 1e6,
     )
+
+
+def run_h2load(target: Server, run: Run, seconds: int, scratch: Path) -> WrkResult:
+    """gRPC calls at ``run.connections`` concurrent HTTP/2 connections (one call in flight on
+    each), for ``seconds``; latencies from h2load's per-request log. h2load sees HTTP statuses
+    only: the caller checks the gRPC status of the calls in the scorer's metrics."""
+    log = scratch / f"{run.body.stem}-h2load.log"
+    log.unlink(missing_ok=True)  # h2load appends to its log: one run's latencies only
+    command = ["h2load", "-D", str(seconds), "-c", str(run.connections), "-m", "1", "-t", "1"]
+    command += [f"--data={run.body}", f"--log-file={log}"]
+    command += [option for header in GRPC_HEADERS for option in ("-H", header)]
+    command.append(target.grpc_url + run.path)
+    cpu_before = cpu_seconds(target.pid)
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    cpu_spent = cpu_seconds(target.pid) - cpu_before
+    if finished.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} failed: {finished.stderr or finished.stdout}")
+    output = finished.stdout
+    rate = float(re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", output).group(1))  # type: ignore[union-attr]
+    counts = re.search(
+        r"requests: (\d+) total.*?(\d+) succeeded, (\d+) failed, (\d+) errored", output
+    )
+    if counts is None:
+        raise SystemExit(f"error: no request counts in h2load's output:\n{output}")
+    done, succeeded = int(counts.group(1)), int(counts.group(2))
+    durations = sorted(
+        int(line.split("\t")[2]) / 1000 for line in log.read_text().splitlines() if line.strip()
+    )
+    return WrkResult(
+        name=run.name,
+        target=target.grpc_url + run.path,
+        connections=run.connections,
+        records_per_request=run.records,
+        requests_per_second=rate,
+        records_per_second=rate * run.records,
+        p50_ms=quantile(durations, 0.50),
+        p90_ms=quantile(durations, 0.90),
+        p99_ms=quantile(durations, 0.99),
+        requests=succeeded,
+        errors=done - succeeded,
+        server_cpu_us_per_request=cpu_spent / max(succeeded, 1) * 1e6,
+    )
+
+
+def quantile(ordered: list[float], share: float) -> float:
+    if not ordered:
+        raise SystemExit("error: h2load logged no request")
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def grpc_calls_not_ok(url: str) -> int:
+    """gRPC infer calls the scorer answered with another code than OK, from its metrics; not
+    the calls h2load cancels when its time is up (CANCELLED, counted as 499)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    pattern = (
+        rf'scorer_requests_total{{method="GRPC",route="{GRPC_PATH}",status="(\d+)"}} ([\d.e+]+)'
+    )
+    answered = re.findall(pattern, text)
+    return sum(int(float(count)) for status, count in answered if status not in ("200", "499"))
 
 
 def percentile_ms(wrk_output: str, label: str) -> float:
@@ -319,26 +485,52 @@ def plan_runs(signature: dict[str, Any], batch_records: int, scratch: Path) -> l
         "single": {"records": records[:1]},
         "batch": {"records": records},
         "v2_single": v2_body(signature, records[:1]),
+        "v2_batch": v2_body(signature, records),
     }
     paths = {name: scratch / f"{name}.json" for name in bodies}
     for name, body in bodies.items():
         paths[name].write_text(json.dumps(body))
+    binary = {}
+    for name, part in (("binary_single", records[:1]), ("binary_batch", records)):
+        content, header_length = binary_body(signature, part)
+        paths[name] = scratch / f"{name}.bin"
+        paths[name].write_bytes(content)
+        binary[name] = (
+            ("Content-Type", "application/octet-stream"),
+            ("Inference-Header-Content-Length", str(header_length)),
+        )
+    for name, part in (("grpc_single", records[:1]), ("grpc_batch", records)):
+        paths[name] = scratch / f"{name}.grpc"
+        paths[name].write_bytes(grpc_body(signature, part))
     infer = f"/v2/models/{signature['model_name']}/infer"
     batch = batch_name(batch_records)
+    many = BATCH_CONCURRENCY
     return [
         Run("single c1", "/predict", paths["single"], 1, 1),
         Run("single c16", "/predict", paths["single"], 16, 1),
         Run("v2 single c16", infer, paths["v2_single"], 16, 1),
-        Run(batch, "/predict", paths["batch"], BATCH_CONCURRENCY, batch_records),
-        Run(with_workers("single c16"), "/predict", paths["single"], 16, 1, WORKERS),
         Run(
-            with_workers(batch),
-            "/predict",
-            paths["batch"],
-            BATCH_CONCURRENCY,
-            batch_records,
-            WORKERS,
+            "v2 binary single c16",
+            infer,
+            paths["binary_single"],
+            16,
+            1,
+            headers=binary["binary_single"],
         ),
+        Run("grpc single c16", GRPC_PATH, paths["grpc_single"], 16, 1, grpc=True),
+        Run(batch, "/predict", paths["batch"], many, batch_records),
+        Run(f"v2 {batch}", infer, paths["v2_batch"], many, batch_records),
+        Run(
+            f"v2 binary {batch}",
+            infer,
+            paths["binary_batch"],
+            many,
+            batch_records,
+            headers=binary["binary_batch"],
+        ),
+        Run(f"grpc {batch}", GRPC_PATH, paths["grpc_batch"], many, batch_records, grpc=True),
+        Run(with_workers("single c16"), "/predict", paths["single"], 16, 1, WORKERS),
+        Run(with_workers(batch), "/predict", paths["batch"], many, batch_records, WORKERS),
     ]
 
 
@@ -355,31 +547,38 @@ def benchmark(model_dir: Path, seconds: int, batch_records: int, scratch: Path) 
     runs = plan_runs(signature, batch_records, scratch)
     env = {key: value for key, value in os.environ.items() if not key.startswith("SCORER_")}
     floor_results, scorer_results = [], []
+    failed_grpc_calls = 0
     for workers in sorted({run.workers for run in runs}):
         floor_port, scorer_port = free_port(), free_port()
+        floor_grpc, scorer_grpc = free_port(), free_port()
         floor = [sys.executable, str(Path(__file__).resolve()), "floor", "--port", str(floor_port)]
-        floor.append(f"--workers={workers}")
+        floor += [f"--workers={workers}", f"--grpc-port={floor_grpc if workers == 1 else 0}"]
         scorer = [sys.executable, "-m", "mlops.serve"]
         scorer_env = {
             **env,
             "MODEL_DIR": str(model_dir.resolve()),
             "PREDICTION_LOG": str(scratch / "predictions.jsonl"),
             "SCORER_PORT": str(scorer_port),
+            "SCORER_GRPC_PORT": str(scorer_grpc),
             "SCORER_LOG_MAX_BYTES": str(64 << 20),
             "SCORER_LOG_BACKUPS": "1",
             "SCORER_WORKERS": str(workers),
         }
+        floor_out, scorer_out = scratch / f"floor-{workers}.out", scratch / f"scorer-{workers}.out"
         with (
-            server(floor, env, floor_port, scratch / f"floor-{workers}.out") as floor_server,
-            server(scorer, scorer_env, scorer_port, scratch / f"scorer-{workers}.out") as scored,
+            server(floor, env, floor_port, floor_out, floor_grpc) as floor_server,
+            server(scorer, scorer_env, scorer_port, scorer_out, scorer_grpc) as scored,
         ):
             for run in runs:  # back to back, so both see the same machine load
                 if run.workers == workers:
                     floor_results.append(run_wrk(floor_server, run, seconds, scratch))
                     scorer_results.append(run_wrk(scored, run, seconds, scratch))
+            failed_grpc_calls += grpc_calls_not_ok(scored.url)
     records = synthetic_records(signature, batch_records)
     ort = model_floor(model_dir, records, threads=1, seconds=min(seconds, 5))
-    return summarize(scorer_results, floor_results, ort, batch_records)
+    report = summarize(scorer_results, floor_results, ort, batch_records)
+    report["errors"] += failed_grpc_calls  # h2load sees HTTP statuses, not gRPC codes
+    return report
 
 
 def summarize(
@@ -424,10 +623,25 @@ def summarize(
             "single_c1_p50_vs_model_floor": scorer["single c1"].p50_ms
             / ort["single_record_median_ms"],
             "batch_vs_model_floor": batch_rate / ort["batch_records_per_second"],
+            **protocol_ratios(scorer, batch),
         },
         "targets": targets,
         "errors": sum(result.errors for result in [*scorer_results, *floor_results]),
     }
+
+
+def protocol_ratios(scorer: dict[str, WrkResult], batch: str) -> dict[str, float]:
+    """Records/s in batches of V2 binary tensors and of gRPC over V2 JSON (and /predict), when
+    the run measured them."""
+    json_batch = scorer.get(f"v2 {batch}")
+    ratios = {}
+    for protocol in ("binary", "grpc"):
+        measured = scorer.get(f"v2 binary {batch}" if protocol == "binary" else f"grpc {batch}")
+        if json_batch is not None and measured is not None:
+            rate = measured.records_per_second
+            ratios[f"{protocol}_batch_vs_v2_json_batch"] = rate / json_batch.records_per_second
+            ratios[f"{protocol}_batch_vs_predict_batch"] = rate / scorer[batch].records_per_second
+    return ratios
 
 
 def target(value: float, goal: float, at_least: bool) -> dict[str, Any]:
@@ -447,12 +661,12 @@ def table(report: dict[str, Any]) -> str:
         "ratio",
         "cpu µs scorer/floor",
     )
-    lines = ["{:<29} {:>13} {:>11} {:>7} {:>7} {:>12} {:>6}  {}".format(*header)]
+    lines = ["{:<34} {:>13} {:>11} {:>7} {:>7} {:>12} {:>6}  {}".format(*header)]
     for result in report["scorer"]:
         base = floor[result["name"]]["requests_per_second"]
         rate = result["requests_per_second"]
         lines.append(
-            f"{result['name']:<29} {rate:>13,.0f} {result['records_per_second']:>11,.0f} "
+            f"{result['name']:<34} {rate:>13,.0f} {result['records_per_second']:>11,.0f} "
             f"{result['p50_ms']:>7.2f} {result['p99_ms']:>7.2f} {base:>12,.0f} {rate / base:>6.2f} "
             f"{result['server_cpu_us_per_request']:>6,.0f}/{floor_cpu[result['name']]:<6,.0f}"
         )
@@ -477,6 +691,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--grpc-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help="where to write the JSON report")
     parser.add_argument("--model-dir", type=Path, default=Path("models/package"))
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -490,11 +705,15 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     if arguments.mode == "floor":
-        serve_floor(arguments.port, arguments.workers)
+        serve_floor(arguments.port, arguments.workers, arguments.grpc_port)
         return 0
-    if shutil.which("wrk") is None:
-        print("error: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
-        return 1
+    for tool, package in (("wrk", "wrk"), ("h2load", "nghttp2-client")):
+        if shutil.which(tool) is None:
+            print(
+                f"error: {tool} is not installed (Debian: apt-get install {package})",
+                file=sys.stderr,
+            )
+            return 1
     if not (arguments.model_dir / "signature.json").is_file():
         print(f"error: {arguments.model_dir}: no packaged model (`make repro`)", file=sys.stderr)
         return 1

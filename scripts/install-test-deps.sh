@@ -3,7 +3,7 @@
 #   prometheus, promtool        the real-Prometheus scrape test and the alert-rule tests
 #   podman, buildah, runc       the image build-and-run test
 #   debootstrap                 the offline base image when no registry can be reached
-#   wrk                         `make bench`
+#   wrk, h2load (nghttp2-client) `make bench` (HTTP; gRPC)
 #   chromium                    the sidecar's page, rendered and checked in a headless browser
 # Idempotent and quick when everything is there. Without root (or without apt) it only says what is
 # missing; the tests that need a missing tool are then skipped, naming it.
@@ -18,6 +18,7 @@ declare -A PACKAGE_OF=(
     [debootstrap]=debootstrap
     [wrk]=wrk
     [chromium]=chromium
+    [h2load]=nghttp2-client
 )
 
 missing_packages() {

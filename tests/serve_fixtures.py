@@ -44,6 +44,12 @@ class Scorer:
     url: str
     prediction_log: Path
     output_path: Path
+    grpc_target: str = ""  # host:port of its gRPC server ("" when SCORER_GRPC_PORT=0)
+
+    @property
+    def http_target(self) -> str:
+        """host:port, as tritonclient takes the address (no scheme)."""
+        return self.url.removeprefix("http://")
 
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")
@@ -70,7 +76,7 @@ class Scorer:
 def launch(model_dir: Path, workdir: Path, **settings: str) -> Scorer:
     """Start ``python -m mlops.serve`` without waiting for it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     prediction_log = workdir / "logs" / "predictions.jsonl"
     env = {
         key: value
@@ -83,6 +89,7 @@ def launch(model_dir: Path, workdir: Path, **settings: str) -> Scorer:
             "PREDICTION_LOG": str(prediction_log),
             "SCORER_PORT": str(port),
             "SCORER_HOST": "127.0.0.1",
+            "SCORER_GRPC_PORT": str(grpc_port),
             **settings,
         }
     )
@@ -95,7 +102,8 @@ def launch(model_dir: Path, workdir: Path, **settings: str) -> Scorer:
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    return Scorer(process, f"http://127.0.0.1:{port}", prediction_log, output_path)
+    grpc_target = f"127.0.0.1:{env['SCORER_GRPC_PORT']}" if env["SCORER_GRPC_PORT"] != "0" else ""
+    return Scorer(process, f"http://127.0.0.1:{port}", prediction_log, output_path, grpc_target)
 
 
 def launch_to_refusal(model_dir: Path, workdir: Path, **settings: str) -> tuple[Scorer, int]:
@@ -206,6 +214,29 @@ def conforms(openapi: dict[str, Any], schema_name: str, body: Any) -> None:
     """The body matches the schema the service documents for it."""
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": openapi["components"]}
     jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+
+
+def grpc_infer_request(
+    signature: dict[str, Any], records: list[dict[str, Any]], client_id: str = ""
+) -> Any:
+    """A ``ModelInferRequest`` as tritonclient sends one: every input's data in
+    ``raw_input_contents`` (FP32 little-endian with NaN for a gap; BYTES as 4-byte lengths and
+    UTF-8), one ``[n, 1]`` input per feature under the data's column name."""
+    from mlops.serve.grpc import open_inference_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=signature["model_name"], id=client_id)
+    for feature in signature["features"]:
+        values = [record[feature["name"]] for record in records]
+        if feature["type"] == "number":
+            numbers = [np.nan if value is None else value for value in values]
+            raw, datatype = np.asarray(numbers, "<f4").tobytes(), "FP32"
+        else:
+            texts = [("" if value is None else value).encode() for value in values]
+            raw = b"".join(len(text).to_bytes(4, "little") + text for text in texts)
+            datatype = "BYTES"
+        request.inputs.add(name=feature["name"], datatype=datatype, shape=[len(values), 1])
+        request.raw_input_contents.append(raw)
+    return request
 
 
 def post_json(client: httpx.Client, path: str, body: Any, **headers: str) -> httpx.Response:

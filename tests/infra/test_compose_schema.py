@@ -56,6 +56,12 @@ def test_scorer_and_sidecar_share_the_image_and_the_prediction_log(compose: dict
         assert sidecar["environment"][name].startswith(mount + "/")
 
 
+def test_the_scorer_serves_grpc_beside_http_on_loopback(compose: dict[str, Any]) -> None:
+    environment = compose["services"]["scorer"]["environment"]
+    assert environment["SCORER_HOST"] == "127.0.0.1"
+    assert environment["SCORER_GRPC_PORT"] not in (environment["SCORER_PORT"], "0")
+
+
 def test_every_service_is_read_only_without_capabilities(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         assert service["read_only"] is True, name

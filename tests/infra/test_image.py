@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import PROJECT_ROOT, run
-from serve_fixtures import bundled_records, free_port, signature_of
+from mlops.serve.grpc.open_inference_pb2_grpc import GRPCInferenceServiceStub
+from serve_fixtures import bundled_records, free_port, grpc_infer_request, signature_of
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +99,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Container:
     name: str
     url: str
+    grpc_target: str = ""
 
 
 @contextlib.contextmanager
@@ -106,6 +110,8 @@ def running(
     port = free_port()
     role = "SCORER" if command[-1] == "mlops.serve" else "MONITOR"
     settings = {f"{role}_HOST": "127.0.0.1", f"{role}_PORT": str(port), **env}
+    if role == "SCORER":  # a free port for gRPC too: the container shares the host's network
+        settings.setdefault("SCORER_GRPC_PORT", str(free_port()))
     settings["HEALTHCHECK_URL"] = f"http://127.0.0.1:{port}/health/ready"
     options = [
         "--detach",
@@ -120,7 +126,10 @@ def running(
     ]
     engine("rm", "--force", name, check=False)
     engine("run", *options, image, *command)
-    container = Container(name, f"http://127.0.0.1:{port}")
+    grpc_port = settings.get("SCORER_GRPC_PORT")
+    container = Container(
+        name, f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}" if grpc_port else ""
+    )
     try:
         wait_ready(engine, container)
         yield container
@@ -216,20 +225,35 @@ def test_scorer_and_sidecar_run_from_the_image_read_only(
             10,
             "the workers to share their counts",
         )
+        records_logged = len(records)
 
         healthcheck = container_health(engine, scorer.name)
         assert healthcheck == "healthy"
 
+        # gRPC from the image: its health service, and a call scored as /predict scores it
+        with grpc.insecure_channel(scorer.grpc_target) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=10
+            )
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            request = grpc_infer_request(signature, records)
+            answer = GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+        labels = deserialize_labels(answer.raw_output_contents[0])
+        assert labels == [prediction["label"] for prediction in predictions]
+        records_logged = 2 * len(records)
+
         log = log_dir / "predictions.jsonl"
-        wait_for(lambda: line_count(log) == len(records), 10, "the prediction log")
+        wait_for(lambda: line_count(log) == records_logged, 10, "the prediction log")
         with running(engine, image, names[1], sidecar_command, log_dir, sidecar_env) as sidecar:
             wait_for(
-                lambda: drift_window(sidecar.url) == len(records), 20, "the sidecar to read the log"
+                lambda: drift_window(sidecar.url) == records_logged,
+                20,
+                "the sidecar to read the log",
             )
             sidecar_metrics = httpx.get(f"{sidecar.url}/metrics", timeout=10).text
             assert "monitor_feature_psi{" in sidecar_metrics
         engine("stop", "--time=30", scorer.name)
-    assert line_count(log) == len(records)
+    assert line_count(log) == records_logged
 
 
 def container_health(engine: Engine, name: str) -> str:
@@ -243,6 +267,16 @@ def container_health(engine: Engine, name: str) -> str:
         status = engine("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()
         time.sleep(1)
     return status
+
+
+def deserialize_labels(raw: bytes) -> list[str]:
+    """A BYTES tensor's elements (a 4-byte little-endian length, then UTF-8)."""
+    labels, offset = [], 0
+    while offset < len(raw):
+        length = int.from_bytes(raw[offset : offset + 4], "little")
+        labels.append(raw[offset + 4 : offset + 4 + length].decode())
+        offset += 4 + length
+    return labels
 
 
 def line_count(path: Path) -> int:

@@ -109,13 +109,38 @@ def test_pod_and_containers_are_locked_down(pod: dict[str, Any]) -> None:
         assert context["capabilities"]["drop"] == ["ALL"], container["name"]
 
 
+def grpc_port(container: dict[str, Any]) -> int | None:
+    """The container's gRPC port (its SCORER_GRPC_PORT), if it serves gRPC."""
+    env = {variable["name"]: variable.get("value") for variable in container["env"]}
+    port = env.get("SCORER_GRPC_PORT")
+    return int(port) if port else None
+
+
 def test_every_container_has_probes_on_its_own_port(pod: dict[str, Any]) -> None:
     for container in pod["containers"]:
         ports = {port["name"] for port in container["ports"]}
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if "grpc" in container[probe]:  # gRPC's health service, on the gRPC port
+                assert container[probe]["grpc"]["port"] == grpc_port(container), probe
+                continue
             assert container[probe]["httpGet"]["port"] in ports, (container["name"], probe)
-        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
         assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        readiness = container["readinessProbe"]
+        assert "grpc" in readiness or readiness["httpGet"]["path"] == "/health/ready"
+
+
+def test_the_scorer_serves_grpc_on_the_service_and_is_probed_through_it(
+    pod: dict[str, Any], objects: dict[str, dict[str, Any]]
+) -> None:
+    scorer = next(container for container in pod["containers"] if container["name"] == "scorer")
+    port = grpc_port(scorer)
+    assert port == 8081
+    assert scorer["readinessProbe"]["grpc"] == {"port": port}
+    # not a declared container port: the prometheus.io annotations scrape every declared one
+    assert port not in {declared["containerPort"] for declared in scorer["ports"]}
+    (service_port,) = [p for p in objects["Service"]["spec"]["ports"] if p["name"] == "grpc"]
+    assert service_port["targetPort"] == port
+    assert service_port["appProtocol"] == "kubernetes.io/h2c"
 
 
 def test_service_hpa_and_pdb_point_at_the_deployment(objects: dict[str, dict[str, Any]]) -> None:
@@ -125,7 +150,8 @@ def test_service_hpa_and_pdb_point_at_the_deployment(objects: dict[str, dict[str
     container_ports = {port["name"] for c in pod["containers"] for port in c["ports"]}
     service = objects["Service"]["spec"]
     assert service["selector"].items() <= pod_labels.items()
-    assert {port["targetPort"] for port in service["ports"]} == container_ports
+    grpc_ports = {grpc_port(container) for container in pod["containers"]} - {None}
+    assert {port["targetPort"] for port in service["ports"]} == container_ports | grpc_ports
     assert (
         objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items()
         <= pod_labels.items()
@@ -227,4 +253,5 @@ def test_service_monitor_scrapes_both_service_ports(objects: dict[str, dict[str,
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
     scraped = {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]}
-    assert scraped == {port["name"] for port in service["spec"]["ports"]}
+    metrics_ports = {port["name"] for port in service["spec"]["ports"]} - {"grpc"}  # no /metrics
+    assert scraped == metrics_ports

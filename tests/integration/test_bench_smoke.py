@@ -21,7 +21,7 @@ def test_the_quick_benchmark_measures_every_stage_and_the_scorer(tmp_path: Path)
     committed = workspace_report.read_bytes() if workspace_report.exists() else None
     command = [sys.executable, "benchmarks/run.py", "--quick"]
     command += ["--output", str(report), "--json", str(results)]
-    serve = shutil.which("wrk") is not None
+    serve = all(shutil.which(tool) for tool in ("wrk", "h2load"))  # HTTP; gRPC
     completed = run([*command, *([] if serve else ["--no-serve"])], PROJECT_ROOT, timeout=900)
     assert "bench:" in completed.stdout
 
@@ -64,6 +64,9 @@ def test_the_quick_benchmark_measures_every_stage_and_the_scorer(tmp_path: Path)
     if serve:
         assert measured["scorer"]["errors"] == 0
         names = [result["name"] for result in measured["scorer"]["scorer"]]
-        assert {"single c1", "single c16"} <= set(names)
+        assert {"single c1", "single c16", "grpc single c16", "v2 binary batch 100 c4"} <= set(
+            names
+        )
+        assert "grpc_batch_vs_v2_json_batch" in measured["scorer"]["ratios"]
         assert "| single c16 |" in text
     assert (workspace_report.read_bytes() if workspace_report.exists() else None) == committed

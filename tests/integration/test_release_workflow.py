@@ -167,6 +167,8 @@ def start(module: str, workdir: Path, settings: dict[str, str]) -> Service:
     prefix = "SCORER" if module == "mlops.serve" else "MONITOR"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCORER_", "MONITOR_"))}
     env.update({f"{prefix}_HOST": "127.0.0.1", f"{prefix}_PORT": str(port), **settings})
+    if prefix == "SCORER":  # its gRPC port too: the default 8081 may be taken on this machine
+        env.setdefault("SCORER_GRPC_PORT", str(free_port()))
     log = workdir / f"{module}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(

@@ -1,17 +1,22 @@
-"""Property-based fuzzing of the real scorer over HTTP: no input may cause a 5xx or a traceback."""
+"""Property-based fuzzing of the real scorer over HTTP and gRPC: no input may cause a 5xx, a
+traceback or a gRPC INTERNAL/UNKNOWN."""
 
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlops.serve.grpc import open_inference_pb2 as pb
+from mlops.serve.grpc.open_inference_pb2_grpc import GRPCInferenceServiceStub
 from serve_fixtures import Scorer, running_scorer, signature_of
 
 FUZZ = settings(
@@ -164,3 +169,90 @@ def test_v2_infer_never_fails(
         headers={"content-type": "application/json"},
     )
     check(response)
+
+
+DATATYPES = ["FP32", "FP64", "FP16", "INT64", "INT8", "UINT64", "BYTES", "BOOL", "fp32", ""]
+
+
+def raw_tensor(feature: dict[str, Any]) -> st.SearchStrategy[bytes]:
+    """A tensor's bytes: well formed for the feature's type (a few elements) or any bytes."""
+    if feature["type"] == "number":
+        numbers = st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True), max_size=4)
+        formed = numbers.map(lambda values: struct.pack(f"<{len(values)}f", *values))
+    else:
+        texts = st.lists(
+            st.sampled_from([*(feature["categories"] or []), "", "nan", "Atlantis"]), max_size=4
+        )
+        formed = texts.map(
+            lambda values: b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in values)
+        )
+    return formed | st.binary(max_size=40)
+
+
+@FUZZ
+@given(data=st.data())
+def test_grpc_infer_never_fails_internally(
+    scorer: Scorer, signature: dict[str, Any], data: st.DataObject
+) -> None:
+    features = signature["features"]
+    name = data.draw(st.sampled_from([signature["model_name"], "other"]))
+    request = pb.ModelInferRequest(model_name=name, id=data.draw(st.text(max_size=8)))
+    raw = data.draw(st.booleans())
+    for feature in data.draw(st.lists(st.sampled_from(features), max_size=8)):
+        tensor = request.inputs.add(
+            name=data.draw(st.just(feature["name"]) | st.text(max_size=5)),
+            datatype=data.draw(st.sampled_from(DATATYPES)),
+            shape=data.draw(st.lists(st.integers(-2, 5), max_size=3)),
+        )
+        if raw:
+            request.raw_input_contents.append(data.draw(raw_tensor(feature)))
+        elif feature["type"] == "number":
+            tensor.contents.fp32_contents.extend(
+                data.draw(st.lists(st.floats(width=32), max_size=4))
+            )
+        else:
+            tensor.contents.bytes_contents.extend(
+                data.draw(st.lists(st.binary(max_size=6), max_size=4))
+            )
+        if data.draw(st.booleans()):
+            tensor.parameters["binary_data_size"].int64_param = data.draw(st.integers(-3, 50))
+    for output in data.draw(st.lists(st.sampled_from(["label", "probabilities", "x"]), max_size=3)):
+        request.outputs.add(name=output)
+    with grpc.insecure_channel(scorer.grpc_target) as channel:
+        try:
+            GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+        except grpc.RpcError as error:
+            assert error.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), error
+            assert error.details(), error
+
+
+@FUZZ
+@given(data=st.data())
+def test_binary_v2_bodies_never_fail(
+    client: httpx.Client, signature: dict[str, Any], data: st.DataObject
+) -> None:
+    tensors, blobs = [], []
+    for feature in signature["features"]:
+        blob = data.draw(raw_tensor(feature))
+        size = data.draw(st.just(len(blob)) | st.integers(-1, 60))
+        datatype = "FP32" if feature["type"] == "number" else "BYTES"
+        tensors.append(
+            {
+                "name": feature["name"],
+                "shape": [data.draw(st.integers(0, 4)), 1],
+                "datatype": data.draw(st.just(datatype) | st.sampled_from(DATATYPES)),
+                "parameters": {"binary_data_size": size},
+            }
+        )
+        blobs.append(blob)
+    header = json.dumps({"inputs": tensors, "parameters": {"binary_data_output": True}}).encode()
+    body = header + b"".join(blobs)
+    length = data.draw(st.just(len(header)) | st.integers(-1, len(body) + 2).map(str))
+    response = client.post(
+        f"/v2/models/{signature['model_name']}/infer",
+        content=body,
+        headers={"inference-header-content-length": str(length)},
+    )
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.json()["error"]

@@ -380,7 +380,7 @@ def test_every_scored_record_is_one_log_line_under_concurrent_load(
     assert len(lines) == expected
     assert len({(line["request_id"], line["index"]) for line in lines}) == expected
     for line in lines:
-        assert set(line) == set(PredictionRecord.__annotations__)
+        assert set(line) == PredictionRecord.__required_keys__
         assert line["features"] == sent[line["request_id"]][line["index"]]
 
 

@@ -116,7 +116,7 @@ def test_a_regressors_prediction_log_holds_numbers_under_the_users_names(
 
     assert [line["index"] for line in lines] == [0, 1, 2]
     for line, record, value in zip(lines, batch, predictions, strict=True):
-        assert set(line) == set(PredictionRecord.__annotations__)
+        assert set(line) == PredictionRecord.__required_keys__
         assert line["features"] == record
         assert line["prediction"] == value and line["probabilities"] is None
 

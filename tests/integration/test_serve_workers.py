@@ -1,6 +1,7 @@
-"""The scorer as several worker processes (``SCORER_WORKERS=2``) over real HTTP: one prediction
-log they rotate together, metrics that add up whichever worker answers the scrape, and a
-worker that cannot start stopping the server instead of restarting forever."""
+"""The scorer as several worker processes (``SCORER_WORKERS=2``) over real HTTP and gRPC: one
+prediction log they rotate together, metrics that add up whichever worker answers the scrape,
+gRPC connections spread over the workers (each listens on the port), and a worker that cannot
+start stopping the server instead of restarting forever."""
 
 from __future__ import annotations
 
@@ -11,16 +12,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 
 from mlops.core.artifacts import sha256_of
+from mlops.serve.grpc.open_inference_pb2_grpc import GRPCInferenceServiceStub
+from mlops.serve.grpc.service import INFER_ROUTE
 from mlops.serve.metrics import PUBLISH_SECONDS, Counts
+from package_fixtures import binary_package
 from serve_fixtures import (
     bundled_records,
     copy_package,
+    grpc_infer_request,
     launch_to_refusal,
     running_scorer,
     signature_of,
+    table_records,
 )
 
 LOG_MAX_BYTES = 64 * 1024  # the smallest the settings allow: the load below rotates ~20 times
@@ -103,3 +110,62 @@ def test_a_worker_that_cannot_load_the_model_stops_the_server(
     assert "refusing to serve" in output and "renamed_feature" in output
     assert "error: a worker could not start" in output
     assert "Traceback" not in output
+
+
+def test_every_worker_serves_grpc_and_logs_each_answered_call_through_sigterm(
+    tmp_path: Path,
+) -> None:
+    package = binary_package(tmp_path / "binary", threshold=0.3)
+    signature = signature_of(package)
+    records = table_records(package)
+    with running_scorer(package, tmp_path / "scorer", SCORER_WORKERS="2") as scorer:
+        deadline = time.monotonic() + 60  # ready means one worker is: wait for the other's gRPC
+        while len(set(re.findall(r"\[(\d+)\] INFO mlops\.serve: ready", scorer.output()))) < 2:
+            assert time.monotonic() < deadline, scorer.output()
+            time.sleep(0.1)
+
+        def call(number: int) -> tuple[str, int]:
+            batch = records[number % 20 : number % 20 + 5]
+            # A new connection each time (gRPC shares connections between a process's channels
+            # to one target unless told otherwise), for the kernel to hand to either worker.
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(scorer.grpc_target, options) as channel:
+                stub = GRPCInferenceServiceStub(channel)
+                request = grpc_infer_request(signature, batch)
+                _, answer = stub.ModelInfer.with_call(request, timeout=30)
+            return dict(answer.trailing_metadata())["x-request-id"], len(batch)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answered = dict(pool.map(call, range(40)))
+        time.sleep(2 * PUBLISH_SECONDS)
+        shared = scorer.prediction_log.with_name(f".{scorer.prediction_log.name}.workers")
+        per_worker = [Counts.from_json(path.read_bytes()) for path in shared.glob("worker-*")]
+        assert [counts.records[INFER_ROUTE] > 0 for counts in per_worker] == [True, True]
+
+        in_flight: dict[str, int] = {}
+        stop_sending = time.monotonic() + 30
+
+        def keep_calling() -> None:
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(scorer.grpc_target, options) as channel:
+                stub = GRPCInferenceServiceStub(channel)
+                request = grpc_infer_request(signature, records[:50])
+                while time.monotonic() < stop_sending:
+                    try:
+                        _, answer = stub.ModelInfer.with_call(request, timeout=30)
+                    except grpc.RpcError:  # the server went away
+                        return
+                    in_flight[dict(answer.trailing_metadata())["x-request-id"]] = 50
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            senders = [pool.submit(keep_calling) for _ in range(4)]
+            time.sleep(1.0)
+            exit_code = scorer.stop()
+            for sender in senders:
+                sender.result(timeout=60)
+    assert exit_code == 0, scorer.output()
+    assert in_flight, "no call was answered while the workers ran"
+    answered |= in_flight
+    lines = [json.loads(line) for line in scorer.log_lines()]
+    assert {line["request_id"] for line in lines} == set(answered)
+    assert len(lines) == sum(answered.values())

@@ -84,9 +84,7 @@ class Manifest(TypedDict):
     files: dict[str, str]  # file name -> sha256
 
 
-class PredictionRecord(TypedDict):
-    """One line of the prediction log (JSON Lines), written by the scorer per scored record."""
-
+class _PredictionFields(TypedDict):
     ts: str  # ISO 8601 UTC with milliseconds, e.g. "2026-11-21T06:00:00.123Z"
     request_id: str  # the HTTP request's id; records of one batch share it
     index: int  # position of the record in its request; (request_id, index) is unique
@@ -95,6 +93,17 @@ class PredictionRecord(TypedDict):
     prediction: str | float  # the class label, or a regressor's number
     probabilities: dict[str, float] | None  # None for a regressor
     latency_seconds: float  # of the whole request
+
+
+class PredictionRecord(_PredictionFields, total=False):
+    """One line of the prediction log (JSON Lines), written by the scorer per scored record.
+
+    The fields below are there only when there is something to keep: the id the client gave its
+    request (V2 ``id``), and a /predict record's fields beside the features
+    (``SCORER_EXTRA_FIELDS=ignore``), e.g. an id of its own to join labels to later."""
+
+    client_request_id: str
+    extra: dict[str, Any]
 
 
 def output_names(task: Task) -> tuple[str, ...]:

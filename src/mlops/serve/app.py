@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
-import hmac
 import importlib.metadata
 import json
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +30,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mlops.serve.auth import UNAUTHORIZED, bearer_matches, token_digest
 from mlops.serve.batching import MicroBatcher
 from mlops.serve.codecs.base import Codec
 from mlops.serve.codecs.rest import RestCodec, metadata_body
-from mlops.serve.codecs.v2 import V2Codec, model_metadata_body, model_parameters
+from mlops.serve.codecs.v2 import (
+    V2Codec,
+    V2Request,
+    model_metadata_body,
+    model_parameters,
+)
+from mlops.serve.codecs.v2_grpc import GrpcCodec
 from mlops.serve.dataplane import DataPlane
 from mlops.serve.errors import ClientError, InputError
+from mlops.serve.grpc.service import GrpcServer, InferenceService, listen_address
 from mlops.serve.metrics import PUBLISH_SECONDS, MetricsMiddleware, ScorerMetrics
 from mlops.serve.model import Scorer
 from mlops.serve.openapi import openapi_document
@@ -48,6 +55,11 @@ from mlops.serve.warmup import warm_up
 logger = logging.getLogger("mlops.serve")
 
 SERVER_NAME = "mlops-scorer"
+EXTENSIONS = ("binary_tensor_data",)  # the V2 protocol extensions served (REST)
+JSON_TYPE = b"application/json"
+BINARY_TYPE = b"application/octet-stream"  # the binary tensor data extension's bodies
+HEADER_LENGTH = b"inference-header-content-length"
+DECOMPRESSORS = {b"gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}  # zlib's wbits
 GC_YOUNG_THRESHOLD = 10_000  # allocations between collections of the youngest generation
 PREDICT_ROUTE = "/predict"
 INFER_ROUTE = "/v2/models/{model_name}/infer"
@@ -68,15 +80,17 @@ class ScoringResponse(Response):
 
     media_type = "application/json"
 
-    def __init__(self, content: bytes, request_id: str) -> None:
+    def __init__(self, content: bytes, request_id: str, header_length: int | None = None) -> None:
         self.status_code = 200
         self.background = None
         self.body = content
         self.raw_headers = [
             (b"content-length", str(len(content)).encode()),
-            (b"content-type", b"application/json"),
+            (b"content-type", JSON_TYPE if header_length is None else BINARY_TYPE),
             (b"x-request-id", request_id.encode()),
         ]
+        if header_length is not None:  # binary outputs follow the JSON header
+            self.raw_headers.append((HEADER_LENGTH, str(header_length).encode()))
 
 
 def parse_json(body: bytes) -> Any:
@@ -93,11 +107,28 @@ def parse_json(body: bytes) -> Any:
     return value
 
 
-def bearer_matches(header: str | None, token_digest: bytes) -> bool:
-    """Compare digests in constant time: neither the token nor its length leaks through timing."""
-    scheme, _, credentials = (header or "").partition(" ")
-    given = hashlib.sha256(credentials.strip().encode()).digest()
-    return hmac.compare_digest(given, token_digest) and scheme.lower() == "bearer"
+def media_type(headers: dict[bytes, bytes]) -> bytes:
+    """The Content-Type without its parameters, lower-case; empty when there is none."""
+    return headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+
+
+def decompressed(body: bytes, encoding: bytes, limit: int) -> bytes:
+    """A gzip or deflate body (tritonclient's ``request_compression_algorithm``) inflated, at most
+    ``limit`` bytes of it: a small body that inflates past the limit is refused, not unpacked."""
+    wbits = DECOMPRESSORS.get(encoding)
+    if wbits is None:
+        shown = encoding.decode("latin-1")
+        raise ClientError(415, f"Content-Encoding {shown!r} is not supported; use gzip or deflate")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise ClientError(400, f"the {encoding.decode()} body does not inflate: {error}") from None
+    if len(inflated) > limit:
+        raise ClientError(413, f"inflated body over {limit} bytes (SCORER_MAX_BODY_BYTES)")
+    if not inflater.eof:
+        raise ClientError(400, f"the {encoding.decode()} body is cut short")
+    return inflated
 
 
 @dataclass
@@ -110,6 +141,7 @@ class Service:
     openapi: bytes
     rest: RestCodec
     v2: V2Codec
+    grpc: GrpcServer | None = None  # the gRPC port's server, when SCORER_GRPC_PORT is set
 
     @property
     def scorer(self) -> Scorer:
@@ -119,18 +151,44 @@ class Service:
         if self.token_digest is None:
             return
         if not bearer_matches(request.headers.get("authorization"), self.token_digest):
-            raise ClientError(
-                401,
-                "missing or invalid bearer token",
-                {"WWW-Authenticate": 'Bearer realm="scorer"'},
-            )
+            raise ClientError(401, UNAUTHORIZED, {"WWW-Authenticate": 'Bearer realm="scorer"'})
 
     async def read_json(self, request: Request) -> Any:
+        """A ``/predict`` body: JSON, declared as such."""
         headers = dict(request.scope["headers"])  # ASGI: names already lower-case
-        content_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-        if content_type != b"application/json":
+        content_type = media_type(headers)
+        if content_type != JSON_TYPE:
             given = content_type.decode("latin-1") or "none"
             raise ClientError(415, f"Content-Type must be application/json, got {given!r}")
+        return parse_json(await self.read_body(request, headers))
+
+    async def read_v2(self, request: Request) -> V2Request:
+        """A V2 inference body as the protocol's clients send it: JSON with or without a
+        Content-Type (tritonclient sends none), or the binary tensor data extension's JSON
+        header and bytes (``Inference-Header-Content-Length``)."""
+        headers = dict(request.scope["headers"])
+        content_type = media_type(headers)
+        if content_type not in (b"", JSON_TYPE, BINARY_TYPE):
+            raise ClientError(
+                415,
+                "Content-Type must be application/json, application/octet-stream (binary "
+                f"tensor data) or none, got {content_type.decode('latin-1')!r}",
+            )
+        body = await self.read_body(request, headers)
+        declared = headers.get(HEADER_LENGTH)
+        if declared is None:
+            return V2Request(parse_json(body))
+        if not declared.strip().isdigit() or not 0 < int(declared) <= len(body):
+            raise ClientError(
+                400,
+                f"Inference-Header-Content-Length must be the length of the JSON header, between "
+                f"1 and the body's {len(body)} bytes; got {declared.decode('latin-1')!r}",
+            )
+        length = int(declared)
+        return V2Request(parse_json(body[:length]), memoryview(body)[length:])
+
+    async def read_body(self, request: Request, headers: dict[bytes, bytes]) -> bytes:
+        """The body, at most ``SCORER_MAX_BODY_BYTES`` (413 beyond), inflated if compressed."""
         limit = self.settings.max_body_bytes
         declared = headers.get(b"content-length")
         if declared is not None:
@@ -141,14 +199,17 @@ class Service:
                     413,
                     f"body of {int(declared)} bytes; the limit is {limit} (SCORER_MAX_BODY_BYTES)",
                 )
-            return parse_json(await request.body())
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ClientError(413, f"body over {limit} bytes (SCORER_MAX_BODY_BYTES)")
-            chunks.append(chunk)
-        return parse_json(b"".join(chunks))
+            body = await request.body()
+        else:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ClientError(413, f"body over {limit} bytes (SCORER_MAX_BODY_BYTES)")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        return body if encoding == b"identity" else decompressed(body, encoding, limit)
 
     def check_model(self, request: Request) -> None:
         self.plane.check_model(
@@ -189,7 +250,9 @@ class Service:
     # Open Inference Protocol V2 ------------------------------------------------------------------
 
     async def v2_server(self, request: Request) -> Response:
-        return json_response({"name": SERVER_NAME, "version": server_version(), "extensions": []})
+        return json_response(
+            {"name": SERVER_NAME, "version": server_version(), "extensions": list(EXTENSIONS)}
+        )
 
     async def v2_live(self, request: Request) -> Response:
         return json_response({"live": True})
@@ -222,9 +285,9 @@ class Service:
         started, received = time.perf_counter(), time.time()
         self.require_token(request)
         self.check_model(request)
-        body = await self.read_json(request)
-        content, request_id = await self.plane.infer(self.v2, body, INFER_ROUTE, started, received)
-        return ScoringResponse(content, request_id)
+        body = await self.read_v2(request)
+        answer, request_id = await self.plane.infer(self.v2, body, INFER_ROUTE, started, received)
+        return ScoringResponse(answer.content, request_id, answer.header_length)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -238,6 +301,8 @@ class Service:
         plane = self.plane
         publisher = asyncio.create_task(self.publish_metrics()) if plane.metrics.shared else None
         plane.ready = True
+        if self.grpc is not None:
+            await self.grpc.start()
         logger.info(
             "ready: model %s version %s, %d feature(s)",
             self.scorer.model_name,
@@ -247,6 +312,8 @@ class Service:
         try:
             yield
         finally:
+            if self.grpc is not None:  # its calls in flight are answered and logged first
+                await self.grpc.stop(self.settings.shutdown_timeout)
             plane.ready = False
             logger.info(
                 "shutting down: writing %d queued prediction log record(s)", plane.log.pending
@@ -328,8 +395,9 @@ def routes(service: Service) -> list[Route]:
 
 
 def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter) -> Starlette:
-    """The ASGI app serving ``scorer`` (warmed up here): ready once started, drains ``log`` on
-    shutdown. Raises ArtifactError if the model cannot score the signature's example records."""
+    """The ASGI app serving ``scorer`` (warmed up here) over HTTP and, when ``SCORER_GRPC_PORT``
+    is set, gRPC: ready once started, drains ``log`` on shutdown. Raises ArtifactError if the
+    model cannot score the signature's example records."""
     schema = input_schema(scorer.signature, settings.unknown_category, settings.out_of_range)
     warm_up(scorer, schema)
     metrics = ScorerMetrics(
@@ -339,14 +407,15 @@ def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter
         shared=settings.shared_metrics_dir if settings.workers > 1 else None,
     )
     metrics.track_log_backlog(lambda: log.pending)
-    token = settings.api_token
+    digest = token_digest(settings.api_token)
     document = openapi_document(
         schema,
         scorer.signature,
         scorer.model_name,
         scorer.model_version,
         settings.max_records,
-        token is not None,
+        digest is not None,
+        settings.extra_fields,
     )
     plane = DataPlane(
         scorer, schema, settings.max_records, metrics, log, MicroBatcher(scorer, schema)
@@ -354,10 +423,11 @@ def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter
     service = Service(
         settings=settings,
         plane=plane,
-        token_digest=hashlib.sha256(token.get_secret_value().encode()).digest() if token else None,
+        token_digest=digest,
         openapi=orjson.dumps(document),
-        rest=RestCodec(),
+        rest=RestCodec(schema.names, settings.extra_fields),
         v2=V2Codec(schema, scorer.outputs),
+        grpc=grpc_server(settings, plane, digest) if settings.grpc_port else None,
     )
     return Starlette(
         routes=routes(service),
@@ -365,3 +435,18 @@ def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         lifespan=service.lifespan,
     )
+
+
+def grpc_server(settings: ServeSettings, plane: DataPlane, digest: bytes | None) -> GrpcServer:
+    """The Open Inference Protocol's gRPC service on ``plane``, for ``SCORER_GRPC_PORT``. Worker
+    processes each listen on the port (SO_REUSEPORT: the kernel spreads connections over them)."""
+    service = InferenceService(
+        plane,
+        GrpcCodec(plane.schema, plane.scorer.outputs),
+        digest,
+        SERVER_NAME,
+        server_version(),
+        EXTENSIONS,
+    )
+    address = listen_address(settings.host, settings.grpc_port)
+    return GrpcServer(service, address, settings.max_body_bytes, settings.workers > 1)

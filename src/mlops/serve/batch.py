@@ -29,14 +29,9 @@ from mlops.serve.batches import Records
 from mlops.serve.checks import check
 from mlops.serve.errors import InputError
 from mlops.serve.model import Scorer, load_scorer
-from mlops.serve.schema import FieldSpec, InputSchema, input_schema
+from mlops.serve.schema import MISSING_MARKERS, FieldSpec, InputSchema, input_schema
 
 DEFAULT_CHUNK_ROWS = 10_000
-# The strings pandas reads as missing by default, so a file scores as the pipeline would read it.
-MISSING_MARKERS = frozenset(
-    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
-)  # fmt: skip
 PREDICTION_COLUMN = "prediction"
 WARNINGS_COLUMN = "warnings"
 

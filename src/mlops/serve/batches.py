@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, TypedDict
 
 import numpy as np
@@ -29,13 +29,17 @@ class FieldWarning(TypedDict):
 
 class Records:
     """A row-wise request (REST ``records``): the records as received, not yet checked. The
-    prediction log keeps them as sent (their own key order and values)."""
+    prediction log keeps them as sent (their own key order and values); ``extras`` holds, per
+    record, the fields beside the features that ``SCORER_EXTRA_FIELDS=ignore`` took out of it
+    (None: none had any), which the log keeps apart."""
 
-    __slots__ = ("rows", "size")  # a plain class: the size is read per request, not computed
+    __slots__ = ("client_id", "extras", "rows", "size")  # a plain class: read per request
 
-    def __init__(self, rows: list[Any]) -> None:
+    def __init__(self, rows: list[Any], extras: list[dict[str, Any] | None] | None = None) -> None:
         self.rows = rows
         self.size = len(rows)
+        self.extras = extras
+        self.client_id: str | None = None  # /predict has no request id of the client's
 
     def __repr__(self) -> str:
         return f"Records({self.rows!r})"
@@ -50,13 +54,16 @@ class Columns:
     """A column-wise request (V2 tensors): one list of values per feature, in the schema's
     order, as received and not yet checked."""
 
-    values: dict[str, list[Any]]
+    values: dict[str, ColumnValues]  # a tensor's bytes give a float64 array (NaN: missing)
     size: int
+    client_id: str | None = None  # the id the client gave its request (V2 ``id``), for the log
+    extras: None = None  # a tensor request has nothing beside its features
 
     def records(self) -> list[dict[str, Any]]:
         """One record per row, the features in the schema's order, for the prediction log."""
-        names, columns = list(self.values), self.values.values()
-        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+        names = list(self.values)
+        columns = [v.tolist() if isinstance(v, np.ndarray) else v for v in self.values.values()]
+        return list(map(dict, map(zip, repeat(names), zip(*columns, strict=True))))
 
 
 Inputs = Records | Columns  # what every codec decodes a request into

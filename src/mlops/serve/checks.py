@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from mlops.core.artifacts import MISSING_CATEGORY
 from mlops.serve.batches import Columns, ColumnValues, Inputs, ModelInput
@@ -25,6 +26,7 @@ from mlops.serve.schema import FLOAT32_MAX, NUMBER_TYPES, STRING_TYPE, FieldSpec
 
 VECTOR_MIN_VALUES = 32  # shorter number columns are checked in plain Python: numpy costs more
 NOT_NULLABLE = "is null, but the model was trained without missing values here"
+NOT_A_FEATURE = "not a feature of the model (SCORER_EXTRA_FIELDS=ignore would score the record)"
 
 
 def check(inputs: Inputs, schema: InputSchema) -> ModelInput:
@@ -135,7 +137,7 @@ def _key_issues(index: int, record: dict[str, Any], schema: InputSchema) -> list
     for name in record:
         if name not in schema.names:
             field = name if len(name) <= MAX_SHOWN_NAME else shown(name, MAX_SHOWN_NAME)
-            issues.append({"index": index, "field": field, "message": "not a feature of the model"})
+            issues.append({"index": index, "field": field, "message": NOT_A_FEATURE})
     return issues
 
 
@@ -153,7 +155,7 @@ class _Column:
 
 
 def validate_columns(
-    columns: Mapping[str, Sequence[Any]], size: int, schema: InputSchema
+    columns: Mapping[str, Sequence[Any] | npt.NDArray[np.float64]], size: int, schema: InputSchema
 ) -> ModelInput:
     """Check every value against its feature; the model-ready values, with warnings."""
     checked = {
@@ -175,13 +177,17 @@ def validate_columns(
 
 
 def _collect_warnings(
-    batch: ModelInput, spec: FieldSpec, column: _Column, values: Sequence[Any], schema: InputSchema
+    batch: ModelInput,
+    spec: FieldSpec,
+    column: _Column,
+    values: Sequence[Any] | npt.NDArray[np.float64],
+    schema: InputSchema,
 ) -> None:
     if column.out_of_range:
         batch.out_of_range[spec.name] = len(column.out_of_range)
         if schema.out_of_range == "flag":
             for index in column.out_of_range:
-                message = f"{shown(values[index])} is {_outside(spec)}"
+                message = f"{shown(_plain(values[index]))} is {_outside(spec)}"
                 batch.warnings.setdefault(index, []).append(
                     {"field": spec.name, "message": message}
                 )
@@ -194,7 +200,14 @@ def _collect_warnings(
             batch.warnings.setdefault(index, []).append({"field": spec.name, "message": message})
 
 
-def _number_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) -> _Column:
+def _number_column(
+    spec: FieldSpec, values: Sequence[Any] | npt.NDArray[np.float64], schema: InputSchema
+) -> _Column:
+    if isinstance(values, np.ndarray):  # a tensor's bytes (binary data, gRPC): NaN is missing
+        column = _array_column(spec, values, schema)
+        if column is not None:
+            return column
+        values = [None if value != value else value for value in values.tolist()]  # NaN
     checked = _float32_column(values)
     if checked is not None:
         column = _Column(checked[0])
@@ -267,6 +280,28 @@ def _numbers_one_by_one(spec: FieldSpec, values: Sequence[Any]) -> _Column:
     return _Column(numbers, issues)
 
 
+def _array_column(
+    spec: FieldSpec, values: npt.NDArray[np.float64], schema: InputSchema
+) -> _Column | None:
+    """A float64 column decoded from a tensor's bytes, checked whole (NaN, its missing values,
+    are what the model takes for missing); None when a value is missing where the signature
+    allows none, infinite or beyond float32, for the general path to name each."""
+    missing = np.isnan(values)
+    gaps = bool(missing.any())
+    if gaps and not spec.nullable:
+        return None
+    present = values[~missing] if gaps else values
+    if present.size and not float(np.abs(present).max()) <= FLOAT32_MAX:  # False for infinity
+        return None
+    column = _Column(values)
+    if present.size and schema.out_of_range != "ignore":
+        low = -math.inf if spec.minimum is None else spec.minimum
+        high = math.inf if spec.maximum is None else spec.maximum
+        outside = np.flatnonzero((values < low) | (values > high)).tolist()  # NaN: neither
+        _apply_range_policy(spec, values, outside, column, schema)
+    return column
+
+
 def _not_finite(value: float, spec: FieldSpec) -> str:
     if isinstance(value, float) and math.isnan(value):
         return (
@@ -300,19 +335,39 @@ def _check_range(
         for index, value in enumerate(values)
         if value is not None and not low <= value <= high
     ]
+    _apply_range_policy(spec, values, outside, column, schema)
+
+
+def _apply_range_policy(
+    spec: FieldSpec,
+    values: Sequence[Any] | npt.NDArray[np.float64],
+    outside: list[int],
+    column: _Column,
+    schema: InputSchema,
+) -> None:
+    """The values at ``outside`` flagged, or rejected, as ``SCORER_OUT_OF_RANGE`` says."""
     if schema.out_of_range == "flag":
         column.out_of_range = outside
         return
     for index in outside:
-        message = f"{shown(values[index])} is {_outside(spec)} (SCORER_OUT_OF_RANGE=reject)"
+        message = f"{shown(_plain(values[index]))} is {_outside(spec)} (SCORER_OUT_OF_RANGE=reject)"
         column.issues.append({"index": index, "field": spec.name, "message": message})
 
 
-def _string_column(spec: FieldSpec, values: Sequence[Any], schema: InputSchema) -> _Column:
+def _plain(value: Any) -> Any:
+    """A numpy number as the Python number it holds (for messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _string_column(
+    spec: FieldSpec, values: Sequence[Any] | npt.NDArray[np.float64], schema: InputSchema
+) -> _Column:
+    # (an array holds numbers where text belongs: the walk below names each)
+    given: Sequence[Any] = values.tolist() if isinstance(values, np.ndarray) else values
     column = _Column([])
-    strings: Sequence[Any] = values
-    if not set(map(type, values)) <= STRING_TYPE:
-        strings = _strings_one_by_one(spec, values, column)
+    strings: Sequence[Any] = given
+    if not set(map(type, given)) <= STRING_TYPE:
+        strings = _strings_one_by_one(spec, given, column)
     if spec.categories is not None and not set(strings) <= spec.categories:
         allowed = spec.categories | {MISSING_CATEGORY}
         unknown = [index for index, value in enumerate(strings) if value not in allowed]

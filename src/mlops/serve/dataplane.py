@@ -130,6 +130,8 @@ class DataPlane:
             prediction.values if scorer.regression else prediction.labels,
             maps,  # shared with the answer
             time.perf_counter() - started,  # the latency up to the encoded answer
+            inputs.extras,
+            inputs.client_id,
         )
         if not self.log.submit(scored):
             await self.wait_for_log(scored)

@@ -218,7 +218,8 @@ class ScorerMetrics:
         counts = self.totals()
         requests = CounterMetricFamily(
             "scorer_requests",
-            "HTTP requests by route template, method and status code",
+            "Requests by route template, method and status code (gRPC calls: method GRPC, the "
+            "status their code corresponds to)",
             labels=["route", "method", "status"],
         )
         for (route, method, status), count in sorted(counts.requests.items()):

@@ -40,10 +40,16 @@ class Prediction:
     labels: list[str]
     probabilities: list[list[float]]  # [n, n_classes] in ``classes`` order
     values: list[float] = field(default_factory=list)
+    # the probabilities as the array they were rounded in, for answers in bytes (binary tensors)
+    probability_array: npt.NDArray[np.float64] | None = None
 
     def rows(self, start: int, stop: int) -> Prediction:
+        array = self.probability_array
         return Prediction(
-            self.labels[start:stop], self.probabilities[start:stop], self.values[start:stop]
+            self.labels[start:stop],
+            self.probabilities[start:stop],
+            self.values[start:stop],
+            None if array is None else array[start:stop],
         )
 
     def probability_maps(self, classes: list[str]) -> list[dict[str, float]]:
@@ -94,7 +100,7 @@ class Scorer:
             labels = apply_threshold(probabilities, self.classes, *self.decision)
         rounded = probabilities.astype(np.float64).round(PROBABILITY_DECIMALS)
         names = labels.tolist() if labels.dtype == object else labels.astype(str).tolist()
-        return Prediction(names, rounded.tolist())
+        return Prediction(names, rounded.tolist(), probability_array=rounded)
 
 
 def session_options(threads: int) -> ort.SessionOptions:

@@ -11,11 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.core.artifacts import PREDICTION_OUTPUT, Signature, output_names
-from mlops.serve.codecs.v2 import NUMBER_V2_DATATYPE, STRING_V2_DATATYPE
-from mlops.serve.schema import FieldSpec, InputSchema
+from mlops.serve.codecs.v2 import (
+    BINARY_DATA,
+    BINARY_DATA_OUTPUT,
+    BINARY_DATA_SIZE,
+    NUMERIC_V2_DATATYPES,
+    STRING_V2_DATATYPE,
+)
+from mlops.serve.schema import FLOAT32_MAX, ExtraFieldsPolicy, FieldSpec, InputSchema
 
 JSON = "application/json"
+BINARY = "application/octet-stream"
 PROMETHEUS_TEXT = "text/plain"
+REQUEST_ID_HEADER = {
+    "X-Request-ID": {
+        "description": "the request's id, as the prediction log records it",
+        "schema": {"type": "string"},
+    }
+}
 Schema = dict[str, Any]
 
 
@@ -30,9 +43,11 @@ def openapi_document(
     model_version: str,
     max_records: int,
     auth: bool,
+    extra_fields: ExtraFieldsPolicy = "reject",
 ) -> dict[str, Any]:
-    """The document for the served model: its features, and its task's answers (a label and
-    class probabilities, or a number)."""
+    """The document for the served model: its features (a V2 input per feature with its
+    datatypes and shape), its task's answers (a label and class probabilities, or a number) and
+    every status each route answers."""
     security: list[dict[str, list[str]]] | None = [{"bearerAuth": []}] if auth else None
     return {
         "openapi": "3.1.0",
@@ -47,8 +62,8 @@ def openapi_document(
         "paths": _paths(security, signature),
         "components": {
             "schemas": {
-                **_rest_schemas(schema, signature, max_records),
-                **_v2_schemas(schema, signature),
+                **_rest_schemas(schema, signature, max_records, extra_fields),
+                **_v2_schemas(schema, signature, max_records),
             },
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
@@ -58,6 +73,10 @@ def openapi_document(
 def _feature_schema(spec: FieldSpec, schema: InputSchema) -> Schema:
     kind = "number" if spec.is_number else "string"
     result: Schema = {"type": [kind, "null"] if spec.nullable else kind}
+    if spec.is_number:  # what float32 (the model's input) holds, or the range the policy keeps
+        rejects = schema.out_of_range == "reject" and None not in (spec.minimum, spec.maximum)
+        result["minimum"] = spec.minimum if rejects else -FLOAT32_MAX
+        result["maximum"] = spec.maximum if rejects else FLOAT32_MAX
     if spec.is_number and spec.minimum is not None:
         result["description"] = f"training range [{spec.minimum}, {spec.maximum}]"
     if spec.categories is not None:
@@ -93,13 +112,16 @@ def _prediction_schema(signature: Signature) -> Schema:
     }
 
 
-def _rest_schemas(schema: InputSchema, signature: Signature, max_records: int) -> dict[str, Schema]:
+def _rest_schemas(
+    schema: InputSchema, signature: Signature, max_records: int, extra_fields: ExtraFieldsPolicy
+) -> dict[str, Schema]:
     return {
         "Record": {
             "type": "object",
             "properties": {spec.name: _feature_schema(spec, schema) for spec in schema.fields},
             "required": schema.order,
-            "additionalProperties": False,
+            # SCORER_EXTRA_FIELDS=ignore: other fields (ids, timestamps) are logged, not scored
+            "additionalProperties": extra_fields == "ignore",
         },
         "PredictRequest": {
             "type": "object",
@@ -158,10 +180,9 @@ def _rest_schemas(schema: InputSchema, signature: Signature, max_records: int) -
     }
 
 
-def _v2_schemas(schema: InputSchema, signature: Signature) -> dict[str, Schema]:
+def _v2_schemas(schema: InputSchema, signature: Signature, max_records: int) -> dict[str, Schema]:
     tensor_data: Schema = {"type": "array"}
     shape = {"type": "array", "items": {"type": "integer"}}
-    parameters: Schema = {"type": "object"}
     input_names = schema.order
     return {
         "V2Error": _object({"error": {"type": "string"}}),
@@ -188,22 +209,21 @@ def _v2_schemas(schema: InputSchema, signature: Signature) -> dict[str, Schema]:
                 "parameters": _object(_parameter_properties(signature)),
             }
         ),
-        "V2RequestInput": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "enum": input_names},
-                "shape": shape,
-                "datatype": {"type": "string", "enum": [NUMBER_V2_DATATYPE, STRING_V2_DATATYPE]},
-                "parameters": parameters,
-                "data": tensor_data,
-            },
-            "required": ["name", "shape", "datatype", "data"],
+        # one schema per feature (V2Input0, V2Input1, ... in the signature's order)
+        "V2RequestInput": {"oneOf": [ref(f"V2Input{i}") for i in range(len(schema.fields))]},
+        **{
+            f"V2Input{i}": _v2_input_schema(spec, schema, max_records)
+            for i, spec in enumerate(schema.fields)
         },
         "V2RequestOutput": {
             "type": "object",
             "properties": {
                 "name": {"type": "string", "enum": list(output_names(signature["task"]))},
-                "parameters": parameters,
+                "parameters": {
+                    "type": "object",
+                    "properties": {BINARY_DATA: {"type": "boolean"}},
+                    "additionalProperties": _PARAMETER,
+                },
             },
             "required": ["name"],
         },
@@ -211,25 +231,34 @@ def _v2_schemas(schema: InputSchema, signature: Signature) -> dict[str, Schema]:
             "type": "object",
             "properties": {
                 "id": {"type": "string"},
-                "parameters": parameters,
+                "parameters": {
+                    "type": "object",
+                    "properties": {BINARY_DATA_OUTPUT: {"type": "boolean"}},
+                    "additionalProperties": _PARAMETER,
+                },
                 "inputs": {
                     "type": "array",
                     "items": ref("V2RequestInput"),
                     "minItems": len(input_names),
+                    "maxItems": len(input_names),
                 },
                 "outputs": {"type": "array", "items": ref("V2RequestOutput")},
             },
             "required": ["inputs"],
             "additionalProperties": False,
         },
-        "V2ResponseOutput": _object(
-            {
+        "V2ResponseOutput": {
+            "type": "object",
+            "properties": {
                 "name": {"type": "string"},
                 "shape": shape,
                 "datatype": {"type": "string"},
                 "data": tensor_data,
-            }
-        ),
+                "parameters": _object({BINARY_DATA_SIZE: {"type": "integer", "minimum": 0}}),
+            },
+            "required": ["name", "shape", "datatype"],
+            "additionalProperties": False,
+        },
         "V2InferenceResponse": _object(
             {
                 "model_name": {"type": "string"},
@@ -238,6 +267,51 @@ def _v2_schemas(schema: InputSchema, signature: Signature) -> dict[str, Schema]:
                 "outputs": {"type": "array", "items": ref("V2ResponseOutput")},
             }
         ),
+    }
+
+
+# A V2 parameter's value: a boolean, a number or a string (the protocol's ``$parameter``).
+_PARAMETER: Schema = {"type": ["boolean", "number", "string"]}
+
+
+def _v2_input_schema(spec: FieldSpec, schema: InputSchema, max_records: int) -> Schema:
+    """One feature's V2 input tensor: its name (the column's), the datatypes it may have, a
+    shape of ``[n, 1]`` or ``[n]``, and its values in JSON, flat or one per row."""
+    value = _feature_schema(spec, schema)
+    datatypes = sorted(NUMERIC_V2_DATATYPES) if spec.is_number else [STRING_V2_DATATYPE]
+    rows = {"type": "integer", "minimum": 1, "maximum": max_records}
+    return {
+        "type": "object",
+        "description": f"the feature {spec.name!r}; n values, one per record (every input as many)",
+        "properties": {
+            "name": {"const": spec.name},
+            "datatype": {"enum": datatypes},
+            "shape": {
+                "oneOf": [
+                    {"type": "array", "prefixItems": [rows], "minItems": 1, "maxItems": 1},
+                    {
+                        "type": "array",
+                        "prefixItems": [rows, {"const": 1}],
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
+                ]
+            },
+            "data": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_records,
+                "items": {
+                    "oneOf": [
+                        value,
+                        {"type": "array", "items": value, "minItems": 1, "maxItems": 1},
+                    ]
+                },
+            },
+            "parameters": {"type": "object", "additionalProperties": _PARAMETER},
+        },
+        "required": ["name", "datatype", "shape", "data"],
+        "additionalProperties": False,
     }
 
 
@@ -268,13 +342,32 @@ def _json(schema_name: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": ref(schema_name)}}}
 
 
+def _scored(schema_name: str, description: str, binary: bool = False) -> dict[str, Any]:
+    """A scoring answer: JSON (or, asked for binary outputs, the JSON header and the bytes) with
+    the request id header."""
+    response = _json(schema_name, description)
+    response["headers"] = REQUEST_ID_HEADER
+    if binary:
+        response["content"][BINARY] = {"schema": {"type": "string", "format": "binary"}}
+        response["headers"] = {
+            **REQUEST_ID_HEADER,
+            "Inference-Header-Content-Length": {
+                "description": "with binary outputs: the length of the JSON header before them",
+                "schema": {"type": "integer"},
+            },
+        }
+    return response
+
+
 def _rest_errors(*statuses: int) -> dict[str, Any]:
     reasons = {
-        400: "malformed JSON",
+        400: "malformed JSON, a Content-Length that is not a number, or a compressed body that "
+        "does not inflate",
         401: "missing or invalid bearer token (only when SCORER_API_TOKEN is set)",
         404: "no such model or version",
         413: "body larger than SCORER_MAX_BODY_BYTES or more records than SCORER_MAX_RECORDS",
-        415: "Content-Type is not application/json",
+        415: "Content-Type is not application/json, or a Content-Encoding other than gzip or "
+        "deflate",
         422: "the records do not match the model's signature; details name each record and field",
         503: "the model is not ready or the prediction log is failing",
     }
@@ -285,11 +378,13 @@ def _v2_errors(*statuses: int) -> dict[str, Any]:
     return {
         str(status): _json("V2Error", description)
         for status, description in {
-            400: "the request does not match the protocol or the model's inputs",
+            400: "the request does not match the protocol or the model's inputs; the message "
+            "names the input",
             401: "missing or invalid bearer token (only when SCORER_API_TOKEN is set)",
             404: "no such model or version",
-            413: "body or batch too large",
-            415: "Content-Type is not application/json",
+            413: "body larger than SCORER_MAX_BODY_BYTES or more records than SCORER_MAX_RECORDS",
+            415: "Content-Type other than application/json, application/octet-stream or none; "
+            "or a Content-Encoding other than gzip or deflate",
             503: "not ready",
         }.items()
         if status in statuses
@@ -332,12 +427,17 @@ def _paths(security: list[dict[str, list[str]]] | None, signature: Signature) ->
     v2_infer = _operation(
         "Open Inference Protocol V2 inference: one [n, 1] input tensor per feature",
         {
-            "200": _json("V2InferenceResponse", answers),
+            "200": _scored("V2InferenceResponse", answers, binary=True),
             **_v2_errors(400, 401, 404, 413, 415, 503),
         },
         security,
         body="V2InferenceRequest",
     )
+    v2_infer["requestBody"]["content"][BINARY] = {
+        "schema": {"type": "string", "format": "binary"},
+        "description": "binary tensor data: the JSON inference request, then each input's "
+        "bytes, with its length in Inference-Header-Content-Length",
+    }
     v2_metadata = _operation(
         "Open Inference Protocol V2 model metadata",
         {"200": _json("V2ModelMetadata", "inputs and outputs"), **_v2_errors(401, 404)},
@@ -358,7 +458,7 @@ def _paths(security: list[dict[str, list[str]]] | None, signature: Signature) ->
                 if regression
                 else "Score records: a label and class probabilities for each",
                 {
-                    "200": _json("PredictResponse", "one prediction per record, in order"),
+                    "200": _scored("PredictResponse", "one prediction per record, in order"),
                     **_rest_errors(400, 401, 413, 415, 422, 503),
                 },
                 security,

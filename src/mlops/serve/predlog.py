@@ -42,6 +42,8 @@ class ScoredBatch:
     predictions: Sequence[str | float]  # a classifier's labels or a regressor's values
     probabilities: list[dict[str, float]] | None  # shared with the response; None: a regressor
     latency_seconds: float
+    extras: list[dict[str, Any] | None] | None = None  # fields beside the features, per record
+    client_id: str | None = None  # the id the client gave its request (V2 ``id``)
 
 
 def iso_timestamp(unix_time: float) -> str:
@@ -75,6 +77,8 @@ def log_lines(batch: ScoredBatch) -> bytearray:
     probabilities: Sequence[dict[str, float] | None] = batch.probabilities or [None] * len(
         batch.predictions
     )
+    if batch.client_id is not None:
+        record["client_request_id"] = batch.client_id
     for index, (features, prediction, shares) in enumerate(
         zip(batch.features, batch.predictions, probabilities, strict=True)
     ):
@@ -82,8 +86,18 @@ def log_lines(batch: ScoredBatch) -> bytearray:
         record["features"] = features
         record["prediction"] = prediction
         record["probabilities"] = shares
+        if batch.extras is not None:
+            _set_extra(record, batch.extras[index])
         lines += dumps(record, option=option)
     return lines
+
+
+def _set_extra(record: PredictionRecord, extra: dict[str, Any] | None) -> None:
+    """A record's fields beside the features, under ``extra``, only on the lines that have some."""
+    if extra:
+        record["extra"] = extra
+    else:
+        record.pop("extra", None)
 
 
 class RotatingFile:

@@ -4,8 +4,10 @@ One process serves on one core: its event loop holds Python's GIL for the JSON, 
 log lines of every request. Several workers share the listening socket (the parent binds it and
 uvicorn's supervisor starts, health-checks and restarts them); each verifies and loads the model
 itself. They append to one prediction log (``RotatingFile`` locks around each write) and publish
-their metric counts for each other (``mlops.serve.metrics``). SIGTERM to the parent reaches every
-worker, and each finishes its requests and writes out its log before the parent exits.
+their metric counts for each other (``mlops.serve.metrics``). Each worker also runs its own gRPC
+server on ``SCORER_GRPC_PORT``, all bound with SO_REUSEPORT, so the kernel spreads gRPC
+connections over the workers as it does HTTP ones. SIGTERM to the parent reaches every worker,
+and each finishes its requests (HTTP and gRPC) and writes out its log before the parent exits.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sys
 
 import uvicorn
@@ -73,8 +76,27 @@ def listening(settings: ServeSettings) -> tuple[str, int, int, bool, str]:
     )
 
 
+def check_grpc_port(settings: ServeSettings) -> None:
+    """StageError naming ``SCORER_GRPC_PORT`` if another program listens there: checked once
+    before anything starts, rather than failing in the app's start-up (or in each worker)."""
+    if not settings.grpc_port:
+        return
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.grpc_port, type=socket.SOCK_STREAM)
+        family, kind, protocol, _, address = infos[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        raise StageError(
+            f"SCORER_GRPC_PORT={settings.grpc_port}: cannot listen on "
+            f"{settings.host}:{settings.grpc_port} ({error.strerror or error})"
+        ) from None
+
+
 def serve(settings: ServeSettings) -> None:
     """Serve in this process until SIGTERM or SIGINT."""
+    check_grpc_port(settings)
     app, log = build(settings)
     server = uvicorn.Server(uvicorn_config(app, *listening(settings)))
     try:
@@ -105,6 +127,7 @@ def serve_workers(settings: ServeSettings) -> None:
         verify(settings.model_dir)  # each worker verifies again what it loads
     except ArtifactError as error:
         raise refusal(error) from None
+    check_grpc_port(settings)
     try:
         RotatingFile(settings.prediction_log, settings.log_max_bytes, settings.log_backups).close()
     except OSError as error:

@@ -18,9 +18,16 @@ MAX_LISTED_CATEGORIES = 20
 NUMBER_TYPES = frozenset({int, float})
 STRING_TYPE = frozenset({str})
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# The strings pandas reads as missing by default, so that a file (batch scoring) or a tensor of
+# bytes (which has no null) scores as the pipeline would have read it.
+MISSING_MARKERS = frozenset(
+    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+)  # fmt: skip
 
 UnknownCategoryPolicy = Literal["score", "reject"]
 OutOfRangePolicy = Literal["flag", "reject", "ignore"]
+ExtraFieldsPolicy = Literal["reject", "ignore"]  # fields of a /predict record beside the features
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.core.network import is_loopback
@@ -41,10 +48,12 @@ class ServeSettings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    grpc_port: int = Field(default=8081, ge=0, le=65535)  # Open Inference Protocol gRPC; 0: off
     max_records: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=8 * MEBIBYTE, ge=1024, le=256 * MEBIBYTE)
     unknown_category: Literal["score", "reject"] = "score"
     out_of_range: Literal["flag", "reject", "ignore"] = "flag"
+    extra_fields: Literal["reject", "ignore"] = "reject"  # /predict fields beside the features
     log_max_bytes: int = Field(default=100 * MEBIBYTE, ge=64 * 1024)
     log_backups: int = Field(default=5, ge=1, le=1000)
     api_token: SecretStr | None = None
@@ -67,6 +76,15 @@ class ServeSettings(BaseSettings):
         if not host or any(character.isspace() for character in host):
             raise ValueError("expected an IP address or a host name")
         return host
+
+    @model_validator(mode="after")
+    def _grpc_port_is_its_own(self) -> ServeSettings:
+        if self.grpc_port == self.port:
+            raise ValueError(
+                f"SCORER_GRPC_PORT={self.grpc_port} is SCORER_PORT too; give gRPC a port of its "
+                "own, or 0 to turn it off"
+            )
+        return self
 
     @field_validator("api_token", mode="before")
     @classmethod
@@ -108,8 +126,11 @@ def load_settings() -> ServeSettings:
     except ValidationError as error:
         problems = []
         for detail in error.errors():
-            field = str(detail["loc"][0]) if detail["loc"] else ""
-            shown = env_name(field) if field else "settings"
+            if not detail["loc"]:  # a rule between settings: its message names them
+                problems.append(detail["msg"].removeprefix("Value error, "))
+                continue
+            field = str(detail["loc"][0])
+            shown = env_name(field)
             value = os.environ.get(shown) if field != "api_token" else "<hidden>"
             problems.append(f"{shown}={value!r}: {detail['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -267,7 +267,7 @@ def test_a_v2_request_gets_the_models_outputs_or_those_it_names(
     outputs: tuple[str, ...], requested: Any, wanted: list[str]
 ) -> None:
     body = {"inputs": [], **({} if requested is None else {"outputs": requested})}
-    assert check_inference_request(body, outputs) == (None, wanted)
+    assert check_inference_request(body, outputs) == Requested(None, wanted)
 
 
 def test_a_v2_request_for_an_output_the_model_lacks_is_refused() -> None:
@@ -302,8 +302,8 @@ def test_a_regressors_infer_body_has_one_fp32_prediction_output() -> None:
 def test_the_v2_codec_answers_the_clients_id_or_else_the_request_id() -> None:
     codec = V2Codec(schema(), OUTPUTS)
     result = Result("r1", "tiny", "v1", PREDICTION, None, {})
-    assert json.loads(codec.encode(result, Requested("42", ["label"])))["id"] == "42"
-    answered = json.loads(codec.encode(result, Requested(None, ["label"])))
+    assert json.loads(codec.encode(result, Requested("42", ["label"])).content)["id"] == "42"
+    answered = json.loads(codec.encode(result, Requested(None, ["label"])).content)
     assert answered == infer_body("tiny", "v1", "r1", PREDICTION, ["label"])
 
 

@@ -45,10 +45,10 @@ def plane(package: Path, tmp_path: Path) -> Iterator[DataPlane]:
         log.close()
 
 
-def infer(plane: DataPlane, codec: Codec[Any, bytes], body: Any, route: str) -> tuple[Any, str]:
+def infer(plane: DataPlane, codec: Codec[Any, Any], body: Any, route: str) -> tuple[Any, str]:
     started, received = time.perf_counter(), time.time()
-    content, request_id = asyncio.run(plane.infer(codec, body, route, started, received))
-    return json.loads(content), request_id
+    answer, request_id = asyncio.run(plane.infer(codec, body, route, started, received))
+    return json.loads(answer if isinstance(answer, bytes) else answer.content), request_id
 
 
 def logged(plane: DataPlane) -> list[dict[str, Any]]:

@@ -126,3 +126,41 @@ def test_a_classifiers_answer_is_a_label_and_probabilities() -> None:
 def test_component_schemas_are_valid_json_schema(name: str, served: Signature) -> None:
     schemas = document(served=served)["components"]["schemas"]
     jsonschema.Draft202012Validator.check_schema(schemas[name])
+
+
+def test_each_v2_input_is_described_with_its_datatypes_and_shape() -> None:
+    doc = document()
+    request = validator(doc, "V2InferenceRequest")
+    size = {"name": "size", "datatype": "FP32", "shape": [2, 1], "data": [1.5, None]}
+    colour = {"name": "colour", "datatype": "BYTES", "shape": [2], "data": [["red"], ["blue"]]}
+    request.validate({"inputs": [size, colour]})
+    for wrong in (
+        {**size, "datatype": "BYTES"},
+        {**colour, "datatype": "FP32"},
+        {**colour, "data": ["red", None]},  # colour may not be missing
+        {**size, "shape": [2, 3]},
+        {**size, "data": [1e39]},  # beyond float32
+        {**size, "name": "weight"},
+    ):
+        assert not request.is_valid({"inputs": [wrong, colour]}), wrong
+    assert not request.is_valid({"inputs": [size]})  # one input per feature
+
+
+def test_every_status_a_route_answers_is_documented() -> None:
+    paths = document()["paths"]
+    infer = paths["/v2/models/{model_name}/infer"]["post"]
+    assert set(infer["responses"]) == {"200", "400", "401", "404", "413", "415", "503"}
+    assert set(infer["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
+    assert "Inference-Header-Content-Length" in infer["responses"]["200"]["headers"]
+    predict = paths["/predict"]["post"]["responses"]
+    assert set(predict) == {"200", "400", "401", "413", "415", "422", "503"}
+    assert "X-Request-ID" in predict["200"]["headers"]
+
+
+def test_extra_fields_are_documented_as_the_setting_says() -> None:
+    schema = input_schema(SIGNATURE)
+    record = {"size": 1, "colour": "red", "order id": "A-1"}
+    strict = openapi_document(schema, SIGNATURE, "tiny", "v1", 5, False, "reject")
+    lenient = openapi_document(schema, SIGNATURE, "tiny", "v1", 5, False, "ignore")
+    assert not validator(strict, "Record").is_valid(record)
+    validator(lenient, "Record").validate(record)

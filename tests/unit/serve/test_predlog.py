@@ -33,7 +33,7 @@ def test_one_line_per_record_with_exactly_the_prediction_record_fields() -> None
     lines = log_lines(batch(3)).decode().splitlines()
     assert len(lines) == 3
     records = [json.loads(line) for line in lines]
-    assert all(set(record) == set(PredictionRecord.__annotations__) for record in records)
+    assert all(set(record) == PredictionRecord.__required_keys__ for record in records)
     assert [record["index"] for record in records] == [0, 1, 2]
     assert records[2] == {
         "ts": "2026-11-18T11:06:40.123Z",
@@ -58,7 +58,7 @@ def test_a_regressors_line_holds_the_number_and_no_probabilities() -> None:
         latency_seconds=0.002,
     )
     records = [json.loads(line) for line in log_lines(scored).decode().splitlines()]
-    assert all(set(record) == set(PredictionRecord.__annotations__) for record in records)
+    assert all(set(record) == PredictionRecord.__required_keys__ for record in records)
     assert [(r["prediction"], r["probabilities"]) for r in records] == [(23.4, None), (7.0, None)]
     assert records[0]["features"] == {"Distance (km)": 3.5, "Weather/Condition": None}
     assert isinstance(records[1]["prediction"], float)

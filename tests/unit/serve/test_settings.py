@@ -102,3 +102,27 @@ def test_description_hides_the_token() -> None:
 )
 def test_loopback_detection(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_grpc_listens_on_a_port_of_its_own_or_not_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().grpc_port == 8081
+    monkeypatch.setenv("SCORER_GRPC_PORT", "0")
+    assert load_settings().grpc_port == 0
+    monkeypatch.setenv("SCORER_GRPC_PORT", "8080")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "SCORER_GRPC_PORT=8080 is SCORER_PORT too" in str(caught.value)
+    monkeypatch.setenv("SCORER_GRPC_PORT", "65536")
+    with pytest.raises(SettingsError, match="SCORER_GRPC_PORT='65536'"):
+        load_settings()
+
+
+def test_extra_fields_are_refused_unless_told_to_ignore_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().extra_fields == "reject"
+    monkeypatch.setenv("SCORER_EXTRA_FIELDS", "ignore")
+    assert load_settings().extra_fields == "ignore"
+    monkeypatch.setenv("SCORER_EXTRA_FIELDS", "keep")
+    with pytest.raises(SettingsError, match="SCORER_EXTRA_FIELDS='keep'"):
+        load_settings()

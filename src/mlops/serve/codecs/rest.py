@@ -15,15 +15,25 @@ from mlops.core.artifacts import PREDICTION_OUTPUT
 from mlops.serve.batches import FieldWarning, Records, Result
 from mlops.serve.errors import InputError, json_type
 from mlops.serve.model import Scorer
+from mlops.serve.schema import ExtraFieldsPolicy
 
 
 class RestCodec:
     batch_name = "'records'"
 
+    def __init__(
+        self, features: frozenset[str] = frozenset(), extra_fields: ExtraFieldsPolicy = "reject"
+    ) -> None:
+        # With "ignore", the fields of a record beside ``features`` are taken out before the
+        # checks (which would refuse them) and kept apart for the log.
+        self.features = features if extra_fields == "ignore" else None
+
     def decode(self, body: object) -> tuple[Records, None]:
         """The ``{"records": [...]}`` envelope, checked; its records are checked by the data
         plane."""
         if type(body) is dict and len(body) == 1 and type(rows := body.get("records")) is list:
+            if self.features is not None:
+                return without_extra_fields(rows, self.features), None
             return Records(rows), None  # the commonest body, in a few C-speed steps
         if not isinstance(body, dict):
             raise InputError(f'expected a JSON object {{"records": [...]}}, got {json_type(body)}')
@@ -35,6 +45,8 @@ class RestCodec:
         records = body["records"]
         if not isinstance(records, list):
             raise InputError(f"'records' must be a list of objects, got {json_type(records)}")
+        if self.features is not None:
+            return without_extra_fields(records, self.features), None
         return Records(records), None
 
     def encode(self, result: Result, context: None) -> bytes:
@@ -53,6 +65,20 @@ class RestCodec:
 
     def error_body(self, error: InputError) -> tuple[int, dict[str, Any]]:
         return error.status, error.payload()
+
+
+def without_extra_fields(rows: list[Any], features: frozenset[str]) -> Records:
+    """The records with only their features (what the checks and the model see), and the other
+    fields of each record apart (``Records.extras``, for the log). A record with no extra field
+    is passed on as it is; one that is not an object is left to the checks to name."""
+    extras: list[dict[str, Any] | None] = [None] * len(rows)
+    found = False
+    for index, row in enumerate(rows):
+        if type(row) is dict and not row.keys() <= features:
+            rows[index] = {name: value for name, value in row.items() if name in features}
+            extras[index] = {name: value for name, value in row.items() if name not in features}
+            found = True
+    return Records(rows, extras if found else None)
 
 
 def predict_body(
