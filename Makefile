@@ -112,7 +112,7 @@ $(ACT_NODE):
 
 .PHONY: act
 act: $(SYNCED) ## run a workflow with act here: WORKFLOW=train EVENT=pull_request [EVENT_JSON=<file>]
-	@[[ -n "$(WORKFLOW)" && -n "$(EVENT)" ]] || { echo "usage: make act WORKFLOW=<ci|train|release|retrain> EVENT=<push|pull_request|repository_dispatch|workflow_dispatch> [EVENT_JSON=<file>]"; exit 2; }
+	@[[ -n "$(WORKFLOW)" && -n "$(EVENT)" ]] || { echo "usage: make act WORKFLOW=<ci|train|release|retrain|rollout> EVENT=<push|pull_request|repository_dispatch|workflow_dispatch> [EVENT_JSON=<file>]"; exit 2; }
 	@$(MAKE) $(ACT_NODE)
 	scripts/act.sh "$(WORKFLOW)" "$(EVENT)" $(if $(EVENT_JSON),-e "$(EVENT_JSON)") $(if $(GITHUB_TOKEN),-s GITHUB_TOKEN)
 
