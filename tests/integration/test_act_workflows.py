@@ -473,7 +473,8 @@ def test_the_sidecars_rollback_verdict_withdraws_the_canary_and_redeploys_the_ch
         "v1.1.0",
         "canary",
     )
-    assert recorded["Actor"] == "mlops-monitor" and recorded["Trigger"] == "repository_dispatch"
+    # the actor act runs as (--actor); on GitHub, the owner of the sidecar's token
+    assert recorded["Actor"] == "developer" and recorded["Trigger"] == "repository_dispatch"
     assert json.loads(recorded["Verdict"])["reasons"] == ["canary 5xx share 4.2 % > 1 %"]
     gh = (rollouts.verdict_standin / "gh.txt").read_text().splitlines()
     assert gh == [
