@@ -116,7 +116,7 @@ $(ACT_NODE):
 
 .PHONY: act
 act: $(SYNCED) ## run a workflow with act here: WORKFLOW=train EVENT=pull_request [EVENT_JSON=<file>]
-	@[[ -n "$(WORKFLOW)" && -n "$(EVENT)" ]] || { echo "usage: make act WORKFLOW=<ci|train|release|retrain> EVENT=<push|pull_request|repository_dispatch|workflow_dispatch> [EVENT_JSON=<file>]"; exit 2; }
+	@[[ -n "$(WORKFLOW)" && -n "$(EVENT)" ]] || { echo "usage: make act WORKFLOW=<ci|train|release|retrain|rollout> EVENT=<push|pull_request|repository_dispatch|workflow_dispatch> [EVENT_JSON=<file>]"; exit 2; }
 	@$(MAKE) $(ACT_NODE)
 	scripts/act.sh "$(WORKFLOW)" "$(EVENT)" $(if $(EVENT_JSON),-e "$(EVENT_JSON)") $(if $(GITHUB_TOKEN),-s GITHUB_TOKEN)
 
@@ -151,21 +151,40 @@ report-summary: ## the report's text into the GitHub job summary (or on the term
 	@if [[ -n "$${GITHUB_STEP_SUMMARY:-}" ]]; then cat reports/pr/summary.md >> "$$GITHUB_STEP_SUMMARY"; \
 	else cat reports/pr/summary.md; fi
 
-.PHONY: registration-plan register promote release-dispatch
+.PHONY: registration-plan register promote rollback rollout-verdict rollout-state release-dispatch audit
+# The workflow run a step belongs to (empty outside GitHub Actions), recorded in the tags it makes
+RUN_URL = $(if $(GITHUB_RUN_ID),$(or $(GITHUB_SERVER_URL),https://github.com)/$(GITHUB_REPOSITORY)/actions/runs/$(GITHUB_RUN_ID))
+# who asked and through what: the workflow says (ROLLOUT_ACTOR, ROLLOUT_TRIGGER); else the git identity
+PROMOTION := python -m mlops.gitops.promotion
+ROLLOUT_CONTEXT = --actor "$${ROLLOUT_ACTOR:-}" --trigger "$${ROLLOUT_TRIGGER:-make}" --run-url "$(RUN_URL)" --push
+
 registration-plan: $(SYNCED) ## decide whether this run's accepted model becomes a new version
 	python -m mlops.gitops.registry plan
 
 register: $(SYNCED) ## tag MODEL_VERSION (model MODEL_SHA256) as a version (GTO) and push the tag
 	python -m mlops.gitops.registry register --version "$${MODEL_VERSION:?}" \
-		--model-sha256 "$${MODEL_SHA256:?}" --push
+		--model-sha256 "$${MODEL_SHA256:?}" --actor "$${GITHUB_ACTOR:-}" --run-url "$(RUN_URL)" --push
 
-promote: $(SYNCED) ## assign VERSION to STAGE (default prod) and push the tag: starts a release
-	python -m mlops.gitops.registry promote --version "$(VERSION)" --stage "$(or $(STAGE),prod)" --push
+promote: $(SYNCED) ## assign VERSION to STAGE (prod, canary, shadow; default prod) saying REASON; push the tag
+	$(PROMOTION) promote --version "$${VERSION:?usage: make promote VERSION=v1.2.0 [STAGE=prod] REASON=...}" \
+		--stage "$${STAGE:-prod}" --reason "$${REASON:-}" $(ROLLOUT_CONTEXT)
 
-release-dispatch: ## start the release workflow on RELEASE_REF (tags pushed by CI start no workflow)
-	gh workflow run release.yml --ref "$${RELEASE_REF:?}"
+rollback: $(SYNCED) ## withdraw the challenger, else put the previous prod version back, saying REASON
+	$(PROMOTION) rollback --reason "$${REASON:-}" $(ROLLOUT_CONTEXT)
 
-.PHONY: model release-info smoke kind-smoke deploy-production
+rollout-verdict: $(SYNCED) ## act on the sidecar's rollout-verdict (its client_payload in ROLLOUT_PAYLOAD)
+	$(PROMOTION) verdict $(ROLLOUT_CONTEXT)
+
+rollout-state: $(SYNCED) ## the champion (prod) and the challenger (canary or shadow) as the tags say
+	$(PROMOTION) state
+
+release-dispatch: ## start the release workflow on RELEASE_REF [RELEASE_REASON] (tags pushed by CI start none)
+	gh workflow run release.yml --ref "$${RELEASE_REF:?}" $${RELEASE_REASON:+-f reason="$$RELEASE_REASON"}
+
+audit: $(SYNCED) ## a model's history from git: versions, promotions, rollbacks, deployments (FORMAT=json)
+	python -m mlops.gitops.audit $(if $(FORMAT),--format "$(FORMAT)")
+
+.PHONY: model release-info smoke kind-smoke deploy-production deployment-record
 model: $(SYNCED) dvc-pull ## the packaged model of this commit: pulled when possible, else reproduced
 	dvc repro package
 
@@ -184,6 +203,14 @@ kind-smoke: ## load IMAGE into the kind cluster KIND_CLUSTER, deploy it and smok
 
 deploy-production: ## apply deploy/k8s with IMAGE to the cluster of KUBE_CONFIG (NAMESPACE, default mlops)
 	scripts/ci/k8s-release.sh deploy
+
+# standard library only (like smoke): the release's record job installs nothing
+deployment-record: ## tag the released commit with the deployment (DEPLOY_ENVIRONMENT, DEPLOY_RESULT, ...)
+	PYTHONPATH=src python3 -m mlops.gitops.deployments record --environment "$${DEPLOY_ENVIRONMENT:?}" \
+		--result "$${DEPLOY_RESULT:?}" --model "$${MODEL_NAME:?}" --version "$${MODEL_VERSION:?}" \
+		--commit "$${GITHUB_SHA:?}" --ref-name "$${GITHUB_REF_NAME:?}" --image "$${IMAGE:-}" \
+		--run-number "$${GITHUB_RUN_NUMBER:?}" --run-attempt "$${GITHUB_RUN_ATTEMPT:-1}" \
+		--actor "$${DEPLOY_ACTOR:-}" --reason "$${DEPLOY_REASON:-}" --run-url "$(RUN_URL)" --push
 
 # --- Container image and deployment (docs/deploy.md) ---------------------------------------------
 IMAGE ?= mlops:latest

@@ -29,9 +29,13 @@ WRITE_SCOPES = {
     ("train.yml", "comment"): {"pull-requests"},  # the report comment
     ("train.yml", "register"): {"contents", "actions"},  # the version tag, the release dispatch
     ("release.yml", "image"): {"packages"},  # push the image to GHCR
+    ("release.yml", "record"): {"contents"},  # the deployment tag
     ("retrain.yml", "retrain"): {"contents", "pull-requests"},  # the retrain branch and PR
+    ("rollout.yml", "rollout"): {"contents", "actions"},  # the stage tags, the release dispatch
 }
-EXPECTED = {"ci.yml", "train.yml", "release.yml", "retrain.yml"}
+# The jobs that push tags, and so keep the checkout's credentials.
+TAG_PUSHERS = {("train.yml", "register"), ("rollout.yml", "rollout"), ("release.yml", "record")}
+EXPECTED = {"ci.yml", "train.yml", "release.yml", "retrain.yml", "rollout.yml"}
 
 
 def jobs() -> list[tuple[str, str, dict[str, Any]]]:
@@ -72,7 +76,7 @@ def linted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"actionlint": lint.stdout + lint.stderr, "schema": schema.stdout + schema.stderr}
 
 
-def test_the_four_workflows_exist() -> None:
+def test_the_five_workflows_exist() -> None:
     assert {path.name for path in WORKFLOWS.glob("*.yml")} == EXPECTED
 
 
@@ -154,6 +158,9 @@ def test_an_unpinned_cml_is_caught() -> None:
 def test_superseded_runs_are_cancelled() -> None:
     for name, workflow in all_workflows().items():
         concurrency = workflow["concurrency"]
+        if name == "rollout.yml":  # stage changes queue up, in order; none stops half-way
+            assert concurrency == {"group": "rollout", "cancel-in-progress": False}
+            continue
         assert concurrency["cancel-in-progress"] is True, name
         assert "${{" in concurrency["group"] or name == "retrain.yml", name
 
@@ -192,7 +199,7 @@ def test_checkouts_keep_no_credentials_except_where_a_tag_is_pushed() -> None:
     for name, job_id, step in steps():
         if step.get("uses", "").startswith("actions/checkout@"):
             keeps = step.get("with", {}).get("persist-credentials", True)
-            assert keeps is ((name, job_id) == ("train.yml", "register")), f"{name}:{job_id}"
+            assert keeps is ((name, job_id) in TAG_PUSHERS), f"{name}:{job_id}"
 
 
 def test_fork_pull_requests_need_no_secret_to_get_their_report() -> None:
@@ -250,8 +257,45 @@ def test_release_listens_to_gto_tags_only() -> None:
     tags = load_workflow("release.yml")["on"]["push"]["tags"]
     for tag in ("penguins@v1.2.0", "churn-model@v10.0.3", "penguins#prod#3", "penguins#staging"):
         assert filters_match(tags, tag), tag
-    for tag in ("v1.2.0", "release-1", "penguins"):
+    for tag in ("v1.2.0", "release-1", "penguins", "deploy/production/12.1"):
         assert not filters_match(tags, tag), tag
+    # GTO's withdrawals: an unassignment or a deregistration has nothing to release
+    for tag in ("penguins#canary!#4", "penguins@v1.2.0!"):
+        assert not filters_match(tags, tag), tag
+
+
+def test_rollout_answers_the_sidecar_verdict_and_a_click_saying_why() -> None:
+    from mlops.gitops.rollout import CHALLENGER_STAGES, VERDICT_EVENT
+
+    rollout = load_workflow("rollout.yml")
+    triggers = rollout["on"]
+    assert set(triggers) == {"repository_dispatch", "workflow_dispatch"}
+    assert triggers["repository_dispatch"]["types"] == [VERDICT_EVENT]
+    inputs = triggers["workflow_dispatch"]["inputs"]
+    assert inputs["reason"]["required"] is True
+    assert inputs["action"]["options"] == ["promote", "rollback"]
+    assert inputs["stage"]["options"] == ["prod", *sorted(CHALLENGER_STAGES)]
+    steps = {step.get("id"): step for step in rollout["jobs"]["rollout"]["steps"]}
+    assert steps["verdict"]["env"]["ROLLOUT_PAYLOAD"] == (
+        "${{ toJSON(github.event.client_payload) }}"
+    )
+    assert steps["promote"]["env"]["REASON"] == steps["rollback"]["env"]["REASON"]
+    job_env = rollout["jobs"]["rollout"]["env"]
+    assert job_env["ROLLOUT_ACTOR"] == "${{ github.triggering_actor || github.actor }}"
+
+
+def test_every_deployment_is_recorded_whatever_its_outcome() -> None:
+    release = load_workflow("release.yml")
+    record = release["jobs"]["record"]
+    assert record["needs"] == ["image", "deploy"]
+    for result in ("success", "failure", "cancelled"):
+        deployed = {"image": {"outputs": {"deploy": "true"}}, "deploy": {"result": result}}
+        assert evaluate(record["if"], {"needs": deployed}) is True
+    not_deployed = {"needs": {"image": {"outputs": {"deploy": "false"}}}}
+    assert evaluate(record["if"], not_deployed) is False
+    step = record["steps"][-1]
+    assert step["env"]["DEPLOY_RESULT"] == "${{ needs.deploy.result }}"
+    assert release["on"]["workflow_dispatch"]["inputs"]["reason"]["type"] == "string"
 
 
 def test_train_runs_on_changes_to_the_pipeline_only() -> None:

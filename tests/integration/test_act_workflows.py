@@ -12,7 +12,10 @@ action at its pinned commit. In a fork of the project with a (local) origin:
 4. the version tag: release.yml materialises the model, names the release, and stops at the
    image build (no Docker here);
 5. the sidecar's ``repository_dispatch``: retrain.yml re-ingests and reproduces, and stops at
-   opening the pull request (no github.com here).
+   opening the pull request (no github.com here);
+6. rollout.yml: a promotion by hand (Run workflow), then the sidecar's ``rollout-verdict``
+   rolling a canary back: GTO stage tags pushed to origin saying who and why, the release of the
+   changed stage dispatched through ``gh`` (the recording STAND-IN).
 
 What stands in for GitHub is listed in tests/act_runner.py. ci.yml is not run: it runs
 ``make test``, this suite, again. Each act run takes one to two minutes.
@@ -373,4 +376,108 @@ def test_the_sidecars_dispatch_retrains_up_to_the_pull_request(retrain: ActRun) 
 def test_make_act_says_how_to_call_it() -> None:
     result = run(["make", "-s", "act"], PROJECT_ROOT, check=False)
     assert result.returncode == 2
-    assert "usage: make act WORKFLOW=<ci|train|release|retrain> EVENT=<push|" in result.stdout
+    assert "usage: make act WORKFLOW=<ci|train|release|retrain|rollout> EVENT=<push|" in (
+        result.stdout
+    )
+
+
+# --- 6. promotion by hand and the sidecar's rollback verdict (rollout.yml) --------------------
+
+
+@dataclass
+class Rollouts:
+    promotion: ActRun
+    promotion_standin: Path
+    verdict: ActRun
+    verdict_standin: Path
+
+
+@pytest.fixture(scope="module")
+def rollouts(act: ActEnvironment, fork: Fork, main_runs: MainRuns) -> Rollouts:
+    """After the loop above: v1.0.0 promoted by hand; then, locally, v1.1.0 registered and made
+    the canary challenger; then the sidecar's verdict on the pair: rollback."""
+    fork.git("checkout", "-q", "main")
+    fork.git("fetch", "-q", "origin", "--tags")
+    inputs = {"action": "promote", "version": "v1.0.0", "stage": "prod", "reason": "first model"}
+    event = {"inputs": inputs, "repository": repository(), "sender": {"login": "developer"}}
+    promotion, promotion_standin = run_workflow(
+        act, fork, "rollout-promote", "rollout", "workflow_dispatch", event
+    )
+    fork.git("fetch", "-q", "origin", "--tags")
+    fork.git("commit", "-q", "--allow-empty", "-m", "the next model")
+    python = str(PROJECT_ROOT / ".venv" / "bin" / "python")
+    register = [python, "-m", "mlops.gitops.registry", "register", "--version", "v1.1.0"]
+    run([*register, "--model-sha256", "1" * 64, "--push"], fork.root)
+    promote = [python, "-m", "mlops.gitops.promotion", "promote", "--version", "v1.1.0"]
+    run([*promote, "--stage", "canary", "--reason", "try it", "--push"], fork.root)
+    fork.git("push", "-q", "origin", "main")
+    payload = {
+        "model_name": fork.model,
+        "champion_version": "v1.0.0",
+        "challenger_version": "v1.1.0",
+        "verdict": "rollback",
+        "reasons": ["canary 5xx share 4.2 % > 1 %"],
+        "window": {"start": "2026-11-21T10:00:00Z", "end": "2026-11-21T11:00:00Z"},
+    }
+    dispatch = {
+        "action": "rollout-verdict",
+        "client_payload": payload,
+        "repository": repository(),
+        "sender": {"login": "mlops-monitor"},
+    }
+    verdict, verdict_standin = run_workflow(
+        act, fork, "rollout-verdict", "rollout", "repository_dispatch", dispatch
+    )
+    return Rollouts(promotion, promotion_standin, verdict, verdict_standin)
+
+
+def rollout_fields(fork: Fork, tag: str) -> dict[str, str]:
+    from mlops.gitops.records import parse_record
+
+    return parse_record(fork.tag_message(tag))[1]
+
+
+def test_a_promotion_by_hand_pushes_its_tag_and_dispatches_the_release(
+    fork: Fork, rollouts: Rollouts
+) -> None:
+    job = rollouts.promotion.job("rollout")
+    assert job.result == "success", rollouts.promotion.explain()
+    ran = [name for name, result in job.results() if result == "success"]
+    assert ran[-2:] == ["promote a version by hand", "start the release of the stage it changed"]
+    tag = f"{fork.model}#prod#1"
+    recorded = rollout_fields(fork, tag)
+    assert (recorded["Action"], recorded["Version"], recorded["Reason"]) == (
+        "promote",
+        "v1.0.0",
+        "first model",
+    )
+    assert recorded["Actor"] == "developer" and recorded["Trigger"] == "workflow_dispatch"
+    gh = (rollouts.promotion_standin / "gh.txt").read_text().splitlines()
+    assert gh == [f"GH_TOKEN=set args: workflow run release.yml --ref {tag} -f reason=first model"]
+
+
+def test_the_sidecars_rollback_verdict_withdraws_the_canary_and_redeploys_the_champion(
+    fork: Fork, rollouts: Rollouts
+) -> None:
+    job = rollouts.verdict.job("rollout")
+    assert job.result == "success", rollouts.verdict.explain()
+    ran = [name for name, result in job.results() if result == "success"]
+    assert ran[-2:] == [
+        "act on the monitoring sidecar's verdict",
+        "start the release of the stage it changed",
+    ]
+    withdrawal = f"{fork.model}#canary!#3"
+    recorded = rollout_fields(fork, withdrawal)  # on origin: the job pushed it
+    assert (recorded["Action"], recorded["Version"], recorded["Stage"]) == (
+        "rollback",
+        "v1.1.0",
+        "canary",
+    )
+    # the actor act runs as (--actor); on GitHub, the owner of the sidecar's token
+    assert recorded["Actor"] == "developer" and recorded["Trigger"] == "repository_dispatch"
+    assert json.loads(recorded["Verdict"])["reasons"] == ["canary 5xx share 4.2 % > 1 %"]
+    gh = (rollouts.verdict_standin / "gh.txt").read_text().splitlines()
+    assert gh == [
+        f"GH_TOKEN=set args: workflow run release.yml --ref {fork.model}#prod#1 -f reason=the "
+        "monitoring sidecar's verdict: rollback (canary 5xx share 4.2 % > 1 %)"
+    ]

@@ -14,6 +14,7 @@ from mlops.core import artifacts
 from workflows import filters_match, load_workflow, parse_output_file
 
 REGISTRY = [str(BIN / "python"), "-m", "mlops.gitops.registry"]
+PROMOTION = [str(BIN / "python"), "-m", "mlops.gitops.promotion"]
 PARAMS = "package:\n  model_name: penguins\naccept:\n  champion: models/champion\n"
 
 
@@ -74,11 +75,18 @@ def repo(template: Path, tmp_path: Path) -> Path:
     return root
 
 
-def registry(root: Path, *arguments: str, check: bool = True) -> dict[str, str]:
+def registry(
+    root: Path, *arguments: str, check: bool = True, command: list[str] = REGISTRY, **env: str
+) -> dict[str, str]:
     output = root.parent / "github_output"
     output.write_text("")
-    result = run([*REGISTRY, *arguments], root, check=check, env={"GITHUB_OUTPUT": str(output)})
+    environment = {"GITHUB_OUTPUT": str(output), **env}
+    result = run([*command, *arguments], root, check=check, env=environment)
     return {"stdout": result.stdout + result.stderr, **parse_output_file(output.read_text())}
+
+
+def promotion(root: Path, *arguments: str, check: bool = True, **env: str) -> dict[str, str]:
+    return registry(root, *arguments, check=check, command=PROMOTION, **env)
 
 
 def remote_tags(root: Path) -> dict[str, str]:
@@ -98,7 +106,9 @@ def test_register_and_promote_push_tags_that_start_a_release(repo: Path) -> None
     sha = artifacts.sha256_of(repo / "models" / "package" / "model.onnx")
     registered = registry(repo, "register", "--version", "v1.0.0", "--model-sha256", sha, "--push")
     assert registered["tag"] == "penguins@v1.0.0"
-    promoted = registry(repo, "promote", "--version", "v1.0.0", "--stage", "prod", "--push")
+    promoted = promotion(
+        repo, "promote", "--version", "v1.0.0", "--stage", "prod", "--reason", "first", "--push"
+    )
     assert promoted["tag"] == "penguins#prod#1"
 
     tags = remote_tags(repo)
@@ -190,7 +200,7 @@ def test_champion_without_its_files_falls_back_to_first_run_acceptance(repo: Pat
 def test_release_info_resolves_a_stage_tag_to_its_version(repo: Path) -> None:
     sha = artifacts.sha256_of(repo / "models" / "package" / "model.onnx")
     registry(repo, "register", "--version", "v1.0.0", "--model-sha256", sha)
-    registry(repo, "promote", "--version", "v1.0.0")
+    promotion(repo, "promote", "--version", "v1.0.0", "--reason", "first")
     head = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
     common = ["--ref-type", "tag", "--commit", head, "--repository", "ghcr.io/Owner/Repo"]
     info = registry(
@@ -201,3 +211,142 @@ def test_release_info_resolves_a_stage_tag_to_its_version(repo: Path) -> None:
     assert f"MODEL_SHA256={sha}" in info["build-args"].splitlines()
     version = registry(repo, "release-info", "--ref-name", "penguins@v1.0.0", *common)
     assert (version["version"], version["deploy"]) == ("v1.0.0", "false")
+
+
+# --- promotion and rollback: stage tags that say who and why --------------------------------
+
+
+def register_versions(repo: Path, *versions: str) -> None:
+    """Each version a model of its own, on a commit of its own, registered."""
+    for index, version in enumerate(versions):
+        if index:
+            write_package(repo / "models" / "package", version.encode(), ["Adelie", "Gentoo"])
+            run(["dvc", "add", "-q", "models/package"], repo)
+            run(["git", "commit", "-q", "-am", f"model {version}"], repo)
+        sha = artifacts.sha256_of(repo / "models" / "package" / "model.onnx")
+        registry(repo, "register", "--version", version, "--model-sha256", sha, "--push")
+
+
+def gto_stage(repo: Path, stage: str) -> str | None:
+    """The version GTO itself sees in the stage (what `make champion` and `gto show` use)."""
+    shown = json.loads(run(["gto", "show", "penguins", "--json"], repo).stdout)
+    versions = [v["version"] for v in shown if stage in {s["stage"] for s in v["stages"]}]
+    return versions[0] if versions else None
+
+
+def fields_of(repo: Path, tag: str) -> dict[str, str]:
+    from mlops.gitops.records import parse_record
+
+    message = run(["git", "tag", "-l", "--format=%(contents)", tag], repo).stdout
+    return parse_record(message)[1]
+
+
+def test_promotions_rollbacks_and_withdrawals_are_pushed_tags_saying_who_and_why(
+    repo: Path,
+) -> None:
+    register_versions(repo, "v1.0.0", "v1.1.0", "v1.2.0")
+    by_hand = {"ROLLOUT_ACTOR": ""}
+    for version, stage in (("v1.0.0", "prod"), ("v1.1.0", "prod"), ("v1.2.0", "canary")):
+        promotion(
+            repo,
+            "promote",
+            "--version",
+            version,
+            "--stage",
+            stage,
+            "--reason",
+            f"try {version}",
+            "--push",
+            **by_hand,
+        )
+    assert (gto_stage(repo, "prod"), gto_stage(repo, "canary")) == ("v1.1.0", "v1.2.0")
+
+    withdrawn = promotion(
+        repo, "rollback", "--reason", "canary 5xx at 4 %", "--actor", "dave", "--push"
+    )
+    assert withdrawn["tag"] == "penguins#canary!#4"
+    assert withdrawn["release-ref"] == "penguins#prod#2"  # the champion, redeployed alone
+    assert gto_stage(repo, "canary") is None and gto_stage(repo, "prod") == "v1.1.0"
+
+    rolled = promotion(repo, "rollback", "--reason", "v1.1.0 misses the night shift", "--push")
+    assert rolled["tag"] == rolled["release-ref"] == "penguins#prod#5"
+    # all within seconds: the tags' times still order them as they were made, so GTO agrees
+    assert gto_stage(repo, "prod") == "v1.0.0"
+    state = promotion(repo, "state")
+    assert (state["champion"], state["challenger"]) == ("v1.0.0", "")
+
+    on_origin = remote_tags(repo)
+    assert {"penguins#canary!#4", "penguins#prod#5"} <= set(on_origin)
+    rollback = fields_of(repo, "penguins#prod#5")
+    assert rollback["Action"] == "rollback" and rollback["Previous"] == "v1.1.0"
+    assert rollback["Reason"] == "v1.1.0 misses the night shift"
+    assert rollback["Actor"] == "test <test@example.com>"  # nobody said: the git identity
+    assert rollback["Trigger"] == "make"
+    assert fields_of(repo, "penguins#canary!#4")["Actor"] == "dave"
+
+    nothing_left = promotion(repo, "rollback", "--reason", "again", check=False)
+    assert "no earlier prod version of 'penguins' to roll back to" in nothing_left["stdout"]
+    assert "Traceback" not in nothing_left["stdout"]
+
+
+def test_a_promotion_without_a_reason_or_of_an_unknown_version_is_refused(repo: Path) -> None:
+    register_versions(repo, "v1.0.0")
+    silent = promotion(repo, "promote", "--version", "v1.0.0", check=False)
+    assert silent["stdout"].startswith("promote penguins v1.0.0 to prod\nerror: say why: --reason")
+    unknown = promotion(repo, "promote", "--version", "v3.0.0", "--reason", "x", check=False)
+    assert (
+        "v3.0.0 is not a registered version of 'penguins' (registered: v1.0.0)"
+        in (unknown["stdout"])
+    )
+    assert run(["git", "tag", "-l", "penguins#*"], repo).stdout == ""
+
+
+def verdict_payload(verdict: str, champion: str = "v1.0.0") -> str:
+    return json.dumps(
+        {
+            "model_name": "penguins",
+            "champion_version": champion,
+            "challenger_version": "v1.1.0",
+            "verdict": verdict,
+            "reasons": ["accuracy 0.94 vs 0.91 on 1,200 labelled records"],
+            "window": {"records": 1200},
+        }
+    )
+
+
+def test_the_sidecars_promote_verdict_makes_the_challenger_the_champion(repo: Path) -> None:
+    register_versions(repo, "v1.0.0", "v1.1.0")
+    promotion(repo, "promote", "--version", "v1.0.0", "--reason", "first", "--push")
+    promotion(
+        repo, "promote", "--version", "v1.1.0", "--stage", "canary", "--reason", "x", "--push"
+    )
+    context = ["--actor", "mlops-monitor", "--trigger", "repository_dispatch", "--push"]
+    promoted = promotion(repo, "verdict", *context, ROLLOUT_PAYLOAD=verdict_payload("promote"))
+    assert promoted["tag"].splitlines() == ["penguins#prod#3", "penguins#canary!#4"]
+    assert promoted["release-ref"] == "penguins#prod#3"
+    assert promoted["reason"].startswith("the monitoring sidecar's verdict: promote (accuracy")
+    assert (gto_stage(repo, "prod"), gto_stage(repo, "canary")) == ("v1.1.0", None)
+    recorded = fields_of(repo, "penguins#prod#3")
+    assert recorded["Actor"] == "mlops-monitor" and recorded["Trigger"] == "repository_dispatch"
+    assert json.loads(recorded["Verdict"])["window"] == {"records": 1200}
+
+    # the same verdict again (a retry): the versions it names are no longer the deployed pair
+    again = promotion(repo, "verdict", *context, ROLLOUT_PAYLOAD=verdict_payload("promote"))
+    assert again["tag"] == again["release-ref"] == ""
+    assert again["stdout"].startswith("ignored: a promote verdict on champion v1.0.0")
+    broken = promotion(repo, "verdict", *context, check=False, ROLLOUT_PAYLOAD='{"verdict": 1}')
+    assert "error: client_payload.verdict: expected a non-empty string, got 1" in broken["stdout"]
+
+
+def test_a_push_that_loses_a_race_leaves_no_tag_behind(repo: Path, tmp_path: Path) -> None:
+    """Two promotions at once: the second push finds its tag name taken, and stops whole."""
+    register_versions(repo, "v1.0.0", "v1.1.0")
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(tmp_path / "origin.git"), str(other)], tmp_path)
+    for key, value in (("user.email", "o@example.com"), ("user.name", "other")):
+        run(["git", "config", key, value], other)
+    run(["git", "tag", "-a", "penguins#prod#1", "-m", "taken", "penguins@v1.1.0^{}"], other)
+    run(["git", "push", "-q", "origin", "penguins#prod#1"], other)
+    lost = promotion(repo, "promote", "--version", "v1.0.0", "--reason", "x", "--push", check=False)
+    assert "error: git push --atomic origin refs/tags/penguins#prod#1" in lost["stdout"]
+    assert run(["git", "tag", "-l", "penguins#*"], repo).stdout == ""

@@ -9,6 +9,7 @@ scorer and sidecar processes started from the packaged model, as the pod runs th
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -44,26 +45,38 @@ def released(reproduced_project: Path, tmp_path_factory: pytest.TempPathFactory)
     sha = artifacts.load_manifest(root / "models" / "package")["files"]["model.onnx"]
     registry = [str(BIN / "python"), "-m", "mlops.gitops.registry"]
     run([*registry, "register", "--version", "v1.0.0", "--model-sha256", sha], root)
-    run([*registry, "promote", "--version", "v1.0.0", "--stage", "prod"], root)
+    promotion = [str(BIN / "python"), "-m", "mlops.gitops.promotion", "promote"]
+    run(
+        [*promotion, "--version", "v1.0.0", "--reason", "the first model", "--actor", "alice"], root
+    )
     return root
 
 
-def release_run(root: Path, tag: str, secrets: dict[str, str]) -> WorkflowRun:
+def release_run(
+    root: Path, tag: str, secrets: dict[str, str], inputs: dict[str, str] | None = None
+) -> WorkflowRun:
     github = {
-        "event_name": "push",
+        "event_name": "workflow_dispatch" if inputs else "push",
         "ref": f"refs/tags/{tag}",
         "ref_name": tag,
         "ref_type": "tag",
         "sha": run(["git", "rev-parse", "HEAD"], root).stdout.strip(),
         "repository": REPOSITORY,
         "actor": "developer",
+        "triggering_actor": "developer",
+        "run_id": "777",
+        "run_number": "31",
     }
+    environment = runner_environment([])
+    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        environment.pop(key, None)
     return WorkflowRun(
         load_workflow("release.yml"),
         root,
         github,
-        runner_environment([]),
+        environment,
         secrets=secrets,
+        inputs=inputs,
         skip=lambda step: str(step.get("run", "")).strip() in NEEDS_A_CLUSTER,
     )
 
@@ -110,6 +123,78 @@ def test_a_promotion_to_prod_deploys_when_a_cluster_is_configured(released: Path
     )
     without_cluster = release_run(released, "penguins#prod#1", secrets={})
     assert without_cluster.run_job("image").outputs["deploy"] == "false"
+
+
+@pytest.fixture
+def released_with_origin(released: Path, tmp_path: Path) -> Path:
+    """A copy of the released project whose tags also are on an origin that takes pushes."""
+    root = tmp_path / "project"
+    shutil.copytree(released, root, symlinks=True)
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path)
+    run(["git", "remote", "add", "origin", str(origin)], root)
+    run(["git", "push", "-q", "--tags", "origin", "main"], root)
+    return root
+
+
+@pytest.mark.parametrize(("result", "health"), [("success", "healthy"), ("failure", "failed")])
+def test_every_deployment_is_recorded_in_git_with_its_health(
+    released_with_origin: Path, result: str, health: str
+) -> None:
+    """The record job tags the released commit: which run deployed which version where, who
+    asked, why (the stage tag's reason), and whether the rollout became healthy; make audit reads
+    it back from the tags alone."""
+    root = released_with_origin
+    secrets = {"KUBE_CONFIG": "apiVersion: v1\nkind: Config\n"}
+    workflow = release_run(root, "penguins#prod#1", secrets)
+    image = workflow.run_job("image")
+    assert image.outputs["deploy"] == "true" and image.outputs["version"] == "v1.0.0"
+    workflow.run_job("deploy")
+    workflow.needs["deploy"]["result"] = result  # what the cluster made of it
+    record = workflow.run_job("record")
+    assert record.ran and record.commands() == ["make deployment-record"]
+    assert not record.failed, record.steps[0].output
+    tag = "deploy/production/31.1"
+    assert f"recorded {tag}: deploy penguins v1.0.0 to production: {health}" in (
+        record.steps[0].output
+    )
+    origin = root.parent / "origin.git"
+    message = run(["git", "tag", "-l", "--format=%(contents)", tag], origin).stdout
+    fields = dict(line.split(": ", 1) for line in message.strip().splitlines()[2:])
+    assert fields["Health"] == health and fields["Ref"] == "penguins#prod#1"
+    assert fields["Reason"] == "the first model"  # from the stage tag the release ran on
+    assert fields["Actor"] == "developer" and fields["Image"] == image.outputs["image"]
+    assert fields["Run"] == f"https://github.com/{REPOSITORY}/actions/runs/777"
+    deployed = run(["git", "rev-list", "-n", "1", tag], origin).stdout.strip()
+    assert deployed == workflow.github["sha"]
+    audit = json.loads(run(["make", "-s", "audit", "FORMAT=json"], root).stdout)
+    entries = [(entry["event"], entry["who"], entry["why"]) for entry in audit["history"]]
+    assert entries[-2:] == [
+        ("promoted", "alice", "the first model"),
+        ("deployed", "developer", "the first model"),
+    ]
+    assert audit["history"][-1]["health"] == health
+
+
+def test_a_manual_release_records_the_reason_it_was_given(released_with_origin: Path) -> None:
+    secrets = {"KUBE_CONFIG": "apiVersion: v1\nkind: Config\n"}
+    inputs = {"deploy": "true", "reason": "redeploy after the node pool upgrade"}
+    workflow = release_run(released_with_origin, "penguins#prod#1", secrets, inputs)
+    workflow.run_job("image")
+    workflow.run_job("deploy")
+    record = workflow.run_job("record")
+    assert not record.failed, record.steps[0].output
+    message = run(
+        ["git", "tag", "-l", "--format=%(contents)", "deploy/production/31.1"], released_with_origin
+    ).stdout
+    assert "Reason: redeploy after the node pool upgrade" in message
+
+
+def test_a_release_that_deploys_nothing_records_nothing(released: Path) -> None:
+    workflow = release_run(released, "penguins@v1.0.0", secrets={})
+    workflow.run_job("image")
+    workflow.run_job("deploy")
+    assert not workflow.run_job("record").ran
 
 
 def test_a_version_tag_recording_another_model_stops_the_release(released: Path) -> None:

@@ -28,3 +28,11 @@ def publish(values: Mapping[str, str]) -> None:
     if output:
         with Path(output).open("a") as file:
             file.write(text)
+
+
+def step_summary(markdown: str) -> None:
+    """Append to the job's summary page when running in GitHub Actions."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with Path(summary).open("a") as file:
+            file.write(markdown.rstrip("\n") + "\n")

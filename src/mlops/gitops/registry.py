@@ -11,7 +11,7 @@ docs/gitops.md):
 - ``champion``: fetch the packaged model of the version in production (stage ``prod``, else the
   latest version) into ``accept.champion`` for the acceptance test; nothing on a first run.
 - ``plan``: decide whether this run's packaged model becomes a new version, and which.
-- ``register`` / ``promote``: create (and push) the version or stage tag.
+- ``register``: create (and push) the version tag, recording who and which run.
 - ``release-info``: the version, image tags and OCI labels of a release, from the git ref; a
   registered version's packaged model must be the one its version tag records (sha256), else
   the release stops.
@@ -29,6 +29,7 @@ from typing import Any
 from mlops.core import artifacts
 from mlops.gitops.champion import champion_status
 from mlops.gitops.outputs import publish
+from mlops.gitops.records import format_record
 from mlops.gitops.release import (
     check_registered_model,
     release_info,
@@ -38,13 +39,11 @@ from mlops.gitops.release import (
 )
 from mlops.gitops.tags import (
     annotated_tag_message,
-    gto_promote,
     gto_register,
     latest_version,
     stage_tag_version,
 )
 from mlops.gitops.versions import (
-    PRODUCTION_STAGE,
     SHA256_PATTERN,
     parse_version,
     registration_plan,
@@ -113,17 +112,10 @@ def register_command(options: argparse.Namespace) -> None:
     if not SHA256_PATTERN.match(options.model_sha256):
         raise StageError(f"--model-sha256 '{options.model_sha256}': expected 64 hex digits")
     name = model_name(options.params)
-    message = tag_message(name, options.version, options.model_sha256)
+    fields = {"Action": "register", "Actor": options.actor, "Run": options.run_url}
+    message = format_record(tag_message(name, options.version, options.model_sha256), fields)
     tag = gto_register(Path.cwd(), name, options.ref, options.version, message, options.push)
     print(f"registered {tag}" + (" and pushed it" if options.push else ""))
-    publish({"tag": tag})
-
-
-def promote_command(options: argparse.Namespace) -> None:
-    parse_version(options.version)
-    name = model_name(options.params)
-    tag = gto_promote(Path.cwd(), name, options.version, options.stage, options.push)
-    print(f"assigned {name} {options.version} to {options.stage}: {tag}")
     publish({"tag": tag})
 
 
@@ -179,11 +171,8 @@ def arguments() -> argparse.ArgumentParser:
     register.add_argument("--model-sha256", required=True)
     register.add_argument("--ref", default="HEAD")
     register.add_argument("--push", action="store_true", help="push the tag to origin")
-
-    promote = _subcommand(commands, "promote", "assign a version to a stage (GTO)")
-    promote.add_argument("--version", required=True)
-    promote.add_argument("--stage", default=PRODUCTION_STAGE)
-    promote.add_argument("--push", action="store_true", help="push the tag to origin")
+    register.add_argument("--actor", default="", help="who registers (the workflow's actor)")
+    register.add_argument("--run-url", default="", help="the workflow run that registers")
 
     release = _subcommand(commands, "release-info", "name a release from the git ref")
     release.add_argument("--package", type=Path, default=Path("models/package"))
@@ -207,7 +196,6 @@ COMMANDS = {
     "champion": champion_command,
     "plan": plan_command,
     "register": register_command,
-    "promote": promote_command,
     "release-info": release_info_command,
 }
 

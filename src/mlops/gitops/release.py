@@ -95,6 +95,7 @@ def release_info(
         "MODEL_SHA256": model_sha256(manifest),
     }
     return {
+        "model": name,
         "version": image_version,
         "stage": stage,
         "image": image,

@@ -5,12 +5,18 @@ GTO is imported where it is used (0.6 s): ``--help`` and the commands that need 
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mlops.core.errors import StageError
+from mlops.gitops.rollout import EventKind, RegistryEvent
 from mlops.gitops.versions import PRODUCTION_STAGE, RegisteredVersion
+
+EVENT_KINDS = ("registration", "deregistration", "assignment", "unassignment", "deprecation")
 
 
 def latest_version(repo: Path, name: str) -> RegisteredVersion | None:
@@ -75,16 +81,82 @@ def gto_register(repo: Path, name: str, ref: str, version: str, message: str, pu
     return str(event.tag)
 
 
-def gto_promote(repo: Path, name: str, version: str, stage: str, push: bool) -> str:
-    """Create (and push) the stage tag ``<name>#<stage>#<n>``; return the tag."""
+def registry_events(repo: Path, name: str) -> list[RegistryEvent]:
+    """Every GTO tag of the model (GTO parses the names and resolves a stage tag's version)."""
     from gto import api
-    from gto.exceptions import GTOException
+    from gto.constants import COUNTER
+    from gto.exceptions import ArtifactNotFound
+    from gto.tag import parse_name
 
     try:
-        event = api.assign(str(repo), name, stage, version=version, push=push)
-    except GTOException as error:
-        raise StageError(f"gto assign {name} {version} to {stage}: {error}") from None
-    return str(event.tag)
+        history = api.history(str(repo), name)
+    except ArtifactNotFound:
+        return []
+    return [
+        RegistryEvent(
+            tag=entry["ref"],
+            kind=cast(EventKind, entry["event"]),
+            version=entry.get("version"),
+            stage=entry.get("stage"),
+            at=entry["timestamp"],
+            counter=int(parse_name(entry["ref"], raise_on_fail=False).get(COUNTER, 0)),
+            author=str(entry.get("author") or ""),
+            message=str(entry.get("message") or ""),
+            commit=str(entry.get("commit") or ""),
+        )
+        for entry in history
+        if entry.get("event") in EVENT_KINDS
+    ]
+
+
+def stage_tag_name(repo: Path, name: str, stage: str, assign: bool) -> str:
+    """The next stage tag GTO would make: ``<name>#<stage>#N``, or ``<name>#<stage>!#N``."""
+    from gto.constants import Action
+    from gto.tag import name_tag
+    from scmrepo.git import Git
+
+    action = Action.ASSIGN if assign else Action.UNASSIGN
+    with Git(str(repo)) as scm:
+        return str(name_tag(action, name, stage=stage, scm=scm))
+
+
+def create_stage_tags(
+    repo: Path, name: str, changes: Sequence[tuple[bool, str, str, str]], after: datetime | None
+) -> list[str]:
+    """Create annotated stage tags (assign, stage, commit, message), in order, each one second
+    after the one before and after ``after`` (the newest event of the model): GTO orders a
+    stage's assignments by their time, which git keeps to the second, so two tags made within
+    one second (or by a machine whose clock is behind) would otherwise leave the stage's version
+    to chance."""
+    moment = datetime.now(UTC).replace(microsecond=0)
+    if after is not None and moment <= after:
+        moment = after.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    created: list[str] = []
+    for assign, stage, commit, message in changes:
+        tag = stage_tag_name(repo, name, stage, assign)
+        environment = {**os.environ, "GIT_COMMITTER_DATE": moment.isoformat()}
+        result = subprocess.run(
+            ["git", "tag", "--annotate", "--cleanup=verbatim", "--file=-", tag, commit],
+            cwd=repo,
+            input=message,
+            capture_output=True,
+            text=True,
+            env=environment,
+            check=False,
+        )
+        if result.returncode != 0:
+            for made in created:
+                git(repo, "tag", "--delete", made)
+            raise StageError(f"git tag {tag}: {result.stderr.strip()}")
+        created.append(tag)
+        moment += timedelta(seconds=1)
+    return created
+
+
+def push_tags(repo: Path, tags: Sequence[str]) -> None:
+    """Push the tags to origin all at once: all of them arrive, or none (a concurrent push that
+    took one of their names fails the push, and nothing is half-recorded)."""
+    git(repo, "push", "--atomic", "origin", *(f"refs/tags/{tag}" for tag in tags))
 
 
 def git(repo: Path, *arguments: str) -> str:
