@@ -47,6 +47,10 @@ class ServeSettings(BaseSettings):
     out_of_range: Literal["flag", "reject", "ignore"] = "flag"
     log_max_bytes: int = Field(default=100 * MEBIBYTE, ge=64 * 1024)
     log_backups: int = Field(default=5, ge=1, le=1000)
+    # A shipper (the sidecar with MONITOR_SHIP_URL) takes the closed segments: none is deleted here.
+    log_shipped: bool = False
+    # Longest string value accepted; None: derived from the training categories (schema.py).
+    max_string_length: int | None = Field(default=None, ge=1, le=1_000_000)
     api_token: SecretStr | None = None
     ort_threads: int = Field(default=1, ge=1, le=64)
     workers: int = Field(default=1, ge=1, le=64)
