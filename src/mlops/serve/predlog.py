@@ -14,7 +14,6 @@ closed into segments by size, and a writer killed mid-write leaves no broken lin
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from mlops.core.artifacts import PredictionRecord
+from mlops.core.artifacts import PredictionRecord, iso_timestamp
 from mlops.core.errors import StageError
 from mlops.core.segments import MAX_LINE_BYTES, SegmentedLog, WriterPresence
 from mlops.serve.errors import ClientError
@@ -50,18 +49,6 @@ class ScoredBatch:
     predictions: Sequence[str | float]  # a classifier's labels or a regressor's values
     probabilities: list[dict[str, float]] | None  # shared with the response; None: a regressor
     latency_seconds: float
-
-
-def iso_timestamp(unix_time: float) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-21T06:00:00.123Z``."""
-    second = int(unix_time)
-    return f"{_iso_second(second)}.{int((unix_time - second) * 1000):03d}Z"
-
-
-@functools.lru_cache(maxsize=4)
-def _iso_second(second: int) -> str:
-    """Formatting a time costs more than the rest of a log line; requests share their second."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def log_lines(batch: ScoredBatch) -> bytearray:
