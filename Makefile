@@ -134,7 +134,9 @@ champion: $(SYNCED) ## fetch the production model version into accept.champion (
 	python -m mlops.gitops.registry champion $(if $(CHAMPION_REV),--rev "$(CHAMPION_REV)")
 
 .PHONY: retrain
-retrain: $(SYNCED) ## re-ingest the source even if unchanged on disk, then reproduce the pipeline
+retrain: $(SYNCED) ## re-read the source and the harvest (HARVEST_SOURCE=<url> switches it on), then reproduce
+	$(if $(HARVEST_SOURCE),python -m mlops.params set harvest.enabled=true "harvest.source=$(HARVEST_SOURCE)")
+	dvc repro --force --single-item harvest
 	dvc repro --force --single-item ingest
 	dvc repro
 

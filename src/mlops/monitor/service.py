@@ -257,7 +257,12 @@ class Monitor:
         if not self._trigger.due(drift.alert or performance.degraded, now):
             return False
         payload = retrain_payload(
-            self.reference, drift, performance, self._trigger.alert_since, now
+            self.reference,
+            drift,
+            performance,
+            self._trigger.alert_since,
+            now,
+            self.settings.ship_url,
         )
         outcome = self._dispatcher.send(payload)
         self._trigger.record(outcome, now)
