@@ -61,8 +61,8 @@ data-synth: $(SYNCED) ## synthetic rows like data/penguins.csv to data.source: R
 		$(if $(TARGET),--target "$(TARGET)")
 
 .PHONY: bench
-bench: $(SYNCED) ## benchmarks of the pipeline (10 k-1 M rows) and the scorer into BENCHMARKS.md (QUICK=1: smoke)
-	python benchmarks/run.py $(if $(QUICK),--quick)
+bench: $(SYNCED) ## benchmarks of the pipeline and the scorer into BENCHMARKS.md (QUICK=1: smoke; BENCH_BASELINE=<rev>: the scorer against <rev>'s)
+	python benchmarks/run.py $(if $(QUICK),--quick) $(if $(BENCH_BASELINE),--baseline-rev "$(BENCH_BASELINE)")
 
 .PHONY: test
 test: $(SYNCED) ## run the whole test suite

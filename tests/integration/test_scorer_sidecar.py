@@ -191,7 +191,7 @@ def test_shifted_traffic_with_labels_is_harvested_and_the_retrained_model_scores
     species = [row["species"] for row in csv_rows()]
     seen, unseen = list(range(0, len(records), 2)), list(range(1, len(records), 2))
     ship_url = "s3://mlops/inference"
-    with running_scorer(packaged_model, tmp_path / "scorer", SCORER_LOG_SHIPPED="true") as scorer:
+    with running_scorer(packaged_model, tmp_path / "scorer", SCORER_LOG_SIDECAR="true") as scorer:
         sidecar = sidecar_for(
             tmp_path / "sidecar",
             packaged_model,

@@ -86,7 +86,7 @@ def test_sigkill_under_load_loses_no_answered_record(
             workdir,
             SCORER_WORKERS=str(workers),
             SCORER_LOG_MAX_BYTES=str(SEGMENT_BYTES),
-            SCORER_LOG_SHIPPED="true",  # keep every closed segment: the test reads them all
+            SCORER_LOG_SIDECAR="true",  # keep every closed segment: the test reads them all
         )
         wait_ready(scorer)
         if run:  # the unfinished line the last kill may have left is gone

@@ -112,7 +112,7 @@ def scorer(packaged_model: Path, tmp_path: Path) -> Iterator[Scorer]:
         packaged_model,
         tmp_path / "scorer",
         SCORER_LOG_MAX_BYTES=str(SEGMENT_BYTES),
-        SCORER_LOG_SHIPPED="true",
+        SCORER_LOG_SIDECAR="true",
     ) as running:
         yield running
 
@@ -155,7 +155,7 @@ def test_unshipped_segments_survive_both_containers_restarting_and_ship_later(
     s3: dict[str, str],
 ) -> None:
     unreachable = {**s3, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # nothing listens there
-    settings = {"SCORER_LOG_MAX_BYTES": str(SEGMENT_BYTES), "SCORER_LOG_SHIPPED": "true"}
+    settings = {"SCORER_LOG_MAX_BYTES": str(SEGMENT_BYTES), "SCORER_LOG_SIDECAR": "true"}
     scorer = launch(packaged_model, tmp_path / "scorer", **settings)
     wait_ready(scorer)
     answered = score(scorer, records, rounds=3)

@@ -301,3 +301,36 @@ def test_a_damaged_state_file_stops_the_sidecar_naming_it(tmp_path: Path) -> Non
     (tmp_path / "ship.json").write_text("{}")
     with pytest.raises(ship.StageError, match=r"ship\.json: not a shipping state file"):
         ship.load_ship_state(tmp_path / "ship.json")
+
+
+def test_without_a_store_only_the_newest_read_segments_are_kept(tmp_path: Path) -> None:
+    """With SCORER_LOG_SIDECAR=true the scorer deletes nothing: the sidecar prunes what it read."""
+    reader = Reader()
+    logs = tmp_path / "logs"
+    settings = MonitorSettings(
+        prediction_log=logs / "predictions.jsonl",
+        feedback_log=logs / "feedback.jsonl",
+        state_file=logs / "state.json",
+        label_log=logs / "labels.jsonl",
+        ship_state_file=logs / "ship.json",
+        log_backups=2,
+    )
+    labels = LabelLog(settings.label_log, shipped=False)
+    shipper = ship.build_shipper(settings, labels, reader)
+    assert shipper.store is None
+    log = SegmentedLog(settings.prediction_log, 1 << 20)
+    closed = []
+    for number in range(5):
+        log.append(lines([record(f"r{number}", 0)]))
+        closed.append(log.seal())
+    reader.inode = closed[3].stat().st_ino  # read up to the fourth: three are read whole
+    shipper.ship()
+    assert closed_segments(settings.prediction_log) == closed[1:]  # the two newest read, and on
+    reader.inode = settings.prediction_log.stat().st_ino
+    shipper.ship()
+    assert closed_segments(settings.prediction_log) == closed[3:]
+    shipper.seal_for_shutdown()  # nothing to ship: nothing is sealed
+    assert closed_segments(settings.prediction_log) == closed[3:]
+    assert not (logs / "ship.json").exists()
+    log.close()
+    labels.close()

@@ -148,10 +148,10 @@ def test_a_failing_disk_refuses_the_waiting_requests_and_recovers(
     assert [record["request_id"] for record in lines_of(tmp_path / "p.jsonl")] == ["r3"]
 
 
-def test_a_shipped_log_is_sealed_on_close_and_keeps_every_segment(tmp_path: Path) -> None:
+def test_a_log_the_sidecar_takes_is_sealed_on_close_and_keeps_every_segment(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     one_line = len(log_lines(batch(1)))
-    writer = PredictionLogWriter(path, 2 * one_line, 1, shipped=True)
+    writer = PredictionLogWriter(path, 2 * one_line, 1, sidecar=True)
     asyncio.run(write_concurrently(writer, [batch(1, f"r{n}") for n in range(1)]))
     for number in range(1, 7):  # one write per turn: segments of two lines each
         asyncio.run(write_concurrently(writer, [batch(1, f"r{number}")]))
@@ -165,7 +165,7 @@ def test_a_shipped_log_is_sealed_on_close_and_keeps_every_segment(tmp_path: Path
     assert [record["request_id"] for record in records] == [f"r{n}" for n in range(7)]
 
 
-def test_without_a_shipper_only_the_newest_backups_are_kept(tmp_path: Path) -> None:
+def test_without_the_sidecar_only_the_newest_backups_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     one_line = len(log_lines(batch(1)))
     writer = PredictionLogWriter(path, one_line, 2)
@@ -173,7 +173,7 @@ def test_without_a_shipper_only_the_newest_backups_are_kept(tmp_path: Path) -> N
         asyncio.run(write_concurrently(writer, [batch(1, f"r{number}")]))
     writer.close()
     assert len(closed_segments(path)) == 2
-    assert lines_of(path)[0]["request_id"] == "r5"  # not sealed: no shipper takes it
+    assert lines_of(path)[0]["request_id"] == "r5"  # not sealed: no sidecar takes it
 
 
 def signature_with_strings(categories: list[str]) -> Any:

@@ -239,7 +239,7 @@ def metrics_registry(
 ) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(MonitorCollector(reference, snapshot))
-    if shipper is not None:
+    if shipper is not None and shipper.store is not None:
         registry.register(ShippingCollector(shipper))
     return registry
 

@@ -70,6 +70,8 @@ class MonitorSettings(BaseSettings):
 
     # Shipping (mlops.monitor.ship): closed segments of both logs to object storage as Parquet.
     ship_url: str | None = None  # s3://bucket/prefix, or a local directory; unset: no shipping
+    # Not shipping: closed prediction segments kept once read (SCORER_LOG_SIDECAR=true).
+    log_backups: int = Field(default=5, ge=1, le=10_000)
     ship_interval_seconds: float = Field(default=30.0, ge=0.1, le=3600)
     ship_segment_seconds: float = Field(default=900.0, ge=1, le=86_400)
     ship_state_file: Path = Path("logs/ship_state.json")

@@ -16,7 +16,11 @@ only deleted; not recorded, it is uploaded again over the objects of the interru
 No record is lost and none appears twice.
 
 A prediction segment is deleted only once the sidecar has read it (its drift window must see
-every record). The open segments are closed for shipping once their first record is
+every record). Without a store (``MONITOR_SHIP_URL`` unset), nothing ships and the sidecar keeps
+the newest ``MONITOR_LOG_BACKUPS`` closed prediction segments it has read, deleting older ones:
+with ``SCORER_LOG_SIDECAR=true`` the scorer deletes none itself.
+
+The open segments are closed for shipping once their first record is
 ``MONITOR_SHIP_SEGMENT_SECONDS`` old (the scorer closes its own by size, and at shutdown), and
 at the sidecar's shutdown, when no scorer process is left (``mlops.core.segments.WriterPresence``).
 """
@@ -202,13 +206,13 @@ class Shipper:
     def __init__(
         self,
         settings: MonitorSettings,
-        store: ObjectStore,
+        store: ObjectStore | None,
         labels: LabelLog,
         reading: Callable[[], int | None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.store = store  # None: nothing ships; read segments are only pruned
         self.labels = labels
         self.reading = reading  # the inode of the prediction log file the sidecar reads
         self.clock = clock
@@ -242,6 +246,8 @@ class Shipper:
         ``MONITOR_SHIP_SHUTDOWN_WAIT_SECONDS``: the pod's scorer drains its requests meanwhile)
         and the open label segment, so that the final pass ships everything."""
         self.stop()
+        if self.store is None:
+            return
         deadline = time.monotonic() + self.settings.ship_shutdown_wait_seconds
         while not self._writers.none_left():
             if time.monotonic() >= deadline:
@@ -266,6 +272,9 @@ class Shipper:
         segment not shipped yet, delete what is shipped (and read). Failures are logged,
         counted and tried again on the next pass."""
         with self._lock:
+            if self.store is None:
+                self._prune()
+                return
             try:
                 if seal_older_than is not None:
                     for log in SHIPPED_LOGS:
@@ -276,12 +285,12 @@ class Shipper:
                         self._ship_segment(log, segment)
             except (StoreError, OSError) as error:
                 self.counts.failures += 1
-                LOGGER.error("shipping failed, tried again in %ss: %s", self._interval, error)
+                LOGGER.error(
+                    "shipping failed, tried again in %ss: %s",
+                    self.settings.ship_interval_seconds,
+                    error,
+                )
                 self._save()
-
-    @property
-    def _interval(self) -> float:
-        return self.settings.ship_interval_seconds
 
     def status(self) -> ShipStatus:
         waiting_segments, waiting_bytes = {}, {}
@@ -295,7 +304,14 @@ class Shipper:
             waiting_segments[log], waiting_bytes[log] = len(sizes), sum(sizes)
         return ShipStatus(self.counts, waiting_segments, waiting_bytes)
 
+    def _prune(self) -> None:
+        """Nothing ships: keep the newest ``log_backups`` closed prediction segments read."""
+        read = [s for s in closed_segments(self.paths[PREDICTIONS]) if self._read_through(s)]
+        for segment in read[: -self.settings.log_backups]:
+            segment.unlink(missing_ok=True)
+
     def _ship_segment(self, log: str, segment: Path) -> None:
+        assert self.store is not None
         try:
             data = segment.read_bytes()
         except FileNotFoundError:
@@ -388,10 +404,11 @@ def load_ship_state(path: Path) -> tuple[dict[str, dict[str, Any]], ShipCounts]:
 
 def build_shipper(
     settings: MonitorSettings, labels: LabelLog, reading: Callable[[], int | None]
-) -> Shipper | None:
-    """The shipper ``MONITOR_SHIP_URL`` asks for, or None; StageError on missing credentials."""
+) -> Shipper:
+    """The shipper to the store ``MONITOR_SHIP_URL`` names (or one that only prunes, when it is
+    unset); StageError on missing credentials."""
     if settings.ship_url is None:
-        return None
+        return Shipper(settings, None, labels, reading)
     try:
         store = open_store(settings.ship_url, settings.ship_timeout_seconds)
     except StoreError as error:

@@ -138,13 +138,13 @@ def require_bounded_lines(schema: InputSchema, scorer: Scorer, max_records: int)
 class PredictionLogWriter:
     """Group commit of the request handlers' lines on the event loop (module docstring).
 
-    ``shipped``: a shipper takes the closed segments (the sidecar with ``MONITOR_SHIP_URL``):
-    none is deleted here, and ``close`` closes the open segment too, so that it ships. Otherwise
-    the newest ``backups`` closed segments are kept."""
+    ``sidecar``: the monitoring sidecar takes the closed segments (``SCORER_LOG_SIDECAR``): none
+    is deleted here, and ``close`` closes the open segment too, so that it ships. Otherwise the
+    newest ``backups`` closed segments are kept."""
 
-    def __init__(self, path: Path, max_bytes: int, backups: int, shipped: bool = False) -> None:
-        self.file = SegmentedLog(path, max_bytes, keep=None if shipped else backups)
-        self.shipped = shipped
+    def __init__(self, path: Path, max_bytes: int, backups: int, sidecar: bool = False) -> None:
+        self.file = SegmentedLog(path, max_bytes, keep=None if sidecar else backups)
+        self.sidecar = sidecar
         self.presence = WriterPresence(path)  # the sidecar seals only once every writer is gone
         self.presence.hold()
         self.failed: str | None = None  # the last write's error, while it is recent
@@ -209,13 +209,13 @@ class PredictionLogWriter:
                 future.set_exception(refusal)
 
     def close(self) -> None:
-        """Write what is still waiting; close the open segment when a shipper takes them."""
+        """Write what is still waiting; close the open segment when the sidecar takes them."""
         if self._closed:
             return
         self._closed = True
         self.commit()
         try:
-            if self.shipped and self.file.seal() is not None:
+            if self.sidecar and self.file.seal() is not None:
                 logger.info("prediction log: closed the open segment for shipping")
         except OSError as error:
             logger.error("prediction log %s: sealing failed (%s)", self.file.path, error)

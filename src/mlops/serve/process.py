@@ -55,7 +55,7 @@ def build(settings: ServeSettings) -> tuple[Starlette, PredictionLogWriter]:
             settings.prediction_log,
             settings.log_max_bytes,
             settings.log_backups,
-            settings.log_shipped,
+            settings.log_sidecar,
         )
     except OSError as error:
         raise unopenable_log(settings, error) from None

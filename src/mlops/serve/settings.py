@@ -47,8 +47,9 @@ class ServeSettings(BaseSettings):
     out_of_range: Literal["flag", "reject", "ignore"] = "flag"
     log_max_bytes: int = Field(default=100 * MEBIBYTE, ge=64 * 1024)
     log_backups: int = Field(default=5, ge=1, le=1000)
-    # A shipper (the sidecar with MONITOR_SHIP_URL) takes the closed segments: none is deleted here.
-    log_shipped: bool = False
+    # The monitoring sidecar takes the closed segments (ships them, or keeps MONITOR_LOG_BACKUPS of
+    # them once read): none is deleted here, and the open one is closed at shutdown.
+    log_sidecar: bool = False
     # Longest string value accepted; None: derived from the training categories (schema.py).
     max_string_length: int | None = Field(default=None, ge=1, le=1_000_000)
     api_token: SecretStr | None = None
