@@ -224,3 +224,23 @@ def test_no_line_exceeds_the_bound_whatever_the_strings_hold(tmp_path: Path) -> 
     assert max(map(len, lines)) > bound - 200  # the bound is tight, not a guess
     assert input_schema(signature_with_strings(["x" * 100])).max_string_length == 400
     assert input_schema(signature_with_strings(["x"]), max_string_length=10).max_string_length == 10
+
+
+def test_a_log_over_its_total_budget_makes_the_scorer_unready_until_the_sidecar_ships(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(predlog, "BUDGET_CHECK_SECONDS", 0.0)
+    path = tmp_path / "p.jsonl"
+    one_line = len(log_lines(batch(1)))
+    writer = PredictionLogWriter(path, one_line, 1, sidecar=True, max_total_bytes=3 * one_line)
+    for number in range(3):
+        assert writer.healthy
+        asyncio.run(write_concurrently(writer, [batch(1, f"r{number}")]))
+    asyncio.run(write_concurrently(writer, [batch(1, "r3")]))  # four lines: over the budget
+    assert not writer.healthy
+    assert writer.failed is not None and "SCORER_LOG_MAX_TOTAL_BYTES" in writer.failed
+    for segment in closed_segments(path)[:2]:  # the sidecar shipped and removed two
+        segment.unlink()
+    monkeypatch.setattr(predlog, "RETRY_SECONDS", 0.0)
+    assert writer.healthy
+    writer.close()

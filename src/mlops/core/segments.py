@@ -48,6 +48,17 @@ def closed_segments(path: Path) -> list[Path]:
     return [path.with_name(name) for name in sorted(numbered, key=lambda n: int(n[len(prefix) :]))]
 
 
+def log_bytes(path: Path) -> int:
+    """Bytes held by the log at ``path``: its closed segments and its open one."""
+    total = 0
+    for segment in [*closed_segments(path), path]:
+        try:
+            total += segment.stat().st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
 def segment_number(segment: Path) -> int:
     return int(segment.name.rsplit(".", 1)[1])
 

@@ -95,6 +95,11 @@ class MonitorSettings(BaseSettings):
             raise ValueError("expected an IP address or a host name")
         return host
 
+    @field_validator("ship_url", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # compose passes an unset shell variable as ""
+
     @field_validator("feature_psi_thresholds", mode="before")
     @classmethod
     def _parse_json(cls, value: Any) -> Any:

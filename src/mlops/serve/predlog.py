@@ -25,7 +25,7 @@ import orjson
 
 from mlops.core.artifacts import PredictionRecord, iso_timestamp
 from mlops.core.errors import StageError
-from mlops.core.segments import MAX_LINE_BYTES, SegmentedLog, WriterPresence
+from mlops.core.segments import MAX_LINE_BYTES, SegmentedLog, WriterPresence, log_bytes
 from mlops.serve.errors import ClientError
 from mlops.serve.model import Scorer
 from mlops.serve.schema import InputSchema
@@ -33,6 +33,7 @@ from mlops.serve.schema import InputSchema
 logger = logging.getLogger("mlops.serve")
 
 RETRY_SECONDS = 5.0  # after a failed write: not ready (503) this long, then writes are tried again
+BUDGET_CHECK_SECONDS = 1.0  # how often the log's size is held to SCORER_LOG_MAX_TOTAL_BYTES
 NUMBER_BYTES = 24  # the longest number orjson writes: -1.7976931348623157e+308
 REQUEST_ID_BYTES = 34  # 32 hex digits, quoted (dataplane.RequestIds)
 ESCAPED_CHARACTER_BYTES = 6  # a control character is written as \u00XX
@@ -140,11 +141,23 @@ class PredictionLogWriter:
 
     ``sidecar``: the monitoring sidecar takes the closed segments (``SCORER_LOG_SIDECAR``): none
     is deleted here, and ``close`` closes the open segment too, so that it ships. Otherwise the
-    newest ``backups`` closed segments are kept."""
+    newest ``backups`` closed segments are kept. ``max_total_bytes``: once the log holds more
+    (segments the sidecar has not shipped, its store being down), the scorer is not ready and
+    refuses requests (503) rather than fill the volume and lose the log with the pod."""
 
-    def __init__(self, path: Path, max_bytes: int, backups: int, sidecar: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        backups: int,
+        sidecar: bool = False,
+        max_total_bytes: int | None = None,
+    ) -> None:
         self.file = SegmentedLog(path, max_bytes, keep=None if sidecar else backups)
         self.sidecar = sidecar
+        self.max_total_bytes = max_total_bytes
+        self._checked_at = -BUDGET_CHECK_SECONDS
+        self._full = False
         self.presence = WriterPresence(path)  # the sidecar seals only once every writer is gone
         self.presence.hold()
         self.failed: str | None = None  # the last write's error, while it is recent
@@ -161,11 +174,28 @@ class PredictionLogWriter:
 
     @property
     def healthy(self) -> bool:
+        if self._over_budget():
+            self.failed = (
+                f"it holds more than SCORER_LOG_MAX_TOTAL_BYTES={self.max_total_bytes} bytes: "
+                "the sidecar has not shipped its closed segments"
+            )
+            self._failed_at = time.monotonic()
+            return False
         if self.failed is None:
             return True
         if time.monotonic() - self._failed_at > RETRY_SECONDS:
             self.failed = None  # try again: the disk may have room by now
         return self.failed is None
+
+    def _over_budget(self) -> bool:
+        """Whether the log outgrew ``max_total_bytes`` (looked at once a second at most)."""
+        if self.max_total_bytes is None:
+            return False
+        now = time.monotonic()
+        if now - self._checked_at >= BUDGET_CHECK_SECONDS:
+            self._checked_at = now
+            self._full = log_bytes(self.file.path) > self.max_total_bytes
+        return self._full
 
     def write(self, batch: ScoredBatch) -> asyncio.Future[None]:
         """The batch's lines, written with the others of this loop turn; done once they are in the

@@ -56,6 +56,7 @@ def build(settings: ServeSettings) -> tuple[Starlette, PredictionLogWriter]:
             settings.log_max_bytes,
             settings.log_backups,
             settings.log_sidecar,
+            settings.log_max_total_bytes,
         )
     except OSError as error:
         raise unopenable_log(settings, error) from None

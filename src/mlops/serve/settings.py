@@ -50,6 +50,8 @@ class ServeSettings(BaseSettings):
     # The monitoring sidecar takes the closed segments (ships them, or keeps MONITOR_LOG_BACKUPS of
     # them once read): none is deleted here, and the open one is closed at shutdown.
     log_sidecar: bool = False
+    # Not ready (503) once the log holds more (unshipped segments); set it below the volume's size.
+    log_max_total_bytes: int | None = Field(default=None, ge=1024 * 1024)
     # Longest string value accepted; None: derived from the training categories (schema.py).
     max_string_length: int | None = Field(default=None, ge=1, le=1_000_000)
     api_token: SecretStr | None = None
