@@ -167,17 +167,20 @@ class Reader:
         return self.inode
 
 
-def shipper_for(tmp_path: Path, reader: Reader, store: Any = None) -> tuple[Shipper, LabelLog]:
-    logs = tmp_path / "logs"
-    settings = MonitorSettings(
+def settings_in(logs: Path, **extra: Any) -> MonitorSettings:
+    return MonitorSettings(
         prediction_log=logs / "predictions.jsonl",
         feedback_log=logs / "feedback.jsonl",
         state_file=logs / "state.json",
         label_log=logs / "labels.jsonl",
         ship_state_file=logs / "ship.json",
-        ship_url=str(tmp_path / "store"),
-        ship_shutdown_wait_seconds=0,
+        **extra,
     )
+
+
+def shipper_for(tmp_path: Path, reader: Reader, store: Any = None) -> tuple[Shipper, LabelLog]:
+    store_path = str(tmp_path / "store")
+    settings = settings_in(tmp_path / "logs", ship_url=store_path, ship_shutdown_wait_seconds=0)
     labels = LabelLog(settings.label_log, shipped=True)
     return Shipper(settings, store or DirectoryStore(tmp_path / "store"), labels, reader), labels
 
@@ -307,14 +310,7 @@ def test_without_a_store_only_the_newest_read_segments_are_kept(tmp_path: Path) 
     """With SCORER_LOG_SIDECAR=true the scorer deletes nothing: the sidecar prunes what it read."""
     reader = Reader()
     logs = tmp_path / "logs"
-    settings = MonitorSettings(
-        prediction_log=logs / "predictions.jsonl",
-        feedback_log=logs / "feedback.jsonl",
-        state_file=logs / "state.json",
-        label_log=logs / "labels.jsonl",
-        ship_state_file=logs / "ship.json",
-        log_backups=2,
-    )
+    settings = settings_in(logs, log_backups=2)
     labels = LabelLog(settings.label_log, shipped=False)
     shipper = ship.build_shipper(settings, labels, reader)
     assert shipper.store is None
