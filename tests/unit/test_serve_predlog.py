@@ -1,5 +1,6 @@
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,35 @@ def test_a_log_over_its_total_budget_makes_the_scorer_unready_until_the_sidecar_
     monkeypatch.setattr(predlog, "RETRY_SECONDS", 0.0)
     assert writer.healthy
     writer.close()
+
+
+def test_a_large_group_is_written_off_the_loop_and_what_queues_meanwhile_follows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(predlog, "THREAD_WRITE_BYTES", 2 * len(log_lines(batch(1))))
+    path = tmp_path / "p.jsonl"
+    writer = PredictionLogWriter(path, 1 << 20, 1)
+    gate, writers = threading.Event(), []
+    real_append = writer.file.append
+
+    def slow_disk(data: bytes) -> None:
+        writers.append(threading.current_thread() is threading.main_thread())
+        assert gate.wait(5)
+        real_append(data)
+
+    monkeypatch.setattr(writer.file, "append", slow_disk)
+
+    async def scenario() -> None:
+        large = writer.write(batch(20, "large"))  # written in a worker thread
+        await asyncio.sleep(0.05)  # the loop goes on meanwhile
+        small = writer.write(batch(1, "small"))  # waits behind the write in flight
+        await asyncio.sleep(0.05)
+        assert not large.done() and not small.done()
+        gate.set()
+        await asyncio.gather(large, small)
+        assert len(lines_of(path)) == 21  # both written before their answers
+
+    asyncio.run(scenario())
+    writer.close()
+    assert writers == [False, True]  # the large group off the loop, the small one on it
+    assert [r["request_id"] for r in lines_of(path)] == ["large"] * 20 + ["small"]

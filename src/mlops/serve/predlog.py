@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ logger = logging.getLogger("mlops.serve")
 
 RETRY_SECONDS = 5.0  # after a failed write: not ready (503) this long, then writes are tried again
 BUDGET_CHECK_SECONDS = 1.0  # how often the log's size is held to SCORER_LOG_MAX_TOTAL_BYTES
+THREAD_WRITE_BYTES = 256 * 1024  # a group this large (a 600-record batch) is written off the loop
 NUMBER_BYTES = 24  # the longest number orjson writes: -1.7976931348623157e+308
 REQUEST_ID_BYTES = 34  # 32 hex digits, quoted (dataplane.RequestIds)
 ESCAPED_CHARACTER_BYTES = 6  # a control character is written as \u00XX
@@ -165,6 +167,8 @@ class PredictionLogWriter:
         self._chunks: list[bytes | bytearray] = []  # the lines of the requests waiting, in order
         self._waiting: list[asyncio.Future[None]] = []
         self._records = 0
+        self._writing = False  # a large group is being written in a worker thread
+        self._file_lock = threading.Lock()  # that thread's write and the loop's close
         self._closed = False
 
     @property
@@ -210,15 +214,41 @@ class PredictionLogWriter:
         self._records += len(batch.predictions)
         return done
 
-    def commit(self) -> None:
-        """Write what is waiting in one piece, then release the requests that waited for it."""
+    def commit(self, inline: bool = False) -> None:
+        """Write what is waiting in one piece, then release the requests that waited for it. A
+        group of ``THREAD_WRITE_BYTES`` or more (large batches) is written in a worker thread, so
+        the loop serves other requests meanwhile; what queues up during such a write is written
+        after it, in the next group."""
+        if self._writing:
+            return  # the write in flight commits the next group when it ends
         chunks, waiting = self._chunks, self._waiting
         self._chunks, self._waiting, self._records = [], [], 0
         if not chunks:
             return
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if inline or len(data) < THREAD_WRITE_BYTES:
+            self._release(waiting, self._append(data))
+            return
+        self._writing = True
+        written = asyncio.get_running_loop().run_in_executor(None, self._append, data)
+        written.add_done_callback(lambda done: self._written(waiting, done.result()))
+
+    def _written(self, waiting: list[asyncio.Future[None]], error: Exception | None) -> None:
+        self._writing = False
+        self._release(waiting, error)
+        self.commit()
+
+    def _append(self, data: bytes | bytearray) -> Exception | None:
+        """Append ``data``; the error instead of raising it (it may run in a worker thread)."""
         try:
-            self.file.append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            with self._file_lock:
+                self.file.append(data)
         except Exception as error:
+            return error
+        return None
+
+    def _release(self, waiting: list[asyncio.Future[None]], error: Exception | None) -> None:
+        if error is not None:
             self._refuse(waiting, error)
             return
         for future in waiting:
@@ -243,7 +273,9 @@ class PredictionLogWriter:
         if self._closed:
             return
         self._closed = True
-        self.commit()
+        with self._file_lock:  # a write in flight in a worker thread ends first
+            self._writing = False
+        self.commit(inline=True)
         try:
             if self.sidecar and self.file.seal() is not None:
                 logger.info("prediction log: closed the open segment for shipping")
