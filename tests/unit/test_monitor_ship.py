@@ -210,6 +210,7 @@ def test_closed_segments_ship_once_and_go_once_read(tmp_path: Path) -> None:
     assert sorted(stored(store / "predictions")) == [("r1", 0), ("r1", 1), ("r2", 0)]
     assert stored(store / "labels") == [("r1", 0)]
     assert closed_segments(shipper.paths["predictions"]) == [first, second]  # not read: kept
+    assert shipper.status().waiting_segments["predictions"] == 0  # shipped, waiting to be read
     assert closed_segments(labels.path) == []  # the sidecar's own: gone once shipped
     assert shipper.counts.logs["predictions"].records == 3
     assert shipper.counts.logs["predictions"].objects == 2

@@ -293,10 +293,15 @@ class Shipper:
                 self._save()
 
     def status(self) -> ShipStatus:
+        """The counts, and the closed segments not shipped yet (a shipped prediction segment
+        that waits to be read is not counted)."""
+        shipped = {entry["segment"] for entry in dict(self._shipped).values()}
         waiting_segments, waiting_bytes = {}, {}
         for log in SHIPPED_LOGS:
             sizes = []
             for segment in closed_segments(self.paths[log]):
+                if segment.name in shipped:
+                    continue
                 try:
                     sizes.append(segment.stat().st_size)
                 except FileNotFoundError:
