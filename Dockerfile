@@ -47,6 +47,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     MONITOR_PORT=8090 \
     MONITOR_STATE_FILE=/var/log/mlops/monitor_state.json \
     MONITOR_FEEDBACK_LOG=/var/log/mlops/feedback.jsonl \
+    MONITOR_LABEL_LOG=/var/log/mlops/labels.jsonl \
+    MONITOR_SHIP_STATE_FILE=/var/log/mlops/ship_state.json \
     HEALTHCHECK_URL=http://127.0.0.1:8080/health/ready
 VOLUME ["/var/log/mlops"]
 WORKDIR /app

@@ -61,8 +61,8 @@ data-synth: $(SYNCED) ## synthetic rows like data/penguins.csv to data.source: R
 		$(if $(TARGET),--target "$(TARGET)")
 
 .PHONY: bench
-bench: $(SYNCED) ## benchmarks of the pipeline (10 k-1 M rows) and the scorer into BENCHMARKS.md (QUICK=1: smoke)
-	python benchmarks/run.py $(if $(QUICK),--quick)
+bench: $(SYNCED) ## benchmarks of the pipeline and the scorer into BENCHMARKS.md (QUICK=1: smoke; BENCH_BASELINE=<rev>: the scorer against <rev>'s)
+	python benchmarks/run.py $(if $(QUICK),--quick) $(if $(BENCH_BASELINE),--baseline-rev "$(BENCH_BASELINE)")
 
 .PHONY: test
 test: $(SYNCED) ## run the whole test suite
@@ -138,7 +138,9 @@ champion: $(SYNCED) ## fetch the production model version into accept.champion (
 	python -m mlops.gitops.registry champion $(if $(CHAMPION_REV),--rev "$(CHAMPION_REV)")
 
 .PHONY: retrain
-retrain: $(SYNCED) ## re-ingest the source even if unchanged on disk, then reproduce the pipeline
+retrain: $(SYNCED) ## re-read the source and the harvest (HARVEST_SOURCE=<url> switches it on), then reproduce
+	$(if $(HARVEST_SOURCE),python -m mlops.params set harvest.enabled=true "harvest.source=$(HARVEST_SOURCE)")
+	dvc repro --force --single-item harvest
 	dvc repro --force --single-item ingest
 	dvc repro
 

@@ -146,12 +146,16 @@ def sizes(rows: Sequence[int], target: str | None = None) -> list[dict[str, Any]
     return results
 
 
-def scorer(model_dir: Path, scratch: Path, quick: bool) -> dict[str, Any]:
-    """Part 3: benchmarks/serve.py on ``model_dir``; its report, or why it could not run."""
+def scorer(
+    model_dir: Path, scratch: Path, quick: bool, baseline: str | None = None
+) -> dict[str, Any]:
+    """Part 3: benchmarks/serve.py on ``model_dir`` (and the scorer of the ``baseline`` revision,
+    in the same run); its report, or why it could not run."""
     output = scratch / "serve.json"
     command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "serve.py")]
     command += ["--model-dir", str(model_dir), "--output", str(output)]
     command += ["--quick"] if quick else []
+    command += ["--baseline-rev", baseline] if baseline else []
     before = load()
     result = subprocess.run(command, cwd=PROJECT_ROOT, text=True, capture_output=True)
     print(result.stdout, end="", flush=True)
@@ -389,6 +393,7 @@ def _scorer(report: dict[str, Any]) -> str:
             f"| {result['records_per_second']:,.0f} | {result['p50_ms']:.2f} "
             f"| {result['p99_ms']:.2f} | {base:,.0f} | {result['requests_per_second'] / base:.2f} |"
         )
+    lines += _baseline(report)
     lines += [
         "",
         f"Model floor: {model['single_record_median_ms']:.3f} ms per single record, "
@@ -416,6 +421,26 @@ def _drift(report: dict[str, Any]) -> str:
     return drift.markdown(report)
 
 
+def _baseline(report: dict[str, Any]) -> list[str]:
+    """The scorer against the baseline revision's, measured alternately in the same run."""
+    comparisons = report.get("baseline") or []
+    if not comparisons:
+        return []
+    lines = [
+        "",
+        f"Against the scorer of `{report['settings']['baseline_rev']}` (the same environment and "
+        "model; the two scorers alternate, each run as long as the others), requests per second:",
+        "",
+        "| run | this scorer | baseline | median ratio |",
+        "|---|---|---|---:|",
+    ]
+    for comparison in comparisons:
+        ours = ", ".join(f"{rate:,.0f}" for rate in comparison["rates"])
+        theirs = ", ".join(f"{rate:,.0f}" for rate in comparison["baseline_rates"])
+        lines.append(f"| {comparison['name']} | {ours} | {theirs} | {comparison['ratio']:.2f} |")
+    return lines
+
+
 def _reproduce() -> str:
     return "\n".join(
         [
@@ -426,6 +451,7 @@ def _reproduce() -> str:
             "make bench QUICK=1    # a smoke run of every part, in a temporary directory",
             "python benchmarks/pipeline.py --bundled --rows 1000000 --output /tmp/pipeline.json",
             "python benchmarks/serve.py --output /tmp/serve.json   # the scorer, after make repro",
+            "make bench BENCH_BASELINE=<rev>   # the scorer against <rev>'s, in the same run",
             "python benchmarks/report.py   # the report's intervals on a 100 k-row split",
             "python benchmarks/drift.py --output /tmp/drift.json   # the drift check's detection",
             "make data-synth ROWS=1000000 OUT=data/synthetic.parquet   # then point data.source",
@@ -443,6 +469,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="results (default: benchmarks/results.json)")
     parser.add_argument(
         "--no-serve", action="store_true", help="skip the scorer (no wrk or h2load here)"
+    )
+    parser.add_argument(
+        "--baseline-rev", help="measure the scorer of this git revision too, in the same run"
     )
     parser.add_argument(
         "--render", type=Path, help="only write the markdown of an earlier results.json"
@@ -487,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.no_serve:
             results["scorer"] = {"skipped": "--no-serve"}
         else:
-            results["scorer"] = scorer(model_dir, scratch, arguments.quick)
+            results["scorer"] = scorer(model_dir, scratch, arguments.quick, arguments.baseline_rev)
         results["drift"] = drift_detection(scratch, arguments.quick)
     results["targets"] = verdicts(results)
     results["seconds"] = round(time.perf_counter() - started, 1)

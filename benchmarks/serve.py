@@ -2,6 +2,7 @@
 
     python benchmarks/serve.py --output reports/bench/serve.json [--model-dir models/package]
     python benchmarks/serve.py --quick --output /tmp/serve.json     # a few seconds, for smoke tests
+    python benchmarks/serve.py --baseline-rev main --output /tmp/serve.json   # also against main
 
 Three things are measured on the same machine in the same run:
 
@@ -17,12 +18,18 @@ Three things are measured on the same machine in the same run:
   answers without any work;
 - the model floor: onnxruntime in-process on the same inputs, with the scorer's session options.
 
+With ``--baseline-rev REV``, the scorer of another commit (its ``src/`` from ``git archive``, run
+with this environment) is measured too, in the same run and the same configurations: single
+records at concurrency 16 and the batches, alternating the two scorers for ``--baseline-rounds``
+rounds each, so that both see the same machine load; the ratio of their medians is a target.
+
 Prints a table and writes every number, the ratios and the targets as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -45,6 +52,8 @@ from typing import Any
 TARGET_FLOOR_RATIO = 0.5  # scorer requests/s over the HTTP floor's at concurrency 16
 TARGET_P99_MS = 10.0  # scorer p99 latency at concurrency 16
 TARGET_BATCH_RECORDS_PER_SECOND = 250_000
+TARGET_BASELINE_RATIO = 0.9  # throughput against the baseline commit's scorer, same run
+BASELINE_ROUNDS = 3
 BATCH_RECORDS = 1000
 BATCH_CONCURRENCY = 4
 WORKERS = 2  # the second configuration measured: a worker process per core of this machine
@@ -542,42 +551,120 @@ def with_workers(name: str) -> str:
     return f"{name}, {WORKERS} workers"
 
 
-def benchmark(model_dir: Path, seconds: int, batch_records: int, scratch: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Comparison:
+    """One run measured against the baseline commit's scorer, alternating, ``rounds`` times."""
+
+    name: str
+    rates: list[float]  # requests/s of this scorer, per round
+    baseline_rates: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.rates) / statistics.median(self.baseline_rates)
+
+
+def baseline_source(revision: str, scratch: Path) -> Path:
+    """``src/`` of ``revision`` (``git archive``), for the baseline scorer's PYTHONPATH."""
+    target = scratch / "baseline"
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "src"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"error: --baseline-rev {revision}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "src"
+
+
+def scorer_environment(
+    env: dict[str, str], model_dir: Path, log: Path, port: int, workers: int
+) -> dict[str, str]:
+    return {
+        **env,
+        "MODEL_DIR": str(model_dir.resolve()),
+        "PREDICTION_LOG": str(log),
+        "SCORER_PORT": str(port),
+        "SCORER_LOG_MAX_BYTES": str(64 << 20),
+        "SCORER_LOG_BACKUPS": "1",
+        "SCORER_WORKERS": str(workers),
+    }
+
+
+def compare(
+    scored: Server, baseline: Server, run: Run, seconds: int, rounds: int, scratch: Path
+) -> Comparison:
+    """Alternate the two scorers (new, old; then old, new; ...) on ``run``."""
+    rates: dict[str, list[float]] = {"new": [], "old": []}
+    for number in range(rounds):
+        order = (("new", scored), ("old", baseline))
+        for which, target in order if number % 2 == 0 else order[::-1]:
+            rates[which].append(run_wrk(target, run, seconds, scratch).requests_per_second)
+    return Comparison(run.name, rates["new"], rates["old"])
+
+
+def benchmark(
+    model_dir: Path,
+    seconds: int,
+    batch_records: int,
+    scratch: Path,
+    baseline: Path | None = None,
+    rounds: int = BASELINE_ROUNDS,
+) -> dict[str, Any]:
     signature = json.loads((model_dir / "signature.json").read_text())
     runs = plan_runs(signature, batch_records, scratch)
+    compared = {"single c16", batch_name(batch_records)}
     env = {key: value for key, value in os.environ.items() if not key.startswith("SCORER_")}
-    floor_results, scorer_results = [], []
+    floor_results, scorer_results, comparisons = [], [], []
     failed_grpc_calls = 0
     for workers in sorted({run.workers for run in runs}):
-        floor_port, scorer_port = free_port(), free_port()
+        floor_port, scorer_port, baseline_port = free_port(), free_port(), free_port()
         floor_grpc, scorer_grpc = free_port(), free_port()
         floor = [sys.executable, str(Path(__file__).resolve()), "floor", "--port", str(floor_port)]
         floor += [f"--workers={workers}", f"--grpc-port={floor_grpc if workers == 1 else 0}"]
         scorer = [sys.executable, "-m", "mlops.serve"]
-        scorer_env = {
-            **env,
-            "MODEL_DIR": str(model_dir.resolve()),
-            "PREDICTION_LOG": str(scratch / "predictions.jsonl"),
-            "SCORER_PORT": str(scorer_port),
-            "SCORER_GRPC_PORT": str(scorer_grpc),
-            "SCORER_LOG_MAX_BYTES": str(64 << 20),
-            "SCORER_LOG_BACKUPS": "1",
-            "SCORER_WORKERS": str(workers),
-        }
-        floor_out, scorer_out = scratch / f"floor-{workers}.out", scratch / f"scorer-{workers}.out"
-        with (
-            server(floor, env, floor_port, floor_out, floor_grpc) as floor_server,
-            server(scorer, scorer_env, scorer_port, scorer_out, scorer_grpc) as scored,
-        ):
+        scorer_env = scorer_environment(
+            env, model_dir, scratch / "predictions.jsonl", scorer_port, workers
+        )
+        scorer_env["SCORER_GRPC_PORT"] = str(scorer_grpc)
+        baseline_env = scorer_environment(
+            env, model_dir, scratch / "baseline-predictions.jsonl", baseline_port, workers
+        )
+        baseline_env["PYTHONPATH"] = str(baseline)
+        with contextlib.ExitStack() as stack:
+            floor_server = stack.enter_context(
+                server(floor, env, floor_port, scratch / f"floor-{workers}.out", floor_grpc)
+            )
+            scored = stack.enter_context(
+                server(
+                    scorer, scorer_env, scorer_port, scratch / f"scorer-{workers}.out", scorer_grpc
+                )
+            )
+            old = None
+            if baseline is not None:
+                output = scratch / f"baseline-{workers}.out"
+                old = stack.enter_context(server(scorer, baseline_env, baseline_port, output))
             for run in runs:  # back to back, so both see the same machine load
                 if run.workers == workers:
                     floor_results.append(run_wrk(floor_server, run, seconds, scratch))
                     scorer_results.append(run_wrk(scored, run, seconds, scratch))
+                    if old is not None and run.name.split(",")[0] in compared:
+                        comparisons.append(compare(scored, old, run, seconds, rounds, scratch))
             failed_grpc_calls += grpc_calls_not_ok(scored.url)
     records = synthetic_records(signature, batch_records)
     ort = model_floor(model_dir, records, threads=1, seconds=min(seconds, 5))
     report = summarize(scorer_results, floor_results, ort, batch_records)
     report["errors"] += failed_grpc_calls  # h2load sees HTTP statuses, not gRPC codes
+    if comparisons:
+        report["baseline"] = [
+            {**asdict(comparison), "ratio": comparison.ratio} for comparison in comparisons
+        ]
+        for comparison in comparisons:
+            key = comparison.name.replace(" ", "_").replace(",", "") + "_vs_baseline"
+            report["targets"][key] = target(comparison.ratio, TARGET_BASELINE_RATIO, True)
     return report
 
 
@@ -675,6 +762,13 @@ def table(report: dict[str, Any]) -> str:
         f"model floor (onnxruntime alone): {ort['single_record_median_ms']:.3f} ms per record, "
         f"{ort['batch_records_per_second']:,.0f} records/s in {ort['batch_records']}-record batches"
     )
+    for comparison in report.get("baseline", []):
+        rates = ", ".join(f"{rate:,.0f}" for rate in comparison["rates"])
+        old = ", ".join(f"{rate:,.0f}" for rate in comparison["baseline_rates"])
+        lines.append(
+            f"{comparison['name']}: {rates} req/s against the baseline's {old} "
+            f"(medians' ratio {comparison['ratio']:.3f})"
+        )
     for name, goal in report["targets"].items():
         verdict = "met" if goal["met"] else "MISSED"
         lines.append(f"target {name}: {goal['value']:,.2f} vs {goal['target']:,} -> {verdict}")
@@ -696,6 +790,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, default=Path("models/package"))
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--quick", action="store_true", help="1 s runs, 100-record batches")
+    parser.add_argument(
+        "--baseline-rev", help="also measure the scorer of this git revision, in the same run"
+    )
+    parser.add_argument("--baseline-rounds", type=int, default=BASELINE_ROUNDS)
     arguments = parser.parse_args(argv)
     if arguments.mode == "run" and arguments.output is None:
         parser.error("--output is required")
@@ -719,8 +817,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     seconds, batch = (1, 100) if arguments.quick else (arguments.duration, BATCH_RECORDS)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
-        report = benchmark(arguments.model_dir, seconds, batch, Path(scratch))
-    report["settings"] = {"seconds_per_run": seconds, "batch_records": batch}
+        baseline = None
+        if arguments.baseline_rev:
+            baseline = baseline_source(arguments.baseline_rev, Path(scratch))
+        report = benchmark(
+            arguments.model_dir, seconds, batch, Path(scratch), baseline, arguments.baseline_rounds
+        )
+    report["settings"] = {
+        "seconds_per_run": seconds,
+        "batch_records": batch,
+        "baseline_rev": arguments.baseline_rev,
+    }
     print(table(report))
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,3 +113,32 @@ def github() -> Iterator[FakeGitHub]:
 
     with fake_github() as fake:
         yield fake
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A moto S3 server on 127.0.0.1 with a bucket, and the credentials CI would hold."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from serve_fixtures import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    # moto keeps its buckets in the process, across servers: start every test empty
+    reset = urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset, timeout=10).close()
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3").create_bucket(Bucket="mlops")
+    try:
+        yield credentials
+    finally:
+        server.stop()

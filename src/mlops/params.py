@@ -2,21 +2,29 @@
 
 A stage asks for its own section only (``load_section(path, "clean", CleanParams)``), so a typo or
 a wrong type in params.yaml stops the stage with a message naming the key, before any work is done.
+
+``python -m mlops.params set harvest.enabled=true ...`` changes values in params.yaml, keeping its
+comments and layout, and only once the sections it touches still load (the retrain workflow
+switches the harvest on this way, and its pull request shows the change).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
+import sys
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
-from mlops.core.errors import ParamsError
+from mlops.core.atomic import write_text
+from mlops.core.errors import ParamsError, run
 
 T = TypeVar("T")
 
@@ -66,6 +74,15 @@ class SparkParams:
     master: str = "local[2]"
     relative_error: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HarvestParams:
+    """Labelled inference data: the predictions the sidecar shipped joined with their labels
+    (``mlops.data.harvest``), added to the training data when enabled."""
+
+    enabled: bool = False
+    source: str = "data/harvest"  # the sidecar's MONITOR_SHIP_URL: s3://bucket/prefix or a path
 
 
 @dataclass(frozen=True)
@@ -269,3 +286,69 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if isinstance(annotation, type) and not isinstance(value, annotation):
         raise ParamsError(f"{where}: expected {annotation.__name__}, got {value!r}")
     return value
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataParams,
+    "harvest": HarvestParams,
+    "clean": CleanParams,
+    "spark": SparkParams,
+    "label": LabelParams,
+    "split": SplitParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+    "accept": AcceptParams,
+    "package": PackageParams,
+}
+
+
+def set_values(path: Path, assignments: Sequence[str]) -> None:
+    """Apply ``section.key=value`` assignments (the value read as YAML: ``true``, ``3``, text) to
+    the params file, keeping its comments; ParamsError, and the file untouched, when a key is
+    unknown or a value has the wrong type."""
+    from ruamel.yaml import YAML  # the pipeline's environment has it (DVC edits YAML with it)
+
+    editor = YAML()
+    editor.preserve_quotes = True
+    editor.representer.add_representer(  # `null` stays `null` (ruamel would leave it empty)
+        type(None), lambda dumper, _: dumper.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    try:
+        document = editor.load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    for assignment in assignments:
+        key, separator, text = assignment.partition("=")
+        parts = key.split(".")
+        if not separator or len(parts) < 2 or parts[0] not in SECTIONS:
+            raise ParamsError(
+                f"{assignment!r}: expected <section>.<key>=<value> with a section of "
+                f"{sorted(SECTIONS)}"
+            )
+        node = document.setdefault(parts[0], {})
+        for part in parts[1:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(text) if text else ""
+    buffer = io.StringIO()
+    editor.dump(document, buffer)
+    changed = yaml.safe_load(buffer.getvalue())
+    for section in {assignment.split(".")[0] for assignment in assignments}:
+        from_mapping(SECTIONS[section], changed.get(section), f"{path}: {section}")
+    write_text(path, buffer.getvalue())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    arguments = argparse.ArgumentParser(prog="python -m mlops.params", description=__doc__)
+    commands = arguments.add_subparsers(dest="command", required=True)
+    setter = commands.add_parser("set", help="set values, e.g. harvest.enabled=true")
+    setter.add_argument("assignments", nargs="+", metavar="SECTION.KEY=VALUE")
+    setter.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = arguments.parse_args(argv)
+    set_values(args.params, args.assignments)
+    print(f"{args.params}: set {', '.join(args.assignments)}")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

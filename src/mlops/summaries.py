@@ -1,11 +1,12 @@
 """The JSON documents the data stages write and other parts read, as types.
 
-``validation.json`` (validate), ``reports/clean/summary.json``, ``reports/label/summary.json`` and
-``reports/split/summary.json`` are read by the PR report (``mlops.report``) and by people; the
-stages build them as these ``TypedDict`` s, so a key renamed on one side is a type error on the
-other. At run time they are plain dicts: the JSON is what it was. They live in this shared layer,
-not in ``mlops.data``, because the report may not import a stage (``docs/architecture.md``).
-The profile's shape (``profile.json``) is typed where it is computed, in ``mlops.profile``.
+``validation.json`` (validate), ``reports/harvest/summary.json``, ``reports/clean/summary.json``,
+``reports/label/summary.json`` and ``reports/split/summary.json`` are read by the PR report
+(``mlops.report``) and by people; the stages build them as these ``TypedDict`` s, so a key
+renamed on one side is a type error on the other. At run time they are plain dicts: the JSON is
+what it was. They live in this shared layer, not in ``mlops.data``, because the report may not
+import a stage (``docs/architecture.md``). The profile's shape (``profile.json``) is typed where
+it is computed, in ``mlops.profile``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,42 @@ class TaskPreview(TypedDict):
     reason: str
 
 
+class Harvested(TypedDict):
+    """The rows of the raw table that the harvest added (the last ones), and their share."""
+
+    rows: int
+    share: float
+
+
 class ValidationReport(TypedDict):
     passed: bool
     rows: int
     failures: list[Failure]
     normalised: dict[str, int]  # values accepted because clean normalises them, per column
     task: NotRequired[TaskPreview]  # added by the stage, after the checks
+    harvested: NotRequired[Harvested]  # added by the stage when the harvest added rows
+
+
+# --- harvest: reports/harvest/summary.json ------------------------------------------------------
+
+
+class HarvestSummary(TypedDict):
+    """What the harvest found in the shipped store and what it kept."""
+
+    enabled: bool
+    source: str
+    files: dict[str, int]  # Parquet files read: predictions, labels
+    predictions: int  # prediction records read that have a label (the others are not kept)
+    labels: int  # labels read
+    duplicate_predictions: int  # the same (request_id, index) shipped twice: the first kept
+    duplicate_labels: int  # a prediction labelled twice: the latest label kept
+    labels_without_prediction: int  # its prediction is not in the store (yet)
+    labelled: int  # predictions joined with their label
+    not_carried: list[str]  # source columns the predictions do not carry: null in every row
+    refused: int  # labelled rows the schema refuses (failures say why): left out
+    failures: list[Failure]
+    rows: int  # rows added to the training data
+    model_versions: dict[str, int]  # rows per model version that scored them
 
 
 # --- clean: reports/clean/summary.json --------------------------------------------------------

@@ -201,11 +201,13 @@ def test_scorer_and_sidecar_run_from_the_image_read_only(
     records = bundled_records(signature, limit=5)
     scorer_command = ["python", "-m", "mlops.serve"]
     sidecar_command = ["python", "-m", "mlops.monitor"]
-    sidecar_env = {"MONITOR_POLL_INTERVAL_SECONDS": "0.2"}
+    # The sidecar ships to a directory of the volume: Parquet written in the image, which has no
+    # pyarrow, read back here with pyarrow.
+    sidecar_env = {"MONITOR_POLL_INTERVAL_SECONDS": "0.2", "MONITOR_SHIP_URL": f"{LOG_DIR}/store"}
     names = f"mlops-test-scorer-{os.getpid()}", f"mlops-test-sidecar-{os.getpid()}"
     # Two worker processes: what they share (the log's lock file, the metrics directory) must
     # live in the log volume, the one writable place of the read-only container.
-    scorer_env = {"SCORER_WORKERS": "2"}
+    scorer_env = {"SCORER_WORKERS": "2", "SCORER_LOG_SIDECAR": "true"}
     with running(engine, image, names[0], scorer_command, log_dir, scorer_env) as scorer:
         response = httpx.post(f"{scorer.url}/predict", json={"records": records}, timeout=30)
         assert response.status_code == 200, response.text
@@ -252,8 +254,33 @@ def test_scorer_and_sidecar_run_from_the_image_read_only(
             )
             sidecar_metrics = httpx.get(f"{sidecar.url}/metrics", timeout=10).text
             assert "monitor_feature_psi{" in sidecar_metrics
-        engine("stop", "--time=30", scorer.name)
-    assert line_count(log) == records_logged
+            request_id = response.json()["request_id"]
+            label = {"request_id": request_id, "label": predictions[0]["label"]}
+            assert httpx.post(f"{sidecar.url}/feedback", json=label, timeout=10).json() == {
+                "matched": 1,
+                "pending": 0,
+            }
+            engine("stop", "--time=30", scorer.name)  # the scorer closes its segment...
+            engine("stop", "--time=60", sidecar.name)  # ... and the sidecar ships it at its stop
+    shipped = shipped_rows(log_dir / "store")
+    assert len(shipped["predictions"]) == records_logged  # the /predict and the gRPC requests
+    assert set(shipped["predictions"]) >= {(request_id, index) for index in range(len(records))}
+    assert shipped["labels"] == [(request_id, 0)]
+    assert line_count(log) == 0 and not list(log_dir.glob("*.jsonl.[0-9]*"))  # all shipped
+
+
+def shipped_rows(store: Path) -> dict[str, list[tuple[str, int]]]:
+    """(request_id, index) of the rows of every Parquet object under ``store/<log>/``."""
+    import pyarrow.parquet as pq
+
+    rows: dict[str, list[tuple[str, int]]] = {}
+    for log in ("predictions", "labels"):
+        found = []
+        for path in sorted((store / log).rglob("*.parquet")):
+            table = pq.read_table(path, columns=["request_id", "index"]).to_pydict()
+            found += list(zip(table["request_id"], table["index"], strict=True))
+        rows[log] = sorted(found)
+    return rows
 
 
 def container_health(engine: Engine, name: str) -> str:

@@ -3,39 +3,11 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from conftest import PROJECT_ROOT, run
-from serve_fixtures import free_port
 
 SCRIPT = "scripts/ci/dvc-remote.sh"
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A moto S3 server on 127.0.0.1 with a bucket, and the credentials CI would hold."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    credentials = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
-    for name, value in credentials.items():
-        monkeypatch.setenv(name, value)
-    boto3.client("s3").create_bucket(Bucket="mlops")
-    try:
-        yield credentials
-    finally:
-        server.stop()
 
 
 def dvc_repo(root: Path) -> Path:

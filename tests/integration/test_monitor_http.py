@@ -154,7 +154,7 @@ def test_one_shifted_feature_drifts_alone_and_retraining_is_requested_once(
     # 3. ground truth for a few shifted predictions, over HTTP
     feedback = [{"request_id": "shifted-0", "index": n, "label": "Adelie"} for n in range(5)]
     response = httpx.post(f"{sidecar.url}/feedback", json=feedback, timeout=5)
-    assert response.json() == {"matched": 5, "unmatched": 0}
+    assert response.json() == {"matched": 5, "pending": 0}
     bad = httpx.post(f"{sidecar.url}/feedback", json={"label": "Adelie"}, timeout=5)
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "request_id"
 

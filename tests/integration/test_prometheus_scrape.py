@@ -103,6 +103,9 @@ def sidecar_url(
         MONITOR_POLL_INTERVAL_SECONDS="0.2",
         MONITOR_WINDOW_SIZE="200",
         MONITOR_MIN_WINDOW_SIZE="20",
+        MONITOR_LABEL_LOG=str(workdir / "labels.jsonl"),
+        MONITOR_SHIP_STATE_FILE=str(workdir / "ship_state.json"),
+        MONITOR_SHIP_URL=str(workdir / "store"),  # shipping on: its metrics are exported
     )
     command = [sys.executable, "-m", "mlops.monitor"]
     with background(command, env, workdir / "sidecar.out"):

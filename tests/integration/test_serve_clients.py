@@ -446,3 +446,39 @@ def test_extra_fields_are_logged_apart_when_ignored(regressor: Served) -> None:
     assert lines[0]["extra"] == {"order id": "A-0", "sent at": "2026-12-01T10:00:00Z"}
     assert "extra" not in lines[1]
     assert lines[2]["extra"]["order id"] == "A-2"
+
+
+def test_what_a_client_sends_beside_its_features_is_bounded_on_every_protocol(
+    regressor: Served,
+) -> None:
+    """A log line's bound holds for the fields the log keeps beside the features: a record's
+    extra fields over 4,096 bytes of JSON are a 422 naming the largest, a V2 ``id`` over 256
+    characters is refused (400 over HTTP, INVALID_ARGUMENT over gRPC), and none is logged."""
+    records = regressor.records[:2]
+    padded = {**records[0], "note": "x" * 5000, "order id": "A-1"}
+    before = len(regressor.scorer.log_lines())
+    with httpx.Client(base_url=regressor.scorer.url, timeout=30) as client:
+        response = post_json(client, "/predict", {"records": [records[1], padded]})
+        assert response.status_code == 422, response.text
+        (issue,) = response.json()["details"]
+        assert (issue["index"], issue["field"]) == (1, "note")
+        assert "at most 4096 are kept" in issue["message"]
+        assert "xxxx" not in response.text  # the value is not echoed
+    long_id = "é" * 257
+    calls = [
+        {
+            "call": "infer",
+            "model": regressor.name,
+            "columns": regressor.columns(records),
+            "names": regressor.outputs,
+            "request_id": request_id,
+        }
+        for request_id in (long_id, "é" * 256)
+    ]
+    for protocol, refused in (("http", "400"), ("grpc", "StatusCode.INVALID_ARGUMENT")):
+        too_long, longest = triton(protocol, regressor.target(protocol), calls)
+        assert refused in str(too_long["error"]["status"]), too_long
+        assert "'id' has 257 characters; at most 256" in too_long["error"]["message"]
+        assert "error" not in longest, longest
+    logged = [json.loads(line) for line in regressor.scorer.log_lines()[before:]]
+    assert [line.get("client_request_id") for line in logged] == ["é" * 256] * 4

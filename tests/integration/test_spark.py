@@ -74,7 +74,17 @@ def write_project(root: Path, spark: bool) -> Path:
         enabled=spark, master="local[1]", config={**SPLIT_EVERYTHING, **QUICK_START}
     )
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    harvested(schema).to_parquet(root / "harvest.parquet", index=False)
     return root
+
+
+def harvested(schema: dict[str, Any]) -> pd.DataFrame:
+    """A row the harvest stage would write: the features and the label, null elsewhere (the
+    source's id), numbers as the shipped Parquet holds them."""
+    row = {name: None for name in schema["columns"]}
+    row |= {"island": "Dream", "bill_length_mm": 45.5, "bill_depth_mm": 17.0}
+    row |= {"flipper_length_mm": 190.0, "body_mass_g": 3600.0, "sex": "female", "year": 2009.0}
+    return pd.DataFrame([row | {"species": "Chinstrap"}])
 
 
 def run_stages(root: Path) -> dict[str, int]:
@@ -84,7 +94,9 @@ def run_stages(root: Path) -> dict[str, int]:
     reports = ["--reports", str(root / "reports")]
     outputs = ["--out", str(root / "clean.parquet"), "--summary", str(root / "summary.json")]
     return {
-        "ingest": run(ingest.main, [*common[:2], "--out", raw]),
+        "ingest": run(
+            ingest.main, [*common[:2], "--out", raw, "--harvest", str(root / "harvest.parquet")]
+        ),
         "validate": run(validate.main, [*common, "--input", raw, *reports]),
         "clean": run(clean.main, [*common, "--input", raw, *outputs]),
     }
@@ -124,6 +136,9 @@ def test_ingest_writes_the_same_rows_in_the_same_order(both: tuple[Path, Path]) 
     assert (spark_root / "raw.parquet").is_dir()
     assert len(list((spark_root / "raw.parquet").glob("part-*.parquet"))) > 1
     pd.testing.assert_frame_equal(read(spark_root, "raw.parquet"), read(pandas_root, "raw.parquet"))
+    last = read(spark_root, "raw.parquet").iloc[-1]  # the harvested row, after the source's
+    assert (last["species"], last["bill_length_mm"]) == ("Chinstrap", "45.5")
+    assert pd.isna(last["tag"])
 
 
 def test_validate_reports_the_same_failures_with_the_same_rows(both: tuple[Path, Path]) -> None:
@@ -140,6 +155,7 @@ def test_validate_reports_the_same_failures_with_the_same_rows(both: tuple[Path,
         ("bill_length_mm", "dtype"): (1, [7]),
         ("flipper_length_mm", "in_range"): (1, [200]),
         ("body_mass_g", "in_range"): (1, [5]),
+        ("tag", "not_nullable"): (1, [347]),  # the harvested row: predictions carry no tag
     }
     assert expected["normalised"] == {"island": 2, "sex": 1}
 

@@ -2,38 +2,22 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PROJECT_ROOT
 from mlops.params import (
-    AcceptParams,
+    SECTIONS,
     CleanParams,
-    DataParams,
-    EvaluateParams,
-    LabelParams,
-    PackageParams,
+    HarvestParams,
     ParamsError,
-    SparkParams,
     SplitParams,
-    TrainParams,
     load_section,
+    main,
     project_model_name,
+    set_values,
 )
-
-SECTIONS = {
-    "data": DataParams,
-    "clean": CleanParams,
-    "spark": SparkParams,
-    "label": LabelParams,
-    "split": SplitParams,
-    "train": TrainParams,
-    "evaluate": EvaluateParams,
-    "accept": AcceptParams,
-    "package": PackageParams,
-}
 
 
 @pytest.mark.parametrize(("section", "schema"), SECTIONS.items())
 def test_every_section_of_the_project_params_loads(section: str, schema: type) -> None:
-    from conftest import PROJECT_ROOT
-
     assert isinstance(load_section(PROJECT_ROOT / "params.yaml", section, schema), schema)
 
 
@@ -95,3 +79,34 @@ def test_the_model_is_named_after_the_source_unless_named(
 def test_a_model_name_that_urls_and_tags_cannot_hold_is_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ParamsError, match=r"package.model_name: .* lower-case letters"):
         project_model_name(write(tmp_path, f"package: {{model_name: '{bad}'}}\n"))
+
+
+def test_set_changes_values_keeping_every_comment_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    original = (PROJECT_ROOT / "params.yaml").read_text()
+    path.write_text(original)
+    main(
+        [
+            "set",
+            "harvest.enabled=true",
+            "harvest.source=s3://bucket/inference",
+            "--params",
+            str(path),
+        ]
+    )
+    changed = path.read_text()
+    assert load_section(path, "harvest", HarvestParams) == HarvestParams(
+        True, "s3://bucket/inference"
+    )
+    before, after = original.splitlines(), changed.splitlines()
+    assert len(before) == len(after)
+    differing = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
+    assert [new.split("#")[0].strip() for _, new in differing] == [
+        "enabled: true",
+        "source: s3://bucket/inference",
+    ]
+    assert all(new.split("#")[1:] == old.split("#")[1:] for old, new in differing)  # comments kept
+    for bad in ("harvest.enabled=perhaps", "harvest.enable=true", "nowhere.key=1", "harvest"):
+        with pytest.raises(ParamsError):
+            set_values(path, [bad])
+    assert path.read_text() == changed  # a refused change writes nothing

@@ -24,9 +24,11 @@ A packaged model directory holds:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -104,6 +106,18 @@ class PredictionRecord(_PredictionFields, total=False):
 
     client_request_id: str
     extra: dict[str, Any]
+
+
+def iso_timestamp(unix_time: float) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-21T06:00:00.123Z``."""
+    second = int(unix_time)
+    return f"{_iso_second(second)}.{int((unix_time - second) * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _iso_second(second: int) -> str:
+    """Formatting a time costs more than the rest of a log line; requests share their second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def output_names(task: Task) -> tuple[str, ...]:

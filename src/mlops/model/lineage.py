@@ -15,28 +15,12 @@ from datetime import datetime
 from pathlib import Path
 
 from mlops.core import artifacts
-from mlops.params import (
-    AcceptParams,
-    CleanParams,
-    DataParams,
-    EvaluateParams,
-    LabelParams,
-    PackageParams,
-    SplitParams,
-    TrainParams,
-    load_section,
-)
+from mlops.params import SECTIONS, load_section
 
 # The params hash covers every section the pipeline reads; dvc.yaml lists them all for this stage.
 PIPELINE_SECTIONS: dict[str, type] = {
-    "data": DataParams,
-    "clean": CleanParams,
-    "label": LabelParams,
-    "split": SplitParams,
-    "train": TrainParams,
-    "evaluate": EvaluateParams,
-    "accept": AcceptParams,
-    "package": PackageParams,
+    name: SECTIONS[name]
+    for name in ("data", "clean", "label", "split", "train", "evaluate", "accept", "package")
 }
 
 

@@ -13,6 +13,7 @@ from mlops.core.errors import run
 from mlops.monitor.app import create_app
 from mlops.monitor.service import build_monitor
 from mlops.monitor.settings import load_settings, settings_help
+from mlops.monitor.ship import build_shipper
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -24,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ).parse_args(argv)
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(build_monitor(settings))
+    monitor = build_monitor(settings)
+    app = create_app(monitor, build_shipper(settings, monitor.labels, monitor.reading))
     uvicorn.run(app, host=settings.host, port=settings.port, access_log=False)
 
 

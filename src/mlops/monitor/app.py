@@ -16,6 +16,7 @@ from mlops.monitor.feedback import FeedbackError, feedback_schema, parse_feedbac
 from mlops.monitor.metrics import metrics_registry, render
 from mlops.monitor.page import render_page
 from mlops.monitor.service import Monitor
+from mlops.monitor.ship import Shipper
 
 MAX_BODY_BYTES = 4 << 20
 
@@ -25,16 +26,18 @@ def feedback_body(task: Task) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": feedback_schema(task)}}}
 
 
-def create_app(monitor: Monitor) -> FastAPI:
-    registry = metrics_registry(monitor.reference, monitor.snapshot)
+def create_app(monitor: Monitor, shipper: Shipper | None = None) -> FastAPI:
+    registry = metrics_registry(monitor.reference, monitor.snapshot, shipper)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         monitor.start()
+        if shipper is not None:
+            shipper.start()
         try:
             yield
         finally:
-            await asyncio.to_thread(monitor.stop)
+            await asyncio.to_thread(shut_down, monitor, shipper)
 
     app = FastAPI(
         title="Monitoring sidecar", version=monitor.reference.model_version, lifespan=lifespan
@@ -66,8 +69,11 @@ def create_app(monitor: Monitor) -> FastAPI:
             items = parse_feedback_body(body, task)
         except FeedbackError as error:
             return JSONResponse({"detail": error.problems}, status_code=422)
-        matched, unmatched = monitor.add_feedback(items)
-        return JSONResponse({"matched": matched, "unmatched": unmatched})
+        try:
+            matched, pending = monitor.add_feedback(items)
+        except OSError as error:  # not written: not accepted
+            return _problem(503, "body", f"the label log cannot be written ({error})")
+        return JSONResponse({"matched": matched, "pending": pending})
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -84,6 +90,18 @@ def create_app(monitor: Monitor) -> FastAPI:
         return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
     return app
+
+
+def shut_down(monitor: Monitor, shipper: Shipper | None) -> None:
+    """The sidecar's last steps: close the open segments once the scorer is gone, read what is
+    left, save the state, ship everything closed."""
+    if shipper is not None:
+        shipper.seal_for_shutdown()
+    monitor.stop()
+    if shipper is not None:
+        shipper.ship()
+        shipper.close()
+    monitor.labels.close()
 
 
 def _problem(status: int, field: str, message: str) -> JSONResponse:

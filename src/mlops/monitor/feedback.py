@@ -3,8 +3,9 @@
 Feedback is ``{"request_id", "label", "index"}`` (``index`` defaults to 0: the first record of the
 request) and is joined to the logged prediction with the same ``(request_id, index)``. ``label`` is
 the true class (a string) for a classifier and the true value (a JSON number) for a regressor. The
-sidecar remembers the most recent predictions only (``MONITOR_PREDICTION_MEMORY``); feedback for a
-prediction it does not remember, or a second label for the same prediction, counts as unmatched.
+sidecar remembers the most recent predictions only (``MONITOR_PREDICTION_MEMORY``); a label for a
+prediction it does not remember waits for it in a ``mlops.monitor.labels.LabelBuffer`` (it may
+not have been read yet) until it is read or the label expires.
 
 Performance over the last labelled predictions: accuracy and macro F1 for a classifier, MAE and
 RMSE for a regressor, each compared with the packaged model's validation value.
@@ -21,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlops.core.artifacts import Task
+from mlops.monitor.labels import LabelBuffer
 from mlops.monitor.reference import PERFORMANCE_METRICS, Reference
 from mlops.monitor.window import Label, LoggedPrediction, load_json
 
@@ -164,18 +166,43 @@ class LabelledWindow:
 
 
 def join_feedback(
-    feedback: Iterable[Feedback], memory: PredictionMemory, labelled: LabelledWindow
-) -> tuple[int, int]:
-    """Add each joinable feedback to the labelled window; ``(matched, unmatched)`` counts."""
-    matched = unmatched = 0
+    feedback: Iterable[Feedback],
+    memory: PredictionMemory,
+    labelled: LabelledWindow,
+    waiting: LabelBuffer,
+    now: float,
+) -> Counter[str]:
+    """Add each label whose prediction is remembered to the labelled window (``matched``); the
+    others wait for their prediction (``pending``; ``duplicate``, ``dropped``: labels they
+    replaced or pushed out of the buffer)."""
+    outcomes: Counter[str] = Counter()
     for item in feedback:
         predicted = memory.take(item)
         if predicted is None:
-            unmatched += 1
+            outcomes.update(waiting.hold(item, now))
         else:
             labelled.add(item.label, predicted)
+            outcomes["matched"] += 1
+    return outcomes
+
+
+def remember_predictions(
+    records: Iterable[LoggedPrediction],
+    memory: PredictionMemory,
+    labelled: LabelledWindow,
+    waiting: LabelBuffer,
+) -> int:
+    """Predictions just read: one whose label arrived first is labelled now, the others are
+    remembered for their label. How many were matched."""
+    matched = 0
+    for record in records:
+        label = waiting.take(record.request_id, record.index)
+        if label is None:
+            memory.remember(record)
+        else:
+            labelled.add(label, record.prediction)
             matched += 1
-    return matched, unmatched
+    return matched
 
 
 def accuracy(pairs: Sequence[Pair]) -> float:

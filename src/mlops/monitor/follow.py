@@ -1,8 +1,9 @@
 """Follow a JSON-lines log like ``tail -F``, resumable from a persisted position.
 
-The scorer rotates its log by renaming it (``name`` → ``name.1`` → ...) and starting a new file.
-The follower keeps the file it is reading open, so after a rename it still reads that file to its
-end, then every newer rotated copy in order, then the new log: no record is lost. A file that
+The scorer closes its log into segments by renaming it (``name`` → ``name.<number>``, the number
+growing with age: ``mlops.core.segments``) and starting a new file. The follower keeps the file
+it is reading open, so after a rename it still reads that file to its end, then every newer
+closed segment in order, then the new log: no record is lost. A file that
 shrinks under the same inode was truncated and is read again from its start. Only complete lines
 (ending in a newline) are returned; a partial line is left for the next poll. The position (inode,
 offset and a fingerprint of the file's first bytes, which tells a reused inode from the same file)
@@ -17,6 +18,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from mlops.core.segments import closed_segments
 
 LOGGER = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
@@ -107,8 +110,8 @@ class LogFollower:
         return result
 
     def _sequence(self) -> list[Path]:
-        """The rotated copies, oldest first, then the log itself."""
-        return [*reversed(_rotated_copies(self.path)), self.path]
+        """The closed segments, oldest first, then the log itself."""
+        return [*closed_segments(self.path), self.path]
 
     def _advance(self, result: ReadResult) -> bool:
         """Open the file written after the current one (several may have rotated since a poll)."""
@@ -226,10 +229,3 @@ def _open_if_same(path: Path, position: Position) -> BinaryIO | None:
         file.close()
         return None
     return file
-
-
-def _rotated_copies(path: Path) -> list[Path]:
-    """``name.1``, ``name.2``, ... next to ``path``, newest first."""
-    prefix = path.name + "."
-    copies = [p for p in path.parent.glob(prefix + "*") if p.name[len(prefix) :].isdigit()]
-    return sorted(copies, key=lambda p: int(p.name[len(prefix) :]))

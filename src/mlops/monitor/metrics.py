@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import (
 from mlops.monitor.detect import FeatureDrift, PredictionDrift
 from mlops.monitor.reference import Reference
 from mlops.monitor.service import Snapshot
+from mlops.monitor.ship import SHIPPED_LOGS, Shipper
 from mlops.monitor.state import LogCounts
 
 
@@ -44,6 +45,11 @@ class MonitorCollector:
         yield from _drift_gauges(snapshot, sorted(self.reference.class_shares))
         yield from _performance_gauges(snapshot)
         yield from _reader_gauges(snapshot)
+        yield GaugeMetricFamily(
+            "monitor_feedback_pending",
+            "Labels waiting for their prediction to be read (MONITOR_LABEL_TTL_SECONDS at most).",
+            value=snapshot.labels_pending,
+        )
 
 
 def _log_counters(logs: dict[str, LogCounts]) -> Iterator[Metric]:
@@ -205,9 +211,58 @@ def _reader_gauges(snapshot: Snapshot) -> Iterator[Metric]:
         )
 
 
-def metrics_registry(reference: Reference, snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+class ShippingCollector:
+    """The shipper's counts (continued across restarts) and what waits to be shipped."""
+
+    def __init__(self, shipper: Shipper) -> None:
+        self.shipper = shipper
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.shipper.status()
+        counters = {
+            "segments": ("monitor_shipped_segments", "Closed log segments shipped."),
+            "records": ("monitor_shipped_records", "Records shipped (in those segments)."),
+            "objects": ("monitor_shipped_objects", "Parquet objects written to the store."),
+            "corrupt": ("monitor_shipped_corrupt_lines", "Lines left out: not a record."),
+        }
+        for field, (name, documentation) in counters.items():
+            family = CounterMetricFamily(name, documentation, labels=["log"])
+            for log in SHIPPED_LOGS:
+                family.add_metric([log], getattr(status.counts.logs[log], field))
+            yield family
+        yield CounterMetricFamily(
+            "monitor_ship_failures", "Shipping passes that failed.", value=status.counts.failures
+        )
+        waiting = {
+            "monitor_unshipped_segments": (
+                "Closed segments not shipped yet.",
+                status.waiting_segments,
+            ),
+            "monitor_unshipped_bytes": (
+                "Bytes of closed segments not shipped yet.",
+                status.waiting_bytes,
+            ),
+        }
+        for name, (documentation, values) in waiting.items():
+            gauge = GaugeMetricFamily(name, documentation, labels=["log"])
+            for log in SHIPPED_LOGS:
+                gauge.add_metric([log], values[log])
+            yield gauge
+        if status.counts.last_shipped is not None:
+            yield GaugeMetricFamily(
+                "monitor_last_shipment_timestamp_seconds",
+                "When a segment was last shipped.",
+                value=status.counts.last_shipped,
+            )
+
+
+def metrics_registry(
+    reference: Reference, snapshot: Callable[[], Snapshot], shipper: Shipper | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(MonitorCollector(reference, snapshot))
+    if shipper is not None and shipper.store is not None:
+        registry.register(ShippingCollector(shipper))
     return registry
 
 

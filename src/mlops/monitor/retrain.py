@@ -119,8 +119,11 @@ def retrain_payload(
     performance: PerformanceReport,
     alert_since: float | None,
     now: float,
+    harvest_source: str | None = None,
 ) -> dict[str, Any]:
-    """The ``client_payload``: what drifted and how the model performs (GitHub allows 10 keys)."""
+    """The ``client_payload``: what drifted and how the model performs, and where the labelled
+    traffic ships (``MONITOR_SHIP_URL``; the retrain workflow harvests it). GitHub allows 10
+    keys."""
     reasons = (["drift"] if drift.alert else []) + (["performance"] if performance.degraded else [])
     return {
         "model_name": reference.model_name,
@@ -135,6 +138,8 @@ def retrain_payload(
         "performance": performance.as_json(),
         "alert_since": _iso(alert_since if alert_since is not None else now),
         "sent_at": _iso(now),
+        # a directory on the pod means nothing to CI: only an object store is passed on
+        "harvest_source": harvest_source if (harvest_source or "").startswith("s3://") else None,
     }
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mlops.monitor.detect import DriftReport, Thresholds, assess
@@ -20,9 +21,11 @@ from mlops.monitor.feedback import (
     assess_performance,
     join_feedback,
     parse_feedback_line,
+    remember_predictions,
 )
 from mlops.monitor.follow import LogFollower
 from mlops.monitor.history import AlertEpisode, DriftHistory, Point
+from mlops.monitor.labels import FEEDBACK_RESULTS, PENDING, LabelBuffer, LabelLog
 from mlops.monitor.reference import Reference, check_feature_names, load_reference
 from mlops.monitor.retrain import GitHubDispatcher, RetrainTrigger, retrain_payload
 from mlops.monitor.settings import MonitorSettings, env_name
@@ -38,6 +41,7 @@ from mlops.monitor.state import (
 from mlops.monitor.window import LoggedPrediction, SlidingWindow, parse_prediction
 
 LOGGER = logging.getLogger(__name__)
+FINAL_POLLS = 10  # at shutdown, read at most this many polls' worth (8 MiB each) of backlog
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Snapshot:
     last_poll: float | None
     history: tuple[Point, ...] = ()  # the drift check over time, oldest first
     alerts: tuple[AlertEpisode, ...] = ()  # newest first
+    labels_pending: int = 0  # labels waiting for their prediction
 
 
 def drift_thresholds(settings: MonitorSettings) -> Thresholds:
@@ -91,6 +96,8 @@ class Monitor:
         self._window = SlidingWindow(settings.window_size, settings.window_seconds)
         self._memory = PredictionMemory(settings.prediction_memory)
         self._labelled = LabelledWindow(settings.performance_window)
+        self._waiting = LabelBuffer(settings.label_buffer_size, settings.label_ttl_seconds)
+        self.labels = LabelLog(settings.label_log, shipped=settings.ship_url is not None)
         self._counts = state.counts
         self._trigger = RetrainTrigger(
             hold_seconds=settings.alert_hold_seconds,
@@ -114,13 +121,15 @@ class Monitor:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
-    def add_feedback(self, feedback: Iterable[Feedback]) -> tuple[int, int]:
-        """Join feedback received over HTTP; ``(matched, unmatched)``."""
+    def add_feedback(self, feedback: Sequence[Feedback]) -> tuple[int, int]:
+        """Write labels received over HTTP to the label log (OSError if it cannot be written),
+        then join them; ``(matched, pending)``: joined now, waiting for their prediction."""
+        now = self._clock()
+        self.labels.append(feedback, now)
         with self._lock:
-            matched, unmatched = join_feedback(feedback, self._memory, self._labelled)
-            self._count_feedback(matched, unmatched)
-            self._changed = True
-        return matched, unmatched
+            outcomes = join_feedback(feedback, self._memory, self._labelled, self._waiting, now)
+            self._count_feedback(outcomes)
+        return outcomes["matched"], outcomes[PENDING]
 
     @property
     def alive(self) -> bool:
@@ -143,7 +152,8 @@ class Monitor:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop polling and save the state (with the feedback received since the last poll)."""
+        """Stop polling, read what is left (a last poll) and save the state (with the feedback
+        received since)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.github_timeout_seconds + 5)
@@ -151,11 +161,21 @@ class Monitor:
                 LOGGER.error("the polling thread did not stop in time; its last poll is unsaved")
                 return
         try:
+            for _ in range(FINAL_POLLS):  # what the scorer wrote last, before the final shipping
+                if not self.poll():
+                    break
+        except Exception:
+            LOGGER.exception("the last poll failed")
+        try:
             self._save()
         except OSError as error:
             LOGGER.error("could not save the state to %s: %s", self.settings.state_file, error)
         for follower in self._followers.values():
             follower.close()
+
+    def reading(self) -> int | None:
+        """The inode of the prediction log file being read (every earlier one was read whole)."""
+        return self._followers[PREDICTIONS].position.inode
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -181,11 +201,15 @@ class Monitor:
         feedback = [
             f for line in feedback_read.lines if (f := parse_feedback_line(line, task)) is not None
         ]
+        self.labels.append(feedback, now)
         with self._lock:
             self._add_records(records, now)
             self._counts.logs[PREDICTIONS].add(predictions, len(records))
             self._counts.logs[FEEDBACK].add(feedback_read, len(feedback))
-            self._count_feedback(*join_feedback(feedback, self._memory, self._labelled))
+            self._count_feedback(
+                join_feedback(feedback, self._memory, self._labelled, self._waiting, now)
+            )
+            self._count_feedback(Counter(expired=self._waiting.expire(now)))
         drift, performance, changed = self._assess()
         if changed:
             self._history.record(drift, now)
@@ -198,17 +222,18 @@ class Monitor:
     def _add_records(self, records: list[LoggedPrediction], now: float) -> None:
         for record in records:
             self._window.add(record)
-            self._memory.remember(record)
+        matched = remember_predictions(records, self._memory, self._labelled, self._waiting)
+        self._count_feedback(Counter(matched=matched))
         if records:
             self._read_lag = max(0.0, now - max(record.timestamp for record in records))
         size = len(self._window)
         self._window.evict(now)
         self._changed = self._changed or bool(records) or len(self._window) != size
 
-    def _count_feedback(self, matched: int, unmatched: int) -> None:
-        self._counts.feedback["matched"] += matched
-        self._counts.feedback["unmatched"] += unmatched
-        self._changed = self._changed or bool(matched)
+    def _count_feedback(self, outcomes: Counter[str]) -> None:
+        for result in FEEDBACK_RESULTS:
+            self._counts.feedback[result] += outcomes[result]
+        self._changed = self._changed or bool(outcomes["matched"])
 
     def _assess(self) -> tuple[DriftReport, PerformanceReport, bool]:
         """Drift and performance of the current windows, recomputed only when they changed (the
@@ -237,6 +262,7 @@ class Monitor:
             last_poll=now,
             history=self._history.points(),
             alerts=self._history.episodes(),
+            labels_pending=len(self._waiting),
         )
         return self._snapshot
 
@@ -246,7 +272,12 @@ class Monitor:
         if not self._trigger.due(drift.alert or performance.degraded, now):
             return False
         payload = retrain_payload(
-            self.reference, drift, performance, self._trigger.alert_since, now
+            self.reference,
+            drift,
+            performance,
+            self._trigger.alert_since,
+            now,
+            self.settings.ship_url,
         )
         outcome = self._dispatcher.send(payload)
         self._trigger.record(outcome, now)

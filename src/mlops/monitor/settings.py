@@ -69,6 +69,20 @@ class MonitorSettings(BaseSettings):
     performance_tolerance: float = Field(default=0.05, ge=0, le=1)  # classification, points
     rmse_tolerance: float = Field(default=0.2, ge=0, le=10)  # regression, a share of the RMSE
     prediction_memory: int = Field(default=100_000, ge=1, le=10_000_000)
+    # Every accepted label, as received (mlops.monitor.labels); shipped with the predictions.
+    label_log: Path = Path("logs/labels.jsonl")
+    label_buffer_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    label_ttl_seconds: float = Field(default=900.0, ge=1, le=7 * 86_400)
+
+    # Shipping (mlops.monitor.ship): closed segments of both logs to object storage as Parquet.
+    ship_url: str | None = None  # s3://bucket/prefix, or a local directory; unset: no shipping
+    # Not shipping: closed prediction segments kept once read (SCORER_LOG_SIDECAR=true).
+    log_backups: int = Field(default=5, ge=1, le=10_000)
+    ship_interval_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    ship_segment_seconds: float = Field(default=900.0, ge=1, le=86_400)
+    ship_state_file: Path = Path("logs/ship_state.json")
+    ship_shutdown_wait_seconds: float = Field(default=40.0, ge=0, le=3600)
+    ship_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
 
     alert_hold_seconds: float = Field(default=600.0, ge=0)
     retrain_cooldown_seconds: float = Field(default=86_400.0, ge=60)
@@ -86,6 +100,11 @@ class MonitorSettings(BaseSettings):
         if any(character.isspace() for character in host):
             raise ValueError("expected an IP address or a host name")
         return host
+
+    @field_validator("ship_url", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # compose passes an unset shell variable as ""
 
     @field_validator("feature_psi_thresholds", mode="before")
     @classmethod
@@ -112,8 +131,14 @@ class MonitorSettings(BaseSettings):
                 "set it to owner/name of the repository to dispatch the retrain event to"
             )
         _check_api_url(self.github_api_url)
+        if self.ship_url is not None:
+            _check_ship_url(self.ship_url)
         paths = {"prediction_log": self.prediction_log, "feedback_log": self.feedback_log}
-        paths["state_file"] = self.state_file
+        paths |= {
+            "state_file": self.state_file,
+            "label_log": self.label_log,
+            "ship_state_file": self.ship_state_file,
+        }
         if len({path.resolve() for path in paths.values()}) < len(paths):
             raise ValueError(
                 f"{', '.join(env_name(name) for name in paths)} must be different files"
@@ -168,6 +193,19 @@ def _check_api_url(url: str) -> None:
     raise ValueError(
         f"{env_name('github_api_url')}={url!r} must be an https:// URL "
         "(plain http is allowed only to 127.0.0.1/localhost, for tests)"
+    )
+
+
+def _check_ship_url(url: str) -> None:
+    """``s3://bucket[/prefix]`` or a local directory (a path or ``file://``); nothing else."""
+    parts = urlsplit(url)
+    if parts.scheme == "s3" and parts.netloc and not parts.query:
+        return
+    if parts.scheme in ("", "file") and (parts.path or url):
+        return
+    raise ValueError(
+        f"{env_name('ship_url')}={url!r}: expected s3://bucket/prefix (credentials from AWS_* "
+        "in the environment) or a local directory"
     )
 
 

@@ -15,12 +15,12 @@ from typing import Any
 from mlops.core.atomic import atomic_write_bytes
 from mlops.core.errors import StageError
 from mlops.monitor.follow import Position, ReadResult
+from mlops.monitor.labels import FEEDBACK_RESULTS
 from mlops.monitor.retrain import OUTCOMES
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
 LOGS = (PREDICTIONS, FEEDBACK)
-FEEDBACK_RESULTS = ("matched", "unmatched")
 VERSION = 1
 
 
@@ -80,7 +80,8 @@ class MonitorState:
         for log in LOGS:
             state.positions[log] = Position.from_json(raw["positions"].get(log, {}))
             state.counts.logs[log] = LogCounts(**raw["counts"]["logs"].get(log, {}))
-        state.counts.feedback.update(raw["counts"]["feedback"])
+        known = raw["counts"]["feedback"].items()  # an older sidecar counted "unmatched"
+        state.counts.feedback.update({k: v for k, v in known if k in FEEDBACK_RESULTS})
         state.counts.retrain_requests.update(raw["counts"]["retrain_requests"])
         state.counts.poll_errors = int(raw["counts"]["poll_errors"])
         state.last_retrain = raw.get("last_retrain")

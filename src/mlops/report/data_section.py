@@ -6,7 +6,7 @@ missing values and the distribution shift (PSI) of each column against the base'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlops.report.compare import shift_level
@@ -28,9 +28,31 @@ def data_section(inputs: ReportInputs) -> str:
     return section(
         "Data",
         validation_block(inputs.current.get("validation")),
+        harvest_block(inputs.current.get("harvest"), inputs.current.get("validation")),
         pipeline_rows_block(inputs),
         profile_block(inputs),
     )
+
+
+def harvest_block(harvest: Document | None, validation: Document | None) -> str:
+    """The rows harvested from labelled inference data, their share of the raw table, and what
+    the harvest left out and why; nothing while the harvest is off."""
+    if not harvest or not harvest.get("enabled"):
+        return ""
+    share = ((validation or {}).get("harvested") or {}).get("share")
+    of_table = f" ({100 * share:.1f}% of the raw table)" if share is not None else ""
+    versions = ", ".join(f"`{v}` {n}" for v, n in (harvest.get("model_versions") or {}).items())
+    lines = [
+        f"Harvested: **{harvest.get('rows', 0)} rows** of labelled inference data{of_table} "
+        f"from `{harvest.get('source')}`, scored by model version(s) {versions or 'none'}: "
+        f"{harvest.get('labels', 0)} labels read, {harvest.get('labels_without_prediction', 0)} "
+        f"without a shipped prediction, {harvest.get('duplicate_labels', 0)} superseded by a "
+        f"later label, {harvest.get('refused', 0)} refused by the schema."
+    ]
+    failures = harvest.get("failures") or []
+    if failures:
+        lines.append(details("Harvested rows the schema refused", failures_table(failures)))
+    return "\n\n".join(lines)
 
 
 def validation_block(validation: Document | None) -> str:
@@ -38,6 +60,16 @@ def validation_block(validation: Document | None) -> str:
         return f"{WARNING} No validation report: the `validate` stage has not run."
     if validation.get("passed"):
         return f"{PASSED} Validation against the schema passed ({validation.get('rows')} rows)."
+    return "\n\n".join(
+        [
+            f"{FAILED} Validation against the schema failed ({validation.get('rows')} rows):",
+            failures_table(validation.get("failures", [])),
+        ]
+    )
+
+
+def failures_table(failures: Sequence[Document]) -> str:
+    """Schema failures, one row per (column, check)."""
     rows = [
         [
             f"`{failure.get('column')}`",
@@ -46,14 +78,9 @@ def validation_block(validation: Document | None) -> str:
             ", ".join(map(str, failure.get("failure_cases", []))),
             failure.get("hint"),
         ]
-        for failure in validation.get("failures", [])
+        for failure in failures
     ]
-    return "\n\n".join(
-        [
-            f"{FAILED} Validation against the schema failed ({validation.get('rows')} rows):",
-            table(["column", "check", "rows", "examples", "what it means"], rows, "llrll"),
-        ]
-    )
+    return table(["column", "check", "rows", "examples", "what it means"], rows, "llrll")
 
 
 def pipeline_rows_block(inputs: ReportInputs) -> str:

@@ -13,6 +13,7 @@ Document = dict[str, Any]
 
 # The stage outputs the report reads, relative to the project root, as dvc.yaml declares them.
 STAGE_FILES = {
+    "harvest": ("harvest", "reports/harvest/summary.json"),
     "validation": ("validate", "reports/validate/validation.json"),
     "profile": ("validate", "reports/validate/profile.json"),
     "clean": ("clean", "reports/clean/summary.json"),

@@ -47,7 +47,7 @@ from mlops.serve.grpc.service import GrpcServer, InferenceService, listen_addres
 from mlops.serve.metrics import PUBLISH_SECONDS, MetricsMiddleware, ScorerMetrics
 from mlops.serve.model import Scorer
 from mlops.serve.openapi import openapi_document
-from mlops.serve.predlog import PredictionLogWriter
+from mlops.serve.predlog import PredictionLogWriter, require_bounded_lines
 from mlops.serve.schema import input_schema
 from mlops.serve.settings import ServeSettings
 from mlops.serve.warmup import warm_up
@@ -318,7 +318,7 @@ class Service:
             logger.info(
                 "shutting down: writing %d queued prediction log record(s)", plane.log.pending
             )
-            plane.log.close(self.settings.shutdown_timeout)
+            plane.log.close()
             if publisher is not None:
                 publisher.cancel()
                 plane.metrics.publish()  # the final counts, with the log written out
@@ -398,7 +398,13 @@ def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter
     """The ASGI app serving ``scorer`` (warmed up here) over HTTP and, when ``SCORER_GRPC_PORT``
     is set, gRPC: ready once started, drains ``log`` on shutdown. Raises ArtifactError if the
     model cannot score the signature's example records."""
-    schema = input_schema(scorer.signature, settings.unknown_category, settings.out_of_range)
+    schema = input_schema(
+        scorer.signature,
+        settings.unknown_category,
+        settings.out_of_range,
+        settings.max_string_length,
+    )
+    require_bounded_lines(schema, scorer, settings.max_records)
     warm_up(scorer, schema)
     metrics = ScorerMetrics(
         scorer.model_name,

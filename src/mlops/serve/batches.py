@@ -20,6 +20,10 @@ from mlops.serve.model import Prediction
 from mlops.serve.schema import InputSchema
 
 ColumnValues = list[Any] | npt.NDArray[np.float64]  # a long, valid number column is an array
+# What a client sends beside its features is bounded too, so that no log line outgrows the bound
+# the scorer states (``mlops.serve.predlog.line_bound``):
+MAX_CLIENT_ID_LENGTH = 256  # characters of a V2 request's ``id``
+MAX_EXTRA_BYTES = 4096  # JSON bytes of one record's extra fields (``SCORER_EXTRA_FIELDS=ignore``)
 
 
 class FieldWarning(TypedDict):

@@ -59,6 +59,7 @@ def plain_record(record: object, schema: InputSchema) -> ModelInput | None:
     if type(record) is not dict or len(record) != len(checks):
         return None
     columns: dict[str, ColumnValues] = {}
+    longest = schema.max_string_length
     for name, is_number, low, high, categories, missing in checks:
         value = record.get(name, record)  # a missing key gives the record: no check accepts it
         if value is None:
@@ -69,7 +70,9 @@ def plain_record(record: object, schema: InputSchema) -> ModelInput | None:
             if type(value) not in NUMBER_TYPES or not low <= value <= high:  # NaN fails too
                 return None
             columns[name] = [value]
-        elif type(value) is not str or (categories is not None and value not in categories):
+        elif type(value) is not str or (
+            value not in categories if categories is not None else len(value) > longest
+        ):
             return None
         else:
             columns[name] = [value]
@@ -368,6 +371,9 @@ def _string_column(
     strings: Sequence[Any] = given
     if not set(map(type, given)) <= STRING_TYPE:
         strings = _strings_one_by_one(spec, given, column)
+    if max(map(len, strings), default=0) > schema.max_string_length:
+        _refuse_long_strings(spec, strings, schema.max_string_length, column)
+        return column
     if spec.categories is not None and not set(strings) <= spec.categories:
         allowed = spec.categories | {MISSING_CATEGORY}
         unknown = [index for index, value in enumerate(strings) if value not in allowed]
@@ -381,6 +387,19 @@ def _string_column(
             column.unknown = unknown
     column.values = list(strings)
     return column
+
+
+def _refuse_long_strings(
+    spec: FieldSpec, strings: Sequence[str], longest: int, column: _Column
+) -> None:
+    """A value is logged as sent: one longer than ``longest`` is refused, never scored."""
+    for index, value in enumerate(strings):
+        if len(value) > longest:
+            message = (
+                f"a string of {len(value)} characters; at most {longest} are accepted "
+                "(SCORER_MAX_STRING_LENGTH)"
+            )
+            column.issues.append({"index": index, "field": spec.name, "message": message})
 
 
 def _strings_one_by_one(spec: FieldSpec, values: Sequence[Any], column: _Column) -> list[Any]:

@@ -30,7 +30,6 @@ from mlops.serve.predlog import PredictionLogWriter, ScoredBatch
 from mlops.serve.schema import InputSchema
 
 INLINE_MAX_RECORDS = 64  # larger batches are scored in a worker thread
-LOG_BACKPRESSURE_SECONDS = 5.0
 Context = TypeVar("Context")
 Answer = TypeVar("Answer")
 
@@ -80,7 +79,7 @@ class DataPlane:
         if not self.ready:
             return "starting or shutting down"
         if not self.log.healthy:
-            return f"prediction log failing: {self.log.failed or 'writer stopped'}"
+            return f"prediction log failing: {self.log.failed}"
         return None
 
     def check_model(self, name: str, version: str | None) -> None:
@@ -106,9 +105,9 @@ class DataPlane:
     ) -> tuple[Answer, str]:
         """Score one request: its wire answer and its request id. ``started`` (a
         ``perf_counter``) and ``received`` (Unix time) are when the request arrived; ``route``
-        labels its records in the metrics. The one place a request's scored batch is built: its
-        lines are queued for the prediction log before the answer leaves (a writer that lags
-        holds the answer back, at most ``LOG_BACKPRESSURE_SECONDS``)."""
+        labels its records in the metrics. The one place a request's scored batch is built: the
+        answer leaves only once its lines are written to the prediction log (ClientError 503 if
+        they cannot be)."""
         batch, inputs, context = checked(codec, body, self.schema, self.max_records)
         prediction = await self.score(batch)
         scorer = self.scorer
@@ -133,8 +132,7 @@ class DataPlane:
             inputs.extras,
             inputs.client_id,
         )
-        if not self.log.submit(scored):
-            await self.wait_for_log(scored)
+        await self.log.write(scored)
         self.metrics.observe_batch(route, batch.size, batch.out_of_range, batch.unknown_categories)
         return content, result.request_id
 
@@ -147,12 +145,3 @@ class DataPlane:
         if batch.size <= INLINE_MAX_RECORDS:
             return self.batcher.predict(batch)
         return asyncio.to_thread(self.scorer.predict, batch.feed)
-
-    async def wait_for_log(self, scored: ScoredBatch) -> None:
-        """Queue the scored records once the log writer has room again: wait at most
-        ``LOG_BACKPRESSURE_SECONDS``, then refuse the request (its records are not answered)."""
-        deadline = time.perf_counter() + LOG_BACKPRESSURE_SECONDS
-        while not self.log.submit(scored):
-            if not self.log.healthy or time.perf_counter() > deadline:
-                raise ClientError(503, "the prediction log is not keeping up; retry later")
-            await asyncio.sleep(0.005)

@@ -1,18 +1,20 @@
-"""The prediction log: one JSON line per scored record (``mlops.core.artifacts.PredictionRecord``).
+"""The prediction log: one JSON line per scored record (``mlops.core.artifacts.PredictionRecord``),
+written before the record's answer leaves.
 
-Request handlers format their lines into one buffer per request and queue it; a writer thread
-appends what is queued in large writes and rotates the file by size (``<log>.1`` is the newest
-old file). ``close`` writes out what is queued, so every record answered with a 2xx is on disk
-once shutdown completes. Worker processes share one log: each write is locked and follows the
-others' rotations (``RotatingFile``).
+Group commit on the event loop: a request handler formats its lines into one buffer and waits;
+on the loop's next turn one write hands every buffer queued meanwhile to the operating system
+(the requests of one turn share it, as they share an ONNX Runtime call), and only then are
+their answers released. Once ``write`` has returned, the lines are in the kernel's page cache:
+they survive the process being killed (SIGKILL, the OOM killer) without an fsync per request;
+only the machine going down loses what the kernel has not written back yet. The file is a
+``mlops.core.segments.SegmentedLog``: worker processes share it (each write is locked), it is
+closed into segments by size, and a writer killed mid-write leaves no broken line behind.
 """
 
 from __future__ import annotations
 
-import fcntl
-import functools
+import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -22,13 +24,22 @@ from typing import Any
 
 import orjson
 
-from mlops.core.artifacts import PredictionRecord
+from mlops.core.artifacts import PredictionRecord, iso_timestamp
+from mlops.core.errors import StageError
+from mlops.core.segments import MAX_LINE_BYTES, SegmentedLog, WriterPresence, log_bytes
+from mlops.serve.batches import MAX_CLIENT_ID_LENGTH, MAX_EXTRA_BYTES
+from mlops.serve.errors import ClientError
+from mlops.serve.model import Scorer
+from mlops.serve.schema import InputSchema
 
 logger = logging.getLogger("mlops.serve")
 
-FLUSH_SECONDS = 0.05
-FLUSH_BYTES = 1 << 20
-MAX_PENDING_BYTES = 256 << 20  # submitted but unwritten; beyond it requests wait, then get a 503
+RETRY_SECONDS = 5.0  # after a failed write: not ready (503) this long, then writes are tried again
+BUDGET_CHECK_SECONDS = 1.0  # how often the log's size is held to SCORER_LOG_MAX_TOTAL_BYTES
+THREAD_WRITE_BYTES = 256 * 1024  # a group this large (a 600-record batch) is written off the loop
+NUMBER_BYTES = 24  # the longest number orjson writes: -1.7976931348623157e+308
+REQUEST_ID_BYTES = 34  # 32 hex digits, quoted (dataplane.RequestIds)
+ESCAPED_CHARACTER_BYTES = 6  # a control character is written as \u00XX
 
 
 @dataclass(slots=True)
@@ -44,18 +55,6 @@ class ScoredBatch:
     latency_seconds: float
     extras: list[dict[str, Any] | None] | None = None  # fields beside the features, per record
     client_id: str | None = None  # the id the client gave its request (V2 ``id``)
-
-
-def iso_timestamp(unix_time: float) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-21T06:00:00.123Z``."""
-    second = int(unix_time)
-    return f"{_iso_second(second)}.{int((unix_time - second) * 1000):03d}Z"
-
-
-@functools.lru_cache(maxsize=4)
-def _iso_second(second: int) -> str:
-    """Formatting a time costs more than the rest of a log line; requests share their second."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def log_lines(batch: ScoredBatch) -> bytearray:
@@ -100,158 +99,209 @@ def _set_extra(record: PredictionRecord, extra: dict[str, Any] | None) -> None:
         record.pop("extra", None)
 
 
-class RotatingFile:
-    """Append-only file that moves itself to ``.1`` (older ones to ``.2``) before outgrowing max.
+def line_bound(schema: InputSchema, scorer: Scorer, max_records: int) -> int:
+    """The most bytes one log line can take: every string feature at its longest, written in its
+    most expensive characters, every number at its longest, the client's request id and a
+    record's extra fields at their longest. The checks refuse longer values
+    (``InputSchema.max_string_length``, ``MAX_CLIENT_ID_LENGTH``, ``MAX_EXTRA_BYTES``), so no
+    request can write a longer line."""
 
-    Several processes may append to the same path (the scorer's workers): every write holds an
-    exclusive lock on ``<path>.lock``, first follows a rotation another process made (or a log
-    someone deleted), then appends its chunks whole, so lines never interleave or split."""
+    def quoted(text: str) -> int:
+        return len(orjson.dumps(text))
 
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = path.with_name(path.name + ".lock").open("ab")
-        self._file = path.open("ab")
+    longest_string = ESCAPED_CHARACTER_BYTES * schema.max_string_length + 2
+    features = sum(
+        quoted(spec.name) + 1 + (NUMBER_BYTES if spec.is_number else longest_string) + 1
+        for spec in schema.fields
+    )
+    if scorer.regression:
+        prediction, probabilities = NUMBER_BYTES, len(b"null")
+    else:
+        prediction = max(map(quoted, scorer.classes))
+        probabilities = 2 + sum(quoted(label) + 1 + NUMBER_BYTES + 1 for label in scorer.classes)
+    skeleton = {
+        "ts": iso_timestamp(0.0),
+        "request_id": "",
+        "index": max_records,
+        "model_version": scorer.model_version,
+        "features": {},
+        "prediction": 0,
+        "probabilities": None,
+        "latency_seconds": 0,
+    }
+    return (
+        len(orjson.dumps(skeleton, option=orjson.OPT_APPEND_NEWLINE))
+        + REQUEST_ID_BYTES
+        + features
+        + prediction
+        + probabilities
+        + 2 * NUMBER_BYTES
+        + len(b',"client_request_id":')
+        + ESCAPED_CHARACTER_BYTES * MAX_CLIENT_ID_LENGTH
+        + 2
+        + len(b',"extra":')
+        + MAX_EXTRA_BYTES
+    )
 
-    @property
-    def size(self) -> int:
-        """Bytes in the file this process appends to."""
-        return os.fstat(self._file.fileno()).st_size
 
-    def write(self, data: bytes | bytearray) -> None:
-        self.write_all([data], len(data))
-
-    def write_all(self, chunks: Sequence[bytes | bytearray], size: int) -> None:
-        """Append ``chunks`` (``size`` bytes in all) as one piece: a rotation never splits them.
-        One write call: every system call releases the GIL, and getting it back from a busy event
-        loop costs more than joining the chunks."""
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
-        try:
-            self._follow()
-            current = self.size
-            if current and current + size > self.max_bytes:
-                self.rotate()
-            self._file.write(b"".join(chunks))
-            self._file.flush()
-        finally:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-
-    def _follow(self) -> None:
-        """Reopen the path if the file behind it is no longer the one this process holds."""
-        try:
-            on_disk = self.path.stat()
-        except FileNotFoundError:
-            on_disk = None
-        held = os.fstat(self._file.fileno())
-        if on_disk is None or (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino):
-            self._file.close()
-            self._file = self.path.open("ab")
-
-    def rotate(self) -> None:
-        self._file.close()
-        for number in range(self.backups - 1, 0, -1):
-            older = self.backup(number)
-            if older.exists():
-                older.replace(self.backup(number + 1))
-        self.path.replace(self.backup(1))
-        self._file = self.path.open("ab")
-
-    def backup(self, number: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{number}")
-
-    def close(self) -> None:
-        self._file.flush()
-        self._file.close()
-        self._lock.close()
+def require_bounded_lines(schema: InputSchema, scorer: Scorer, max_records: int) -> int:
+    """The line bound (``line_bound``); StageError when it is more than a log reader takes."""
+    bound = line_bound(schema, scorer, max_records)
+    if bound > MAX_LINE_BYTES:
+        raise StageError(
+            f"SCORER_MAX_STRING_LENGTH={schema.max_string_length}: prediction log lines could "
+            f"take {bound} bytes, over the {MAX_LINE_BYTES} a log reader takes; lower it"
+        )
+    logger.info(
+        "prediction log lines: at most %d bytes (strings up to %d characters)",
+        bound,
+        schema.max_string_length,
+    )
+    return bound
 
 
 class PredictionLogWriter:
-    """Handlers format their lines and queue them (CPU only, no I/O, no copy); one thread writes
-    the queue out every ``FLUSH_SECONDS``, or sooner once ``FLUSH_BYTES`` wait. Handlers never
-    touch the disk, and the thread wakes rarely, so it seldom competes with the event loop for the
-    GIL."""
+    """Group commit of the request handlers' lines on the event loop (module docstring).
+
+    ``sidecar``: the monitoring sidecar takes the closed segments (``SCORER_LOG_SIDECAR``): none
+    is deleted here, and ``close`` closes the open segment too, so that it ships. Otherwise the
+    newest ``backups`` closed segments are kept. ``max_total_bytes``: once the log holds more
+    (segments the sidecar has not shipped, its store being down), the scorer is not ready and
+    refuses requests (503) rather than fill the volume and lose the log with the pod."""
 
     def __init__(
-        self, path: Path, max_bytes: int, backups: int, max_pending_bytes: int = MAX_PENDING_BYTES
+        self,
+        path: Path,
+        max_bytes: int,
+        backups: int,
+        sidecar: bool = False,
+        max_total_bytes: int | None = None,
     ) -> None:
-        self.file = RotatingFile(path, max_bytes, backups)
-        self.max_pending_bytes = max_pending_bytes
-        self.failed: str | None = None  # the error that stopped the writer, if any
-        self._chunks: list[bytearray] = []  # one per request, written out in order
-        self._chunk_bytes = 0
-        self._pending = 0  # records, buffered or being written
-        self._pending_bytes = 0
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._stopped = False  # set by the thread as it ends (cheaper to read than is_alive)
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self._thread.start()
+        self.file = SegmentedLog(path, max_bytes, keep=None if sidecar else backups)
+        self.sidecar = sidecar
+        self.max_total_bytes = max_total_bytes
+        self._checked_at = -BUDGET_CHECK_SECONDS
+        self._full = False
+        self.presence = WriterPresence(path)  # the sidecar seals only once every writer is gone
+        self.presence.hold()
+        self.failed: str | None = None  # the last write's error, while it is recent
+        self._failed_at = 0.0
+        self._chunks: list[bytes | bytearray] = []  # the lines of the requests waiting, in order
+        self._waiting: list[asyncio.Future[None]] = []
+        self._records = 0
+        self._writing = False  # a large group is being written in a worker thread
+        self._file_lock = threading.Lock()  # that thread's write and the loop's close
+        self._closed = False
 
     @property
     def pending(self) -> int:
-        """Records accepted but not yet handed to the operating system."""
-        return self._pending
+        """Records waiting for the next write (at most one loop turn's)."""
+        return self._records
 
     @property
     def healthy(self) -> bool:
-        return self.failed is None and not self._stopped
-
-    def submit(self, batch: ScoredBatch) -> bool:
-        """Queue the batch's lines; False (nothing queued) when the backlog is full."""
-        lines = log_lines(batch)
-        with self._lock:
-            if self._pending_bytes and self._pending_bytes + len(lines) > self.max_pending_bytes:
-                return False
-            self._chunks.append(lines)
-            self._chunk_bytes += len(lines)
-            self._pending += len(batch.predictions)
-            self._pending_bytes += len(lines)
-            urgent = self._chunk_bytes >= FLUSH_BYTES
-        if urgent:
-            self._wake.set()
-        return True
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Write everything submitted so far, then stop the thread and close the file."""
-        self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            logger.error(
-                "prediction log: %d record(s) unwritten after %.0fs", self._pending, timeout
+        if self._over_budget():
+            self.failed = (
+                f"it holds more than SCORER_LOG_MAX_TOTAL_BYTES={self.max_total_bytes} bytes: "
+                "the sidecar has not shipped its closed segments"
             )
+            self._failed_at = time.monotonic()
+            return False
+        if self.failed is None:
+            return True
+        if time.monotonic() - self._failed_at > RETRY_SECONDS:
+            self.failed = None  # try again: the disk may have room by now
+        return self.failed is None
 
-    def _run(self) -> None:
+    def _over_budget(self) -> bool:
+        """Whether the log outgrew ``max_total_bytes`` (looked at once a second at most)."""
+        if self.max_total_bytes is None:
+            return False
+        now = time.monotonic()
+        if now - self._checked_at >= BUDGET_CHECK_SECONDS:
+            self._checked_at = now
+            self._full = log_bytes(self.file.path) > self.max_total_bytes
+        return self._full
+
+    def write(self, batch: ScoredBatch) -> asyncio.Future[None]:
+        """The batch's lines, written with the others of this loop turn; done once they are in the
+        file, or ClientError(503) if they could not be written (then nothing of them is)."""
+        lines = log_lines(batch)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self.commit)
+        self._chunks.append(lines)
+        self._waiting.append(done)
+        self._records += len(batch.predictions)
+        return done
+
+    def commit(self, inline: bool = False) -> None:
+        """Write what is waiting in one piece, then release the requests that waited for it. A
+        group of ``THREAD_WRITE_BYTES`` or more (large batches) is written in a worker thread, so
+        the loop serves other requests meanwhile; what queues up during such a write is written
+        after it, in the next group."""
+        if self._writing:
+            return  # the write in flight commits the next group when it ends
+        chunks, waiting = self._chunks, self._waiting
+        self._chunks, self._waiting, self._records = [], [], 0
+        if not chunks:
+            return
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if inline or len(data) < THREAD_WRITE_BYTES:
+            self._release(waiting, self._append(data))
+            return
+        self._writing = True
+        written = asyncio.get_running_loop().run_in_executor(None, self._append, data)
+        written.add_done_callback(lambda done: self._written(waiting, done.result()))
+
+    def _written(self, waiting: list[asyncio.Future[None]], error: Exception | None) -> None:
+        self._writing = False
+        self._release(waiting, error)
+        self.commit()
+
+    def _append(self, data: bytes | bytearray) -> Exception | None:
+        """Append ``data``; the error instead of raising it (it may run in a worker thread)."""
         try:
-            while True:
-                self._wake.wait(FLUSH_SECONDS)
-                self._wake.clear()
-                stopping = self._stopping
-                self._flush()
-                if stopping:
-                    return
-        except (
-            Exception
-        ) as error:  # a full disk or a vanished directory: report it, stop being ready
-            self.failed = f"{type(error).__name__}: {error}"
-            logger.error("prediction log %s: writing failed (%s)", self.file.path, self.failed)
-        finally:
-            self._stopped = True
-            try:
-                self.file.close()
-            except OSError as error:
-                logger.error("prediction log %s: closing failed (%s)", self.file.path, error)
+            with self._file_lock:
+                self.file.append(data)
+        except Exception as error:
+            return error
+        return None
 
-    def _flush(self) -> None:
-        with self._lock:
-            chunks, self._chunks = self._chunks, []
-            size, self._chunk_bytes = self._chunk_bytes, 0
-            count = self._pending
-        if chunks:
-            self.file.write_all(chunks, size)
-        with self._lock:
-            self._pending -= count
-            self._pending_bytes -= size
+    def _release(self, waiting: list[asyncio.Future[None]], error: Exception | None) -> None:
+        if error is not None:
+            self._refuse(waiting, error)
+            return
+        for future in waiting:
+            if not future.done():  # a request whose client went away was cancelled
+                future.set_result(None)
+
+    def _refuse(self, waiting: list[asyncio.Future[None]], error: Exception) -> None:
+        """Nothing of the group was written: its requests get a 503 (a disk problem) or the error
+        itself (a fault of the scorer, answered 500)."""
+        refusal = error
+        if isinstance(error, OSError):
+            self.failed = f"{type(error).__name__}: {error}"
+            self._failed_at = time.monotonic()
+            logger.error("prediction log %s: writing failed (%s)", self.file.path, self.failed)
+            refusal = ClientError(503, f"the prediction log cannot be written ({self.failed})")
+        for future in waiting:
+            if not future.done():
+                future.set_exception(refusal)
+
+    def close(self) -> None:
+        """Write what is still waiting; close the open segment when the sidecar takes them."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._file_lock:  # a write in flight in a worker thread ends first
+            self._writing = False
+        self.commit(inline=True)
+        try:
+            if self.sidecar and self.file.seal() is not None:
+                logger.info("prediction log: closed the open segment for shipping")
+        except OSError as error:
+            logger.error("prediction log %s: sealing failed (%s)", self.file.path, error)
+        self.file.close()
+        self.presence.close()

@@ -3,7 +3,7 @@
 One process serves on one core: its event loop holds Python's GIL for the JSON, validation and
 log lines of every request. Several workers share the listening socket (the parent binds it and
 uvicorn's supervisor starts, health-checks and restarts them); each verifies and loads the model
-itself. They append to one prediction log (``RotatingFile`` locks around each write) and publish
+itself. They append to one prediction log (``SegmentedLog`` locks around each write) and publish
 their metric counts for each other (``mlops.serve.metrics``). Each worker also runs its own gRPC
 server on ``SCORER_GRPC_PORT``, all bound with SO_REUSEPORT, so the kernel spreads gRPC
 connections over the workers as it does HTTP ones. SIGTERM to the parent reaches every worker,
@@ -25,9 +25,10 @@ from uvicorn.supervisors import Multiprocess
 
 from mlops.core.artifacts import ArtifactError, verify
 from mlops.core.errors import StageError
+from mlops.core.segments import SegmentedLog
 from mlops.serve.app import create_app
 from mlops.serve.model import load_scorer
-from mlops.serve.predlog import PredictionLogWriter, RotatingFile
+from mlops.serve.predlog import PredictionLogWriter
 from mlops.serve.server import configure_logging, uvicorn_config
 from mlops.serve.settings import ServeSettings, load_settings
 
@@ -54,15 +55,22 @@ def build(settings: ServeSettings) -> tuple[Starlette, PredictionLogWriter]:
     logger.info("verified %s against its manifest", settings.model_dir)
     try:
         log = PredictionLogWriter(
-            settings.prediction_log, settings.log_max_bytes, settings.log_backups
+            settings.prediction_log,
+            settings.log_max_bytes,
+            settings.log_backups,
+            settings.log_sidecar,
+            settings.log_max_total_bytes,
         )
     except OSError as error:
         raise unopenable_log(settings, error) from None
     try:
         return create_app(settings, scorer, log), log
     except ArtifactError as error:
-        log.close(settings.shutdown_timeout)
+        log.close()
         raise refusal(error) from None
+    except StageError:
+        log.close()
+        raise
 
 
 def listening(settings: ServeSettings) -> tuple[str, int, int, bool, str]:
@@ -102,7 +110,7 @@ def serve(settings: ServeSettings) -> None:
     try:
         server.run()
     finally:
-        log.close(settings.shutdown_timeout)
+        log.close()
     if not server.started:
         raise StageError(f"could not start listening on {settings.host}:{settings.port}")
 
@@ -129,7 +137,7 @@ def serve_workers(settings: ServeSettings) -> None:
         raise refusal(error) from None
     check_grpc_port(settings)
     try:
-        RotatingFile(settings.prediction_log, settings.log_max_bytes, settings.log_backups).close()
+        SegmentedLog(settings.prediction_log, settings.log_max_bytes).close()
     except OSError as error:
         raise unopenable_log(settings, error) from None
     shared = settings.shared_metrics_dir

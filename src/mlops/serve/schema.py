@@ -1,6 +1,7 @@
 """What a record must be, from the packaged signature: one ``FieldSpec`` per feature, the
-policies for unseen categories and out-of-range numbers, and what the checks precompute once
-(``InputSchema.plain_checks``, the getters) so that no request pays for it."""
+policies for unseen categories and out-of-range numbers, the longest string accepted, and what
+the checks precompute once (``InputSchema.plain_checks``, the getters) so that no request pays
+for it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ import numpy as np
 from mlops.core.artifacts import MISSING_CATEGORY, Signature
 
 MAX_LISTED_CATEGORIES = 20
+# The longest string value accepted by default: this many characters, or more where training saw
+# longer categories (CATEGORY_LENGTH_FACTOR times the longest). A value is logged as sent, so this
+# is what bounds a prediction log line.
+MIN_STRING_LENGTH = 256
+CATEGORY_LENGTH_FACTOR = 4
 NUMBER_TYPES = frozenset({int, float})
 STRING_TYPE = frozenset({str})
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -57,6 +63,7 @@ class InputSchema:
     names: frozenset[str]
     unknown_category: UnknownCategoryPolicy = "score"
     out_of_range: OutOfRangePolicy = "flag"
+    max_string_length: int = MIN_STRING_LENGTH
 
     @cached_property
     def order(self) -> list[str]:
@@ -98,10 +105,20 @@ class PlainCheck(NamedTuple):
     missing: float | str | None  # what a null becomes; None if the feature may not be null
 
 
+def default_string_length(signature: Signature) -> int:
+    """``MIN_STRING_LENGTH``, or ``CATEGORY_LENGTH_FACTOR`` times the longest category seen in
+    training where that is more: room for unseen categories like the known ones, not for a
+    megabyte of text (which would be scored as an unknown category and logged whole)."""
+    categories = [feature["categories"] or [] for feature in signature["features"]]
+    longest = max((len(category) for names in categories for category in names), default=0)
+    return max(MIN_STRING_LENGTH, CATEGORY_LENGTH_FACTOR * longest)
+
+
 def input_schema(
     signature: Signature,
     unknown_category: UnknownCategoryPolicy = "score",
     out_of_range: OutOfRangePolicy = "flag",
+    max_string_length: int | None = None,
 ) -> InputSchema:
     fields = tuple(
         FieldSpec(
@@ -116,4 +133,5 @@ def input_schema(
         for feature in signature["features"]
     )
     names = frozenset(spec.name for spec in fields)
-    return InputSchema(fields, names, unknown_category, out_of_range)
+    longest = default_string_length(signature) if max_string_length is None else max_string_length
+    return InputSchema(fields, names, unknown_category, out_of_range, longest)

@@ -56,6 +56,13 @@ class ServeSettings(BaseSettings):
     extra_fields: Literal["reject", "ignore"] = "reject"  # /predict fields beside the features
     log_max_bytes: int = Field(default=100 * MEBIBYTE, ge=64 * 1024)
     log_backups: int = Field(default=5, ge=1, le=1000)
+    # The monitoring sidecar takes the closed segments (ships them, or keeps MONITOR_LOG_BACKUPS of
+    # them once read): none is deleted here, and the open one is closed at shutdown.
+    log_sidecar: bool = False
+    # Not ready (503) once the log holds more (unshipped segments); set it below the volume's size.
+    log_max_total_bytes: int | None = Field(default=None, ge=1024 * 1024)
+    # Longest string value accepted; None: derived from the training categories (schema.py).
+    max_string_length: int | None = Field(default=None, ge=1, le=1_000_000)
     api_token: SecretStr | None = None
     ort_threads: int = Field(default=1, ge=1, le=64)
     workers: int = Field(default=1, ge=1, le=64)

@@ -19,6 +19,7 @@ from mlops.monitor.feedback import (
     parse_feedback_line,
     root_mean_squared_error,
 )
+from mlops.monitor.labels import LabelBuffer
 from mlops.monitor.reference import Reference
 from mlops.monitor.window import Label, LoggedPrediction, parse_prediction
 from monitor_fixtures import REGRESSION_PERFORMANCE
@@ -71,25 +72,28 @@ def test_a_bad_feedback_line_is_none_not_an_error() -> None:
 
 
 def test_feedback_joins_on_request_id_and_index_once() -> None:
-    memory, labelled = PredictionMemory(capacity=10), LabelledWindow(size=10)
+    memory, labelled, waiting = PredictionMemory(10), LabelledWindow(10), LabelBuffer(10, 60)
     for index, prediction in enumerate(["a", "b"]):
         memory.remember(logged("r1", index, prediction))
     feedback = [
         Feedback(request_id="r1", label="b", index=1),  # right
         Feedback(request_id="r1", label="b"),  # index 0 predicted a: wrong
-        Feedback(request_id="r1", label="a", index=1),  # a second label: unmatched
-        Feedback(request_id="unknown", label="a"),
+        Feedback(request_id="r1", label="a", index=1),  # a second label: waits, then expires
+        Feedback(request_id="unknown", label="a"),  # waits for its prediction
     ]
-    assert join_feedback(feedback, memory, labelled) == (2, 2)
+    outcomes = join_feedback(feedback, memory, labelled, waiting, now=0.0)
+    assert (outcomes["matched"], outcomes["pending"]) == (2, 2)
     assert labelled.pairs() == [("b", "b"), ("b", "a")]
+    assert len(waiting) == 2
 
 
 def test_the_memory_forgets_the_oldest_predictions_first() -> None:
-    memory, labelled = PredictionMemory(capacity=2), LabelledWindow(size=10)
+    memory, labelled, waiting = PredictionMemory(2), LabelledWindow(10), LabelBuffer(10, 60)
     for request_id in ("r1", "r2", "r3"):
         memory.remember(logged(request_id, 0, "a"))
     feedback = [Feedback(request_id=r, label="a") for r in ("r1", "r2", "r3")]
-    assert join_feedback(feedback, memory, labelled) == (2, 1)
+    outcomes = join_feedback(feedback, memory, labelled, waiting, now=0.0)
+    assert (outcomes["matched"], outcomes["pending"]) == (2, 1)
 
 
 def test_accuracy_and_macro_f1_match_a_hand_computed_example() -> None:
@@ -212,11 +216,12 @@ def test_a_regressor_degrades_when_rmse_exceeds_validation_by_the_tolerance() ->
 
 
 def test_a_regressors_feedback_joins_its_numeric_prediction() -> None:
-    memory, labelled = PredictionMemory(capacity=10), LabelledWindow(size=10)
+    memory, labelled, waiting = PredictionMemory(10), LabelledWindow(10), LabelBuffer(10, 60)
     memory.remember(logged("r1", 0, 4.5))
     feedback = [
         ValueFeedback(request_id="r1", label=5.0),
         ValueFeedback(request_id="r1", label=5.0),
     ]
-    assert join_feedback(feedback, memory, labelled) == (1, 1)
+    outcomes = join_feedback(feedback, memory, labelled, waiting, now=0.0)
+    assert (outcomes["matched"], outcomes["pending"]) == (1, 1)
     assert labelled.pairs() == [(5.0, 4.5)]

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from mlops.core.segments import SegmentedLog
 from mlops.monitor.follow import CHUNK_BYTES, MAX_LINE_BYTES, LogFollower, Position
 
 
@@ -12,13 +13,12 @@ def append(path: Path, data: bytes) -> None:
         file.write(data)
 
 
-def rotate(path: Path, backups: int = 5) -> None:
-    """What the scorer does: name.1 -> name.2 ..., name -> name.1, then a new empty name."""
-    for number in range(backups - 1, 0, -1):
-        older = path.with_name(f"{path.name}.{number}")
-        if older.exists():
-            older.replace(path.with_name(f"{path.name}.{number + 1}"))
-    path.replace(path.with_name(f"{path.name}.1"))
+def rotate(path: Path) -> None:
+    """What the scorer does: name -> name.<number> (larger than the closed segments' numbers),
+    then a new empty name."""
+    log = SegmentedLog(path, 1 << 20)
+    log.seal()
+    log.close()
     path.touch()
 
 
@@ -75,11 +75,12 @@ def test_several_rotations_between_two_polls_are_read_in_order(tmp_path: Path) -
 
 
 def test_an_unfinished_last_line_of_a_rotated_file_counts_as_corrupt(tmp_path: Path) -> None:
+    """The scorer cuts such a line off before it closes a segment; another writer may not."""
     log = tmp_path / "predictions.jsonl"
     append(log, line(1) + b'{"n": 2')
     follower = LogFollower(log)
     assert numbers(follower.poll().lines) == [1]
-    rotate(log)
+    log.replace(log.with_name(log.name + ".1"))
     append(log, line(3))
     result = follower.poll()
     assert (numbers(result.lines), result.corrupt) == ([3], 1)

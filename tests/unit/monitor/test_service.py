@@ -110,6 +110,8 @@ def settings_for(model_dir: Path, logs: Path, alert_hold_seconds: float) -> Moni
         model_dir=model_dir,
         feedback_log=logs / "feedback.jsonl",
         state_file=logs / "state.json",
+        label_log=logs / "labels.jsonl",
+        ship_state_file=logs / "ship_state.json",
         window_size=300,
         min_window_size=100,
         min_feedback=10,
@@ -226,10 +228,11 @@ def test_feedback_from_the_file_and_from_http_gives_rolling_performance(
         ClassFeedback(request_id="f-2", index=0, label=wrong),
         ClassFeedback(request_id="zz", label="a"),
     ]
-    assert monitor.add_feedback(http) == (1, 1)
+    assert monitor.add_feedback(http) == (1, 1)  # one matched, one waiting for its prediction
     monitor.poll()
     snapshot = monitor.snapshot()
-    assert snapshot.counts.feedback == {"matched": 11, "unmatched": 1}
+    assert snapshot.counts.feedback == {"matched": 11, "expired": 0, "dropped": 0, "duplicate": 0}
+    assert snapshot.labels_pending == 1
     assert snapshot.counts.logs["feedback"].corrupt == 1
     assert snapshot.performance.labelled == 11
     assert snapshot.performance.live["accuracy"] == pytest.approx(10 / 11)
@@ -262,7 +265,7 @@ def test_the_http_interface(client: TestClient) -> None:
     assert client.get("/health/ready").status_code == 200
 
     good = client.post("/feedback", json={"request_id": "c-0", "label": "a"})
-    assert good.json() == {"matched": 1, "unmatched": 0}
+    assert good.json() == {"matched": 1, "pending": 0}
     bad = client.post("/feedback", json={"request_id": "c-0", "index": "one", "label": "a"})
     assert bad.status_code == 422
     assert [problem["field"] for problem in bad.json()["detail"]] == ["index"]
@@ -484,7 +487,7 @@ def test_a_regressors_http_interface_uses_the_users_names(regression_client: Tes
     assert problem["field"] == "label" and "a JSON number" in problem["message"]
     assert client.post("/feedback", json={"request_id": "c-0", "label": 250}).json() == {
         "matched": 1,
-        "unmatched": 0,
+        "pending": 0,
     }
     schema = client.get("/openapi.json").json()["paths"]["/feedback"]["post"]["requestBody"]
     item = schema["content"]["application/json"]["schema"]["oneOf"][0]
@@ -519,3 +522,54 @@ def test_a_regressors_http_interface_uses_the_users_names(regression_client: Tes
     assert predictions.group(0).count('class="bar-live"') == 10
     assert 1 <= predictions.group(0).count("<text") <= 4
     assert re.search(r'data-feature="' + re.escape(html.escape(ODD)) + '"', page)
+
+
+def test_a_label_posted_before_its_prediction_is_read_is_matched_when_it_is(
+    settings: MonitorSettings,
+) -> None:
+    """The issue's race: feedback right after scoring, before the sidecar read the prediction."""
+    clock = Clock()
+    monitor = make_monitor(settings, clock)
+    frame = draw(10, seed=11)
+    early = [ClassFeedback(request_id=f"e-{n // 5}", index=n % 5, label="a") for n in range(10)]
+    assert monitor.add_feedback(early) == (0, 10)  # written, waiting
+    assert len(settings.label_log.read_text().splitlines()) == 10
+    append(settings.prediction_log, lines(frame, "e"))
+    monitor.poll()
+    snapshot = monitor.snapshot()
+    assert snapshot.counts.feedback["matched"] == 10
+    assert snapshot.labels_pending == 0
+    assert snapshot.performance.labelled == 10
+
+
+def test_a_label_whose_prediction_never_comes_expires_counted(settings: MonitorSettings) -> None:
+    clock = Clock()
+    monitor = make_monitor(settings, clock)
+    assert monitor.add_feedback([ClassFeedback(request_id="elsewhere", label="a")]) == (0, 1)
+    monitor.poll()
+    assert monitor.snapshot().labels_pending == 1
+    clock.now += settings.label_ttl_seconds + 1
+    monitor.poll()
+    snapshot = monitor.snapshot()
+    assert snapshot.labels_pending == 0
+    assert snapshot.counts.feedback == {"matched": 0, "expired": 1, "dropped": 0, "duplicate": 0}
+    monitor.stop()
+    assert load_state(settings.state_file).counts.feedback["expired"] == 1  # survives a restart
+
+
+def test_labels_and_their_fate_are_in_the_metrics(client: TestClient) -> None:
+    wait_for_window(client, 150)
+    early = [{"request_id": "not-yet", "index": n, "label": "a"} for n in range(3)]
+    assert client.post("/feedback", json=early).json() == {"matched": 0, "pending": 3}
+    client.post("/feedback", json={"request_id": "c-1", "label": "b"})
+    for _ in range(100):  # the metrics are the last poll's (every 0.05 s here)
+        families = {
+            family.name: family
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+        }
+        if families["monitor_feedback_pending"].samples[0].value == 3:
+            break
+        time.sleep(0.05)
+    assert families["monitor_feedback_pending"].samples[0].value == 3
+    results = {s.labels["result"]: s.value for s in families["monitor_feedback"].samples}
+    assert results == {"matched": 1.0, "expired": 0.0, "dropped": 0.0, "duplicate": 0.0}

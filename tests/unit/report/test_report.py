@@ -940,3 +940,26 @@ def test_a_binary_curve_drawn_over_the_base_keeps_its_key() -> None:
         inputs(outputs(metrics=BINARY_METRICS), base, plots=(replace(plots[0], over_base=False),))
     )
     assert "Over `main`" not in alone
+
+
+def test_the_harvested_rows_their_share_and_what_was_left_out_are_reported() -> None:
+    harvest = {
+        "enabled": True, "source": "s3://bucket/inference", "labels": 480,
+        "labels_without_prediction": 30, "duplicate_labels": 2, "refused": 1, "rows": 449,
+        "model_versions": {"7ad19f3e31ba": 449},
+        "failures": [{"column": "body_mass_g", "check": "in_range(900.0, 8100.0)", "count": 1,
+                      "failure_cases": [9500.0], "rows": [12], "hint": "values outside the range"}],
+    }  # fmt: skip
+    validation = {
+        "passed": True,
+        "rows": 793,
+        "failures": [],
+        "harvested": {"rows": 449, "share": 449 / 793},
+    }
+    report = build_report(inputs(outputs(validation=validation, harvest=harvest)))
+    assert "Harvested: **449 rows** of labelled inference data (56.6% of the raw table)" in report
+    assert "from `s3://bucket/inference`, scored by model version(s) `7ad19f3e31ba` 449" in report
+    assert "480 labels read, 30 without a shipped prediction, 2 superseded" in report
+    assert "Harvested rows the schema refused" in report and "9500.0" in report
+    off = build_report(inputs(outputs(harvest={**harvest, "enabled": False})))
+    assert "Harvested" not in off

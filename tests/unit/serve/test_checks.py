@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mlops.core.artifacts import MISSING_CATEGORY, Signature
 from mlops.serve import checks
-from mlops.serve.batches import Records
+from mlops.serve.batches import Columns, Records
 from mlops.serve.checks import (
     VECTOR_MIN_VALUES,
     check,
@@ -26,7 +26,10 @@ from signatures import (
     MIXED_RECORD,
     USER_FEATURES,
     USER_RECORD,
+    number,
     regression_signature,
+    signature,
+    string,
 )
 
 SIGNATURE = MIXED
@@ -316,3 +319,24 @@ def test_the_fast_path_feeds_the_model_as_the_general_path_does_under_user_names
     for name in fast:
         assert fast[name].dtype == slow[name].dtype and fast[name].shape == (1, 1)
         assert same_values(fast[name][:, 0].tolist(), slow[name][:, 0].tolist()), name
+
+
+def test_a_string_longer_than_the_limit_is_refused_naming_its_field_on_every_path() -> None:
+    free = signature(number("size"), string("note", None), string("colour", ["blue", "red"]))
+    limited = input_schema(free, max_string_length=8)
+    record = {"size": 1.0, "note": "n" * 9, "colour": "red"}
+    assert plain_record(record, limited) is None  # not the fast path: the general one refuses it
+    with pytest.raises(InputError) as refused:
+        check(Records([record]), limited)
+    message = "a string of 9 characters; at most 8 are accepted (SCORER_MAX_STRING_LENGTH)"
+    assert [(i["index"], i["field"], i["message"]) for i in refused.value.issues] == [
+        (0, "note", message)
+    ]
+    # an unknown category is scored with a warning, unless it is too long to be logged
+    unknown = [{**record, "note": "short", "colour": "c" * 9}, {**record, "note": "ok"}]
+    assert issues_of(unknown, limited) == [(0, "colour", message)]
+    assert check(Records([{**record, "note": "n" * 8}]), limited).size == 1
+    # V2 tensors (columns) go through the same check
+    columns = Columns({"size": [1.0], "note": ["n" * 9], "colour": ["red"]}, 1)
+    with pytest.raises(InputError, match="1 invalid value"):
+        check(columns, limited)

@@ -1,20 +1,26 @@
+import asyncio
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from mlops.core.artifacts import PredictionRecord
+from mlops.core.segments import closed_segments
+from mlops.serve import predlog
+from mlops.serve.batches import MAX_CLIENT_ID_LENGTH, MAX_EXTRA_BYTES
+from mlops.serve.errors import ClientError
 from mlops.serve.predlog import (
     PredictionLogWriter,
-    RotatingFile,
     ScoredBatch,
     iso_timestamp,
+    line_bound,
     log_lines,
 )
+from mlops.serve.schema import input_schema
 
 
 def batch(size: int, request_id: str = "r1") -> ScoredBatch:
@@ -76,154 +82,204 @@ def test_timestamps_are_utc_with_milliseconds() -> None:
     assert iso_timestamp(1.9999) == "1970-01-01T00:00:01.999Z"
 
 
-def test_rotation_keeps_the_newest_files_up_to_the_backup_count(tmp_path: Path) -> None:
-    log = RotatingFile(tmp_path / "p.jsonl", max_bytes=10, backups=2)
-    for chunk in (b"aaaaaa\n", b"bbbbbb\n", b"cccccc\n", b"dddddd\n"):
-        log.write(chunk)
-    log.close()
-    assert (tmp_path / "p.jsonl").read_bytes() == b"dddddd\n"
-    assert (tmp_path / "p.jsonl.1").read_bytes() == b"cccccc\n"
-    assert (tmp_path / "p.jsonl.2").read_bytes() == b"bbbbbb\n"
-    assert not (tmp_path / "p.jsonl.3").exists()
+def lines_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_chunks_written_together_are_never_split_by_a_rotation(tmp_path: Path) -> None:
-    log = RotatingFile(tmp_path / "p.jsonl", max_bytes=10, backups=1)
-    log.write(b"aaaaaa\n")
-    log.write_all([b"bb\n", b"cc\n"], 6)
-    log.close()
-    assert (tmp_path / "p.jsonl.1").read_bytes() == b"aaaaaa\n"
-    assert (tmp_path / "p.jsonl").read_bytes() == b"bb\ncc\n"
+async def write_concurrently(writer: PredictionLogWriter, batches: list[ScoredBatch]) -> None:
+    await asyncio.gather(*(writer.write(scored) for scored in batches))
 
 
-def test_appends_to_an_existing_log_and_counts_its_size(tmp_path: Path) -> None:
-    (tmp_path / "p.jsonl").write_bytes(b"old line\n")
-    log = RotatingFile(tmp_path / "p.jsonl", max_bytes=100, backups=1)
-    assert log.size == 9
-    log.write(b"new line\n")
-    log.close()
-    assert (tmp_path / "p.jsonl").read_bytes() == b"old line\nnew line\n"
+def test_the_lines_are_in_the_file_before_the_requests_are_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "logs" / "p.jsonl"
+    writer = PredictionLogWriter(path, 1 << 20, 1)
+    appends: list[int] = []
+    real_append = writer.file.append
+    monkeypatch.setattr(writer.file, "append", lambda data: (appends.append(1), real_append(data)))
+    seen_on_release: list[int] = []
 
+    async def request(number: int) -> None:
+        await writer.write(batch(3, request_id=f"r{number}"))
+        seen_on_release.append(len(path.read_text().splitlines()))
 
-def test_a_rotation_made_by_another_writer_is_followed(tmp_path: Path) -> None:
-    path = tmp_path / "p.jsonl"
-    first, second = RotatingFile(path, 24, 5), RotatingFile(path, 24, 5)
-    first.write(b"first 1\n")
-    second.write(b"second writer 12\n")  # 8 + 17 bytes > 24: the second writer rotates
-    first.write(b"f2\n")  # lands in the new file, not in the rotated one it still holds
-    first.close()
-    second.close()
-    assert (tmp_path / "p.jsonl.1").read_bytes() == b"first 1\n"
-    assert path.read_bytes() == b"second writer 12\nf2\n"
+    async def traffic() -> None:
+        await asyncio.gather(*(request(number) for number in range(20)))
 
-
-def test_a_deleted_log_is_created_again(tmp_path: Path) -> None:
-    path = tmp_path / "p.jsonl"
-    log = RotatingFile(path, 1 << 20, 1)
-    log.write(b"before\n")
-    path.unlink()
-    log.write(b"after\n")
-    log.close()
-    assert path.read_bytes() == b"after\n"
-
-
-WRITER = """
-import sys, time
-from pathlib import Path
-from mlops.serve.predlog import RotatingFile
-path, tag, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-log = RotatingFile(path, max_bytes=16384, backups=1000)
-while not go.exists():
-    time.sleep(0.001)
-for number in range(3000):
-    lines = [f"{tag} {number} {part} ".encode() + b"x" * 40 + b"\\n" for part in "abc"]
-    log.write_all(lines, sum(map(len, lines)))
-log.close()
-"""
-
-
-def test_processes_append_to_one_log_whole_and_share_its_rotation(tmp_path: Path) -> None:
-    path, go = tmp_path / "p.jsonl", tmp_path / "go"
-    writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag, str(go)]) for tag in "PQ"
-    ]
-    time.sleep(0.5)  # both started: they write at the same time
-    go.touch()
-    assert [writer.wait(60) for writer in writers] == [0, 0]
-    rotated = [file for file in tmp_path.glob("p.jsonl.*") if file.suffix[1:].isdigit()]
-    contents = [file.read_bytes() for file in (path, *rotated)]
-    assert all(len(content) <= 16384 for content in contents)
-    # One rotation at a time: every rotated file was full (the next write did not fit in it).
-    assert all(len(content) > 16384 - 200 for content in contents[1:])
-    lines = [line for content in contents for line in content.decode().splitlines()]
-    expected = {
-        f"{tag} {n} {part} " + "x" * 40 for tag in "PQ" for n in range(3000) for part in "abc"
-    }
-    assert len(lines) == len(expected) and set(lines) == expected  # each whole, each once
-    for content in contents:  # the three lines of one write stay together, in one file
-        words = [line.split()[:3] for line in content.decode().splitlines()]
-        for index in range(0, len(words), 3):
-            assert [word[2] for word in words[index : index + 3]] == ["a", "b", "c"]
-            assert len({tuple(word[:2]) for word in words[index : index + 3]}) == 1
-    assert any(b"P " in content and b"Q " in content for content in contents), (
-        "the writers never overlapped"
-    )
-
-
-def test_close_writes_every_submitted_record(tmp_path: Path) -> None:
-    writer = PredictionLogWriter(tmp_path / "logs" / "p.jsonl", 1 << 20, 2)
-    for number in range(200):
-        assert writer.submit(batch(5, request_id=f"r{number}"))
-    writer.close()
-    lines = (tmp_path / "logs" / "p.jsonl").read_text().splitlines()
-    assert len(lines) == 1000
-    assert (
-        len({(json.loads(line)["request_id"], json.loads(line)["index"]) for line in lines}) == 1000
-    )
+    asyncio.run(traffic())
+    assert appends == [1]  # the requests of one loop turn share one write
+    assert seen_on_release == [60] * 20  # every request waited for it
     assert writer.pending == 0
+    writer.close()
+    records = lines_of(path)
+    assert len({(r["request_id"], r["index"]) for r in records}) == len(records) == 60
 
 
-def test_lines_reach_the_file_without_close(tmp_path: Path) -> None:
+def test_requests_of_later_turns_are_written_in_later_groups(tmp_path: Path) -> None:
     writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1)
-    writer.submit(batch(3))
-    deadline = time.monotonic() + 5
-    while writer.pending and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3
+
+    async def one_after_another() -> None:
+        for number in range(5):
+            await writer.write(batch(2, request_id=f"r{number}"))
+            assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2 * (number + 1)
+
+    asyncio.run(one_after_another())
     writer.close()
 
 
-def test_submit_refuses_when_the_backlog_is_full(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    one_batch = len(log_lines(batch(2)))
-    writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1, max_pending_bytes=2 * one_batch)
-    gate = threading.Event()
-    original = writer.file.write_all
-
-    def stuck_disk(chunks: list[bytearray], size: int) -> None:
-        gate.wait(10)
-        original(chunks, size)
-
-    monkeypatch.setattr(writer.file, "write_all", stuck_disk)
-    assert writer.submit(batch(2)) and writer.submit(batch(2))
-    assert not writer.submit(batch(2))
-    assert writer.pending == 4
-    gate.set()
-    writer.close()
-    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 4
-
-
-def test_a_failing_disk_makes_the_writer_unhealthy(
+def test_a_failing_disk_refuses_the_waiting_requests_and_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1)
 
-    def full_disk(chunks: list[bytes], size: int) -> None:
+    def full_disk(data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer.file, "write_all", full_disk)
-    writer.submit(batch(1))
-    writer.close()
+    monkeypatch.setattr(writer.file, "append", full_disk)
+    with pytest.raises(ClientError) as refused:
+        asyncio.run(write_concurrently(writer, [batch(1, "r1"), batch(1, "r2")]))
+    assert refused.value.status == 503 and "No space left on device" in refused.value.message
     assert not writer.healthy
     assert writer.failed is not None and "No space left on device" in writer.failed
+    monkeypatch.undo()
+    monkeypatch.setattr(predlog, "RETRY_SECONDS", 0.0)
+    time.sleep(0.01)
+    assert writer.healthy  # tried again after the pause
+    asyncio.run(write_concurrently(writer, [batch(1, "r3")]))
+    writer.close()
+    assert [record["request_id"] for record in lines_of(tmp_path / "p.jsonl")] == ["r3"]
+
+
+def test_a_log_the_sidecar_takes_is_sealed_on_close_and_keeps_every_segment(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    one_line = len(log_lines(batch(1)))
+    writer = PredictionLogWriter(path, 2 * one_line, 1, sidecar=True)
+    asyncio.run(write_concurrently(writer, [batch(1, f"r{n}") for n in range(1)]))
+    for number in range(1, 7):  # one write per turn: segments of two lines each
+        asyncio.run(write_concurrently(writer, [batch(1, f"r{number}")]))
+    writer.close()
+    assert path.read_bytes() == b""  # the open segment was closed for shipping
+    segments = closed_segments(path)
+    assert len(segments) == 4  # nothing deleted: the shipper removes them
+    records = [
+        json.loads(line) for segment in segments for line in segment.read_text().splitlines()
+    ]
+    assert [record["request_id"] for record in records] == [f"r{n}" for n in range(7)]
+
+
+def test_without_the_sidecar_only_the_newest_backups_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    one_line = len(log_lines(batch(1)))
+    writer = PredictionLogWriter(path, one_line, 2)
+    for number in range(6):
+        asyncio.run(write_concurrently(writer, [batch(1, f"r{number}")]))
+    writer.close()
+    assert len(closed_segments(path)) == 2
+    assert lines_of(path)[0]["request_id"] == "r5"  # not sealed: no sidecar takes it
+
+
+def signature_with_strings(categories: list[str]) -> Any:
+    return {
+        "model_name": "m",
+        "target": "y",
+        "task": "classification",
+        "classes": ["Klasse Ä", "b"],
+        "positive_class": None,
+        "threshold": None,
+        "features": [
+            {"name": "Größe (cm)", "input_name": "x", "type": "number", "nullable": True,
+             "categories": None, "min": 0.0, "max": 1.0},
+            {"name": 'Farbe "x"', "input_name": "c", "type": "string", "nullable": True,
+             "categories": categories, "min": None, "max": None},
+            {"name": "free text", "input_name": "t", "type": "string", "nullable": True,
+             "categories": None, "min": None, "max": None},
+        ],
+    }  # fmt: skip
+
+
+class FakeScorer:
+    regression = False
+    classes = ["Klasse Ä", "b"]
+    model_version = "0123456789ab"
+
+
+def test_no_line_exceeds_the_bound_whatever_the_strings_hold(tmp_path: Path) -> None:
+    schema = input_schema(signature_with_strings(["red", "blue"]))
+    assert schema.max_string_length == 256  # the floor, for short categories
+    longest = schema.max_string_length
+    bound = line_bound(schema, FakeScorer(), 1000)  # type: ignore[arg-type]
+    worst = ["\x01" * longest, '"' * longest, "\U0001f600" * longest, "é" * longest]
+    scored = ScoredBatch(
+        received=1_795_000_000.0,
+        request_id="f" * 32,
+        model_version=FakeScorer.model_version,
+        features=[
+            {"Größe (cm)": -1.7976931348623157e308, 'Farbe "x"': text, "free text": text}
+            for text in worst
+        ],
+        predictions=["Klasse Ä"] * len(worst),
+        probabilities=[{"Klasse Ä": 0.123456, "b": 0.876544}] * len(worst),
+        latency_seconds=123456.123456,
+        # what the client sends beside the features, at the most the codecs accept
+        extras=[{"order id": "x" * (MAX_EXTRA_BYTES - len('{"order id":""}'))}] * len(worst),
+        client_id="\x01" * MAX_CLIENT_ID_LENGTH,
+    )
+    assert len(orjson.dumps(scored.extras[0])) == MAX_EXTRA_BYTES  # type: ignore[index]
+    lines = log_lines(scored).splitlines(keepends=True)
+    assert max(map(len, lines)) <= bound
+    assert max(map(len, lines)) > bound - 200  # the bound is tight, not a guess
+    assert input_schema(signature_with_strings(["x" * 100])).max_string_length == 400
+    assert input_schema(signature_with_strings(["x"]), max_string_length=10).max_string_length == 10
+
+
+def test_a_log_over_its_total_budget_makes_the_scorer_unready_until_the_sidecar_ships(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(predlog, "BUDGET_CHECK_SECONDS", 0.0)
+    path = tmp_path / "p.jsonl"
+    one_line = len(log_lines(batch(1)))
+    writer = PredictionLogWriter(path, one_line, 1, sidecar=True, max_total_bytes=3 * one_line)
+    for number in range(3):
+        assert writer.healthy
+        asyncio.run(write_concurrently(writer, [batch(1, f"r{number}")]))
+    asyncio.run(write_concurrently(writer, [batch(1, "r3")]))  # four lines: over the budget
+    assert not writer.healthy
+    assert writer.failed is not None and "SCORER_LOG_MAX_TOTAL_BYTES" in writer.failed
+    for segment in closed_segments(path)[:2]:  # the sidecar shipped and removed two
+        segment.unlink()
+    monkeypatch.setattr(predlog, "RETRY_SECONDS", 0.0)
+    assert writer.healthy
+    writer.close()
+
+
+def test_a_large_group_is_written_off_the_loop_and_what_queues_meanwhile_follows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(predlog, "THREAD_WRITE_BYTES", 2 * len(log_lines(batch(1))))
+    path = tmp_path / "p.jsonl"
+    writer = PredictionLogWriter(path, 1 << 20, 1)
+    gate, writers = threading.Event(), []
+    real_append = writer.file.append
+
+    def slow_disk(data: bytes) -> None:
+        writers.append(threading.current_thread() is threading.main_thread())
+        assert gate.wait(5)
+        real_append(data)
+
+    monkeypatch.setattr(writer.file, "append", slow_disk)
+
+    async def scenario() -> None:
+        large = writer.write(batch(20, "large"))  # written in a worker thread
+        await asyncio.sleep(0.05)  # the loop goes on meanwhile
+        small = writer.write(batch(1, "small"))  # waits behind the write in flight
+        await asyncio.sleep(0.05)
+        assert not large.done() and not small.done()
+        gate.set()
+        await asyncio.gather(large, small)
+        assert len(lines_of(path)) == 21  # both written before their answers
+
+    asyncio.run(scenario())
+    writer.close()
+    assert writers == [False, True]  # the large group off the loop, the small one on it
+    assert [r["request_id"] for r in lines_of(path)] == ["large"] * 20 + ["small"]

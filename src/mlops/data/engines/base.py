@@ -44,9 +44,10 @@ class Validation:
 
 
 class Engine(Protocol):
-    def ingest(self, data: DataParams, out: Path) -> tuple[int, int]:
-        """Write ``data.source`` less ``data.drop_columns`` to ``out`` in the source's row order;
-        returns (rows, columns)."""
+    def ingest(self, data: DataParams, out: Path, harvest: Path | None = None) -> tuple[int, int]:
+        """Write ``data.source`` less ``data.drop_columns`` to ``out`` in the source's row order,
+        then the harvested rows at ``harvest`` (``mlops.data.harvest``), in the source's columns
+        and types; returns (rows, columns)."""
         ...
 
     def validate(

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from mlops.core.artifacts import PREDICTION_OUTPUT
-from mlops.serve.batches import FieldWarning, Records, Result
-from mlops.serve.errors import InputError, json_type
+from mlops.serve.batches import MAX_EXTRA_BYTES, FieldWarning, Records, Result
+from mlops.serve.errors import InputError, Issue, json_type
 from mlops.serve.model import Scorer
 from mlops.serve.schema import ExtraFieldsPolicy
 
@@ -70,15 +70,36 @@ class RestCodec:
 def without_extra_fields(rows: list[Any], features: frozenset[str]) -> Records:
     """The records with only their features (what the checks and the model see), and the other
     fields of each record apart (``Records.extras``, for the log). A record with no extra field
-    is passed on as it is; one that is not an object is left to the checks to name."""
+    is passed on as it is; one that is not an object is left to the checks to name. Extra fields
+    taking more than ``MAX_EXTRA_BYTES`` of JSON in a record are refused (InputError), naming
+    them: the log keeps them whole, and its lines are bounded."""
     extras: list[dict[str, Any] | None] = [None] * len(rows)
     found = False
+    issues: list[Issue] = []
     for index, row in enumerate(rows):
         if type(row) is dict and not row.keys() <= features:
             rows[index] = {name: value for name, value in row.items() if name in features}
-            extras[index] = {name: value for name, value in row.items() if name not in features}
+            extra = {name: value for name, value in row.items() if name not in features}
+            extras[index] = extra
             found = True
+            size = len(orjson.dumps(extra))
+            if size > MAX_EXTRA_BYTES:
+                issues.append(_oversized_extra(index, extra, size))
+    if issues:
+        raise InputError("records carry too much beside their features", issues)
     return Records(rows, extras if found else None)
+
+
+def _oversized_extra(index: int, extra: dict[str, Any], size: int) -> Issue:
+    largest = max(extra, key=lambda name: len(orjson.dumps(extra[name])))
+    return {
+        "index": index,
+        "field": largest,
+        "message": (
+            f"the fields beside the features take {size} bytes of JSON (the largest is this "
+            f"one); at most {MAX_EXTRA_BYTES} are kept"
+        ),
+    }
 
 
 def predict_body(

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, cast
 import orjson
 
 from mlops.core.artifacts import LABEL_OUTPUT, PREDICTION_OUTPUT, PROBABILITIES_OUTPUT, Signature
-from mlops.serve.batches import Columns, ColumnValues, Result
+from mlops.serve.batches import MAX_CLIENT_ID_LENGTH, Columns, ColumnValues, Result
 from mlops.serve.codecs.v2_binary import (
     BYTES_DATATYPE,
     NUMPY_DTYPES,
@@ -134,9 +134,7 @@ def check_inference_request(body: object, outputs: Sequence[str]) -> Requested:
         raise InputError(f"unknown key(s) {unknown} in the inference request")
     if "inputs" not in body:
         raise InputError("'inputs' is missing")
-    client_id = body.get("id")
-    if client_id is not None and not isinstance(client_id, str):
-        raise InputError("'id' must be a string")
+    client_id = checked_client_id(body.get("id"))
     parameters = check_parameters("the request", body.get("parameters"))
     all_binary = parameters.get(BINARY_DATA_OUTPUT, False)
     requested = body.get("outputs")
@@ -156,6 +154,20 @@ def check_inference_request(body: object, outputs: Sequence[str]) -> Requested:
             binary.add(name)
         names.append(name)
     return Requested(client_id, names, frozenset(binary))
+
+
+def checked_client_id(client_id: object) -> str | None:
+    """A request's ``id``: a string of at most ``MAX_CLIENT_ID_LENGTH`` characters (the log keeps
+    it), or None."""
+    if client_id is None:
+        return None
+    if not isinstance(client_id, str):
+        raise InputError("'id' must be a string")
+    if len(client_id) > MAX_CLIENT_ID_LENGTH:
+        raise InputError(
+            f"'id' has {len(client_id)} characters; at most {MAX_CLIENT_ID_LENGTH} are accepted"
+        )
+    return client_id
 
 
 def check_parameters(where: str, parameters: object) -> dict[str, Any]:

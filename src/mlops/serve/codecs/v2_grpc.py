@@ -24,6 +24,7 @@ from mlops.serve.codecs.v2 import (
     check_datatype,
     check_parameters,
     check_shape,
+    checked_client_id,
     feature_of,
     output_shape,
     output_tensor,
@@ -87,7 +88,7 @@ class GrpcCodec:
             for position, tensor in enumerate(body.inputs)
         ]
         columns = assemble_columns(named, self.schema)
-        columns.client_id = body.id or None
+        columns.client_id = checked_client_id(body.id or None)
         return columns, GrpcRequested(body.id, self.requested_outputs(body), bool(raw))
 
     def tensor_values(

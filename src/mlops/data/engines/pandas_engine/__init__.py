@@ -14,6 +14,7 @@ import pandera.pandas as pa
 from mlops.data.engines.base import CleanSettings, Validation
 from mlops.data.engines.pandas_engine.cleaning import clean_table
 from mlops.data.engines.pandas_engine.sources import drop_columns, read_source
+from mlops.data.rules.harvest import append_harvest
 from mlops.data.rules.validation import columns_to_normalise, json_safe, validate_frame
 from mlops.params import CleanParams, DataParams
 from mlops.profile import profile_table
@@ -25,8 +26,10 @@ from mlops.tables import read_table, write_table
 class PandasEngine:
     """``mlops.data.engines.base.Engine`` on pandas."""
 
-    def ingest(self, data: DataParams, out: Path) -> tuple[int, int]:
+    def ingest(self, data: DataParams, out: Path, harvest: Path | None = None) -> tuple[int, int]:
         frame = drop_columns(read_source(data), data.drop_columns, data.source)
+        if harvest is not None:
+            frame = append_harvest(frame, read_table(harvest))
         with step("ingest: write", len(frame)):
             write_table(out, frame)
         return frame.shape

@@ -56,8 +56,8 @@ class SparkEngine:
         with session(params) as spark:
             yield cls(spark, params.relative_error)
 
-    def ingest(self, data: DataParams, out: Path) -> tuple[int, int]:
-        return sources.ingest(self.spark, data, out)
+    def ingest(self, data: DataParams, out: Path, harvest: Path | None = None) -> tuple[int, int]:
+        return sources.ingest(self.spark, data, out, harvest)
 
     def validate(
         self, path: Path, schema: pa.DataFrameSchema, data: DataParams, clean: CleanParams

@@ -22,6 +22,7 @@ FILE_SCHEMES = ("file", "hdfs", "s3a", "gs", "abfs", "abfss", "wasb", "wasbs", "
 TRUE_TEXT = ("True", "TRUE", "true")  # what pandas.read_csv reads as booleans
 FALSE_TEXT = ("False", "FALSE", "false")
 ORDER_NAMES = ("__file", "__block", "__read")  # a file, a block of it, the rows as read from it
+HARVEST_FILE = "\uffff harvest"  # sorts after every file name: the harvested rows come last
 
 
 def source_format(data: DataParams) -> str:
@@ -120,13 +121,48 @@ def _typed(value: Column, kind: str) -> Column:
     return value if kind == "string" else value.try_cast(kind)
 
 
-def ingest(spark: SparkSession, data: DataParams, out: Path) -> tuple[int, int]:
-    """Write ``data.source`` (less ``data.drop_columns``) to ``out`` in the source's row order;
-    returns (rows, columns)."""
+def ingest(
+    spark: SparkSession, data: DataParams, out: Path, harvest: Path | None = None
+) -> tuple[int, int]:
+    """Write ``data.source`` (less ``data.drop_columns``) to ``out`` in the source's row order,
+    then the harvested rows at ``harvest``; returns (rows, columns)."""
     frame, rows = read_source(spark, data)
     columns = [name for name in frame.columns if name not in ORDER_NAMES]
     check_content(columns, rows, data.source)
     check_drop_columns(columns, data.drop_columns, data.source)
     kept = [name for name in columns if name not in data.drop_columns]
-    write_parquet(frame.orderBy(*ORDER_NAMES).select(*[named(c) for c in kept]), out)
+    ordered = frame.select(*[named(c) for c in kept], *ORDER_NAMES)
+    if harvest is not None:
+        harvested, added = harvested_rows(spark, harvest, ordered)
+        if added:
+            ordered, rows = ordered.unionByName(harvested), rows + added
+    write_parquet(ordered.orderBy(*ORDER_NAMES).select(*[named(c) for c in kept]), out)
     return rows, len(kept)
+
+
+def harvested_rows(spark: SparkSession, harvest: Path, source: DataFrame) -> tuple[DataFrame, int]:
+    """The harvested rows in the source's columns and types, ordered after every source row
+    (``ORDER_NAMES``: a file name that sorts last), and how many there are."""
+    rows = read_positioned_parquet(spark, harvest)
+    present = set(rows.columns)
+    typed = [
+        (named(field.name) if field.name in present else F.lit(None))
+        .cast(field.dataType)
+        .alias(field.name)
+        for field in source.schema.fields
+        if field.name not in ORDER_NAMES
+    ]
+    last = [
+        F.lit(HARVEST_FILE).alias(ORDER_NAMES[0]),
+        F.lit(0).cast("long").alias(ORDER_NAMES[1]),
+        F.monotonically_increasing_id().alias(ORDER_NAMES[2]),
+    ]
+    selected = rows.select(*typed, *last)
+    return selected, selected.count()
+
+
+def read_positioned_parquet(spark: SparkSession, path: Path) -> DataFrame:
+    try:
+        return spark.read.parquet(str(path))
+    except (PySparkException, Py4JJavaError) as error:
+        raise StageError(f"{path}: cannot be read as Parquet ({spark_failure(error)})") from None
