@@ -368,7 +368,7 @@ def test_the_sidecars_dispatch_retrains_up_to_the_pull_request(retrain: ActRun) 
     expected = [(name, "success") for name in names[:-1]] + [(names[-1], "failure")]
     assert names[-1] == "open or update the retrain pull request"
     assert job.results() == expected, retrain.explain()
-    reproduced = job.step("re-ingest the source and reproduce the pipeline").text
+    reproduced = job.step("re-ingest the source and the harvest, and reproduce the pipeline").text
     assert "Running stage 'ingest'" in reproduced
     assert "body_mass_g" in job.summary and "0.31" in job.summary  # the sidecar's reasons
 

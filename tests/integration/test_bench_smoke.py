@@ -12,7 +12,18 @@ import pytest
 from conftest import PROJECT_ROOT, run
 
 pytestmark = pytest.mark.slow
-STAGES = ["ingest", "validate", "clean", "label", "split", "train", "evaluate", "accept", "package"]
+STAGES = [
+    "harvest",
+    "ingest",
+    "validate",
+    "clean",
+    "label",
+    "split",
+    "train",
+    "evaluate",
+    "accept",
+    "package",
+]
 
 
 def test_the_quick_benchmark_measures_every_stage_and_the_scorer(tmp_path: Path) -> None:
