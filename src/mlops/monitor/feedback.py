@@ -1,7 +1,9 @@
 """Ground truth arriving later, joined to the logged predictions: rolling performance.
 
 Feedback is ``{"request_id", "label", "index"}`` (``index`` defaults to 0: the first record of the
-request) and is joined to the logged prediction with the same ``(request_id, index)``. ``label`` is
+request) and is joined to the logged predictions with the same ``(request_id, index)``: the
+answered one (the service's performance) and, with a challenger, each role's (a shadow copy
+shares its request's key), for the rollout comparison. ``label`` is
 the true class (a string) for a classifier and the true value (a JSON number) for a regressor. The
 sidecar remembers the most recent predictions only (``MONITOR_PREDICTION_MEMORY``); a label for a
 prediction it does not remember waits for it in a ``mlops.monitor.labels.LabelBuffer`` (it may
