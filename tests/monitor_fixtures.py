@@ -278,3 +278,109 @@ def prediction_lines(
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
+
+
+@dataclass
+class FakeScorer:
+    """The scorer's ``/metrics`` as far as the sidecar reads them: the request counters per
+    role, model version and outcome, which a test raises as traffic would."""
+
+    counts: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    url: str = ""
+    scrapes: int = 0
+
+    def add(self, role: str, version: str, outcome: str, value: float) -> None:
+        key = (role, version, outcome)
+        self.counts[key] = self.counts.get(key, 0.0) + value
+
+    def exposition(self) -> str:
+        lines = [
+            "# HELP scorer_model_requests_total Requests scored, by role, version and outcome.",
+            "# TYPE scorer_model_requests_total counter",
+        ]
+        for (role, version, outcome), value in sorted(self.counts.items()):
+            labels = f'role="{role}",model_version="{version}",outcome="{outcome}"'
+            lines.append(f"scorer_model_requests_total{{{labels}}} {value}")
+        lines.append('scorer_requests_total{route="/predict",status="200"} 12.0')
+        return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def fake_scorer() -> Iterator[FakeScorer]:
+    """A real HTTP server on 127.0.0.1 answering ``GET /metrics`` in the text format."""
+    fake = FakeScorer()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/metrics":
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            fake.scrapes += 1
+            body = fake.exposition().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def role_lines(
+    rows: Sequence[Mapping[str, Any]],
+    champion: Sequence[str | float],
+    challenger: Sequence[str | float] | None,
+    prefix: str,
+    *,
+    mode: str = "shadow",
+    stamp: str = "2027-01-15T08:00:00.000Z",
+    versions: tuple[str, str] = ("champ-1", "chall-2"),
+    latency: tuple[float, float] = (0.004, 0.003),
+) -> bytes:
+    """Prediction log lines as the scorer with a challenger writes them, one record per request:
+    in shadow mode the champion's answered line, then the challenger's copy (``"shadow": true``,
+    the same request id, index and features); in a canary every other request answered by the
+    challenger. ``challenger`` None: the champion alone, lines without a role (an old scorer)."""
+    out = []
+    for position, row in enumerate(rows):
+        features = {name: None if _missing(value) else value for name, value in row.items()}
+        base = {"ts": stamp, "request_id": f"{prefix}-{position}", "index": 0, "features": features}
+        answered_by_challenger = mode == "canary" and challenger is not None and position % 2
+        role = "challenger" if answered_by_challenger else "champion"
+        answered = _scored(
+            base,
+            versions[role == "challenger"],
+            (challenger if answered_by_challenger else champion)[position],  # type: ignore[index]
+            latency[role == "challenger"],
+        )
+        if challenger is not None:
+            answered["role"] = role
+        out.append(answered)
+        if mode == "shadow" and challenger is not None:
+            copy = _scored(base, versions[1], challenger[position], latency[1])
+            out.append(copy | {"role": "challenger", "shadow": True})
+    return b"".join(json.dumps(record).encode() + b"\n" for record in out)
+
+
+def _scored(
+    base: Mapping[str, Any], version: str, prediction: str | float, latency: float
+) -> dict[str, Any]:
+    return {
+        **base,
+        "model_version": version,
+        "prediction": prediction,
+        "probabilities": None if isinstance(prediction, float) else {str(prediction): 1.0},
+        "latency_seconds": latency,
+    }

@@ -17,6 +17,7 @@ from mlops.monitor.metrics import metrics_registry, render
 from mlops.monitor.page import render_page
 from mlops.monitor.service import Monitor
 from mlops.monitor.ship import Shipper
+from mlops.monitor.window import Role
 
 MAX_BODY_BYTES = 4 << 20
 
@@ -27,7 +28,12 @@ def feedback_body(task: Task) -> dict[str, Any]:
 
 
 def create_app(monitor: Monitor, shipper: Shipper | None = None) -> FastAPI:
-    registry = metrics_registry(monitor.reference, monitor.snapshot, shipper)
+    settings = monitor.settings
+    registry_versions: dict[Role, str | None] = {
+        "champion": settings.champion_registry_version,
+        "challenger": settings.challenger_registry_version,
+    }
+    registry = metrics_registry(monitor.reference, monitor.snapshot, shipper, registry_versions)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +60,12 @@ def create_app(monitor: Monitor, shipper: Shipper | None = None) -> FastAPI:
     @app.get("/performance")
     def performance() -> dict[str, Any]:
         return monitor.snapshot().performance.as_json()
+
+    @app.get("/rollout")
+    def rollout() -> dict[str, Any]:
+        """The champion and the challenger compared, and the verdict (null: no challenger)."""
+        body = monitor.snapshot().rollout.as_json()
+        return {"registry_versions": registry_versions, **body}
 
     task = monitor.reference.task
 

@@ -1,7 +1,9 @@
 """Ground truth arriving later, joined to the logged predictions: rolling performance.
 
 Feedback is ``{"request_id", "label", "index"}`` (``index`` defaults to 0: the first record of the
-request) and is joined to the logged prediction with the same ``(request_id, index)``. ``label`` is
+request) and is joined to the logged predictions with the same ``(request_id, index)``: the
+answered one (the service's performance) and, with a challenger, each role's (a shadow copy
+shares its request's key), for the rollout comparison. ``label`` is
 the true class (a string) for a classifier and the true value (a JSON number) for a regressor. The
 sidecar remembers the most recent predictions only (``MONITOR_PREDICTION_MEMORY``); a label for a
 prediction it does not remember waits for it in a ``mlops.monitor.labels.LabelBuffer`` (it may
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mlops.core.artifacts import Task
 from mlops.monitor.labels import LabelBuffer
 from mlops.monitor.reference import PERFORMANCE_METRICS, Reference
-from mlops.monitor.window import Label, LoggedPrediction, load_json
+from mlops.monitor.window import ROLES, Label, LoggedPrediction, Role, load_json
 
 MAX_FEEDBACK_PER_REQUEST = 10_000
 Pair = tuple[Label, Label]  # (true label, predicted label)
@@ -127,26 +129,43 @@ def feedback_schema(task: Task) -> dict[str, Any]:
     return {"oneOf": [item, {"type": "array", "items": item}]}
 
 
+@dataclass
+class Remembered:
+    """What is known of one ``(request_id, index)``: the prediction the client got, every role's
+    (a shadow copy shares the answered line's key), and its label once it arrived."""
+
+    answered: Label | None = None
+    by_role: dict[Role, Label] = field(default_factory=dict)
+    label: Label | None = None
+
+
 class PredictionMemory:
-    """The most recent predictions by ``(request_id, index)``, oldest forgotten first."""
+    """The most recent predictions by ``(request_id, index)``, oldest forgotten first. A labelled
+    one stays until forgotten: a shadow line written after its label arrived still joins it."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._predictions: OrderedDict[tuple[str, int], Label] = OrderedDict()
+        self._predictions: OrderedDict[tuple[str, int], Remembered] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._predictions)
 
-    def remember(self, record: LoggedPrediction) -> None:
+    def remember(self, record: LoggedPrediction) -> Remembered:
         key = (record.request_id, record.index)
-        self._predictions[key] = record.prediction
+        entry = self._predictions.get(key) or Remembered()
+        entry.by_role[record.role] = record.prediction
+        if record.answered:
+            entry.answered = record.prediction
+        self._predictions[key] = entry
         self._predictions.move_to_end(key)
         while len(self._predictions) > self.capacity:
             self._predictions.popitem(last=False)
+        return entry
 
-    def take(self, feedback: Feedback) -> Label | None:
-        """The prediction this feedback labels, once: a second label for it finds nothing."""
-        return self._predictions.pop((feedback.request_id, feedback.index), None)
+    def unlabelled(self, feedback: Feedback) -> Remembered | None:
+        """The predictions this feedback labels, once: a second label for them finds nothing."""
+        entry = self._predictions.get((feedback.request_id, feedback.index))
+        return entry if entry is not None and entry.label is None else None
 
 
 class LabelledWindow:
@@ -165,23 +184,48 @@ class LabelledWindow:
         return list(self._pairs)
 
 
+class LabelledWindows:
+    """The labelled pairs of the answered predictions (the service's performance: what clients
+    got, from either role in a canary) and of each role's (shadow copies included)."""
+
+    def __init__(self, size: int) -> None:
+        self.answered = LabelledWindow(size)
+        self.by_role = {role: LabelledWindow(size) for role in ROLES}
+
+    def add(self, truth: Label, entry: Remembered, record: LoggedPrediction | None = None) -> None:
+        """The pairs of ``entry`` just labelled, or (``record``) of one line read after it was."""
+        if record is not None:
+            if record.answered:
+                self.answered.add(truth, record.prediction)
+            self.by_role[record.role].add(truth, record.prediction)
+            return
+        if entry.answered is not None:
+            self.answered.add(truth, entry.answered)
+        for role, predicted in entry.by_role.items():
+            self.by_role[role].add(truth, predicted)
+
+    def role_pairs(self) -> dict[Role, list[Pair]]:
+        return {role: window.pairs() for role, window in self.by_role.items()}
+
+
 def join_feedback(
     feedback: Iterable[Feedback],
     memory: PredictionMemory,
-    labelled: LabelledWindow,
+    labelled: LabelledWindows,
     waiting: LabelBuffer,
     now: float,
 ) -> Counter[str]:
-    """Add each label whose prediction is remembered to the labelled window (``matched``); the
+    """Add each label whose prediction is remembered to the labelled windows (``matched``); the
     others wait for their prediction (``pending``; ``duplicate``, ``dropped``: labels they
     replaced or pushed out of the buffer)."""
     outcomes: Counter[str] = Counter()
     for item in feedback:
-        predicted = memory.take(item)
-        if predicted is None:
+        entry = memory.unlabelled(item)
+        if entry is None:
             outcomes.update(waiting.hold(item, now))
         else:
-            labelled.add(item.label, predicted)
+            entry.label = item.label
+            labelled.add(item.label, entry)
             outcomes["matched"] += 1
     return outcomes
 
@@ -189,18 +233,22 @@ def join_feedback(
 def remember_predictions(
     records: Iterable[LoggedPrediction],
     memory: PredictionMemory,
-    labelled: LabelledWindow,
+    labelled: LabelledWindows,
     waiting: LabelBuffer,
 ) -> int:
     """Predictions just read: one whose label arrived first is labelled now, the others are
-    remembered for their label. How many were matched."""
+    remembered for their label (a line of a prediction labelled already joins that label). How
+    many labels were matched."""
     matched = 0
     for record in records:
+        entry = memory.remember(record)
+        if entry.label is not None:
+            labelled.add(entry.label, entry, record)
+            continue
         label = waiting.take(record.request_id, record.index)
-        if label is None:
-            memory.remember(record)
-        else:
-            labelled.add(label, record.prediction)
+        if label is not None:
+            entry.label = label
+            labelled.add(label, entry)
             matched += 1
     return matched
 

@@ -1,13 +1,14 @@
 """The sidecar's Prometheus metrics, rendered at scrape time from the last published snapshot.
 
 Labels are bounded by the model: ``feature`` (its feature names), ``class`` (a classifier's
-classes), ``log``, ``result`` and ``outcome`` (a few fixed values). Request ids never become labels.
+classes), ``log``, ``result``, ``outcome``, ``role``, ``rule``, ``status`` and ``verdict`` (a few
+fixed values). Request ids never become labels.
 The prediction and performance metrics follow the model's task (``monitor_model_info{task}``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
@@ -19,15 +20,23 @@ from prometheus_client.metrics_core import (
 
 from mlops.monitor.detect import FeatureDrift, PredictionDrift
 from mlops.monitor.reference import Reference
+from mlops.monitor.rollout import STATUSES, VERDICTS, RolloutReport
 from mlops.monitor.service import Snapshot
 from mlops.monitor.ship import SHIPPED_LOGS, Shipper
 from mlops.monitor.state import LogCounts
+from mlops.monitor.window import ROLES, Role
 
 
 class MonitorCollector:
-    def __init__(self, reference: Reference, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(
+        self,
+        reference: Reference,
+        snapshot: Callable[[], Snapshot],
+        registry_versions: Mapping[Role, str | None] | None = None,
+    ) -> None:
         self.reference = reference
         self.snapshot = snapshot
+        self.registry_versions = registry_versions or {}
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot()
@@ -50,6 +59,15 @@ class MonitorCollector:
             "Labels waiting for their prediction to be read (MONITOR_LABEL_TTL_SECONDS at most).",
             value=snapshot.labels_pending,
         )
+        yield from _rollout_gauges(snapshot.rollout, self.registry_versions)
+        dispatches = CounterMetricFamily(
+            "monitor_rollout_verdict_dispatches",
+            "Rollout verdicts sent as repository_dispatch, by outcome.",
+            labels=["outcome"],
+        )
+        for outcome, value in snapshot.counts.verdict_dispatches.items():
+            dispatches.add_metric([outcome], value)
+        yield dispatches
 
 
 def _log_counters(logs: dict[str, LogCounts]) -> Iterator[Metric]:
@@ -193,6 +211,118 @@ def _performance_gauges(snapshot: Snapshot) -> Iterator[Metric]:
     )
 
 
+def _rollout_gauges(
+    report: RolloutReport, registry_versions: Mapping[Role, str | None]
+) -> Iterator[Metric]:
+    """The roles compared over the window (docs/monitoring.md, "Rollout"); the verdict, the
+    rules and the challenger's numbers only while the window holds challenger records."""
+    active = report.verdict is not None
+    yield GaugeMetricFamily(
+        "monitor_rollout_active", "1 while the window holds challenger records.", value=active
+    )
+    roles = report.roles
+    info = {
+        "mode": report.mode or "",
+        **{f"{role}_model_version": ",".join(roles[role].model_versions) for role in ROLES},
+        **{f"{role}_registry_version": registry_versions.get(role) or "" for role in ROLES},
+    }
+    yield InfoMetricFamily(
+        "monitor_rollout", "The roles compared: their model and registry versions.", value=info
+    )
+    if report.verdict is not None:
+        verdict = GaugeMetricFamily(
+            "monitor_rollout_verdict",
+            "1 for the verdict on the challenger: promote, hold or rollback.",
+            labels=["verdict"],
+        )
+        for name in VERDICTS:
+            verdict.add_metric([name], float(name == report.verdict))
+        yield verdict
+        rules = GaugeMetricFamily(
+            "monitor_rollout_rule",
+            "1 for what became of each rule of the verdict: pass, fail, wait (more data), skip.",
+            labels=["rule", "status"],
+        )
+        for check in report.checks:
+            for status in STATUSES:
+                rules.add_metric([check.rule, status], float(status == check.status))
+        yield rules
+    yield from _role_gauges(report)
+    yield GaugeMetricFamily(
+        "monitor_rollout_pairs", "Shadow mode: records both roles scored.", value=report.pairs
+    )
+    if report.agreement is not None:
+        yield GaugeMetricFamily(
+            "monitor_rollout_agreement_ratio",
+            "Shadow mode, a classifier: share of the pairs where both roles predict the same.",
+            value=report.agreement,
+        )
+    if report.prediction_difference is not None:
+        yield GaugeMetricFamily(
+            "monitor_rollout_prediction_difference",
+            "Shadow mode, a regressor: mean |difference| of the pairs, in target scales.",
+            value=report.prediction_difference,
+        )
+
+
+def _role_gauges(report: RolloutReport) -> Iterator[Metric]:
+    """Per role: records, latency, prediction PSI, requests and errors, labelled performance."""
+    summaries = [report.roles[role] for role in ROLES]
+    records = GaugeMetricFamily(
+        "monitor_rollout_records", "Log lines in the rollout window.", labels=["role"]
+    )
+    latency = GaugeMetricFamily(
+        "monitor_rollout_latency_seconds",
+        "Latency (latency_seconds of the log lines) in the window.",
+        labels=["role", "quantile"],
+    )
+    psi = GaugeMetricFamily(
+        "monitor_rollout_prediction_psi",
+        "PSI of the role's predictions against the packaged reference.",
+        labels=["role"],
+    )
+    labelled = GaugeMetricFamily(
+        "monitor_rollout_labelled_records", "Labelled records of the role.", labels=["role"]
+    )
+    requests = GaugeMetricFamily(
+        "monitor_rollout_requests",
+        "The scorer's requests of the role over the window (MONITOR_SCORER_URL), by outcome.",
+        labels=["role", "outcome"],
+    )
+    errors = GaugeMetricFamily(
+        "monitor_rollout_error_ratio",
+        "The scorer's share of the role's requests that failed over the window.",
+        labels=["role"],
+    )
+    for summary in summaries:
+        records.add_metric([summary.role], summary.records)
+        labelled.add_metric([summary.role], summary.labelled)
+        for quantile, value in (("0.5", summary.latency_p50), ("0.95", summary.latency_p95)):
+            if value is not None:
+                latency.add_metric([summary.role, quantile], value)
+        if summary.prediction_psi is not None:
+            psi.add_metric([summary.role], summary.prediction_psi)
+        counts = summary.counts
+        if counts is not None:
+            for outcome in ("ok", "error", "dropped"):
+                requests.add_metric([summary.role, outcome], getattr(counts, outcome))
+            if counts.error_rate is not None:
+                errors.add_metric([summary.role], counts.error_rate)
+    yield from (records, latency, psi, labelled, requests, errors)
+    for metric, (suffix, meaning) in PERFORMANCE_GAUGES.items():
+        family = GaugeMetricFamily(
+            f"monitor_rollout_{suffix}",
+            f"{meaning} of the role on labelled traffic.",
+            labels=["role"],
+        )
+        for summary in summaries:
+            value = summary.performance.get(metric)
+            if value is not None:
+                family.add_metric([summary.role], value)
+        if family.samples:
+            yield family
+
+
 def _reader_gauges(snapshot: Snapshot) -> Iterator[Metric]:
     if snapshot.read_lag_seconds is not None:
         yield GaugeMetricFamily(
@@ -257,10 +387,13 @@ class ShippingCollector:
 
 
 def metrics_registry(
-    reference: Reference, snapshot: Callable[[], Snapshot], shipper: Shipper | None = None
+    reference: Reference,
+    snapshot: Callable[[], Snapshot],
+    shipper: Shipper | None = None,
+    registry_versions: Mapping[Role, str | None] | None = None,
 ) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(MonitorCollector(reference, snapshot))
+    registry.register(MonitorCollector(reference, snapshot, registry_versions))
     if shipper is not None and shipper.store is not None:
         registry.register(ShippingCollector(shipper))
     return registry

@@ -1,7 +1,7 @@
-"""``GET /``: one self-contained HTML page (no script, no CDN, no external file): per feature the
-reference and live distributions and the drift score over time, the predictions likewise, the
-alert history, and a summary table. The charts are inline SVG; hovering a bar or a point shows its
-numbers (an SVG ``title``).
+"""``GET /``: one self-contained HTML page (no script, no CDN, no external file): with a challenger,
+the roles compared and the verdict; per feature the reference and live distributions and the
+drift score over time, the predictions likewise, the alert history, and a summary table. The
+charts are inline SVG; hovering a bar or a point shows its numbers (an SVG ``title``).
 
 Every name on it (model, features, classes, categories) comes from the user's data and is
 HTML-escaped.
@@ -17,6 +17,7 @@ from mlops.monitor.detect import Bin, FeatureDrift, PredictionDrift
 from mlops.monitor.feedback import PerformanceReport
 from mlops.monitor.history import AlertEpisode, Point
 from mlops.monitor.reference import Reference
+from mlops.monitor.rollout import RoleSummary, RolloutReport
 from mlops.monitor.service import Snapshot
 
 STYLE = """
@@ -27,7 +28,8 @@ h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
 table { border-collapse: collapse; margin: .6rem 0; background: #fff; }
 th, td { padding: .3rem .7rem; border-bottom: 1px solid #e3e3e3; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-tr.drifted { background: #fde2e1; }
+tr.drifted, tr.fail { background: #fde2e1; }
+.verdict { font-size: 1.2rem; }
 .ok { color: #1a7f37; } .bad { color: #b42318; font-weight: 600; }
 .cards { display: flex; flex-wrap: wrap; gap: 1rem; }
 .card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .6rem .8rem;
@@ -72,6 +74,7 @@ checks) and the change is at least its floor.</p>
 <p class="legend"><span style="background:#c9ced6"></span>training (reference)
 <span style="background:#3b6fd4"></span>live window <span style="background:#d1453b"></span>live,
 drifted <span style="background:#999;height:2px"></span>the score's floor</p>
+{_rollout(snapshot.rollout)}
 <h2>Alerts</h2>
 {_alerts(snapshot.alerts, snapshot.history)}
 <h2>Predictions</h2>
@@ -88,12 +91,68 @@ drifted <span style="background:#999;height:2px"></span>the score's floor</p>
 {"".join(_row(feature) for feature in features)}
 </table>
 <p><a href="/drift">JSON</a> · <a href="/performance">performance</a> ·
+<a href="/rollout">rollout</a> ·
 <a href="/metrics">Prometheus metrics</a></p>
 </body></html>
 """
 
 
 # --- sections -------------------------------------------------------------------------------------
+
+
+def _rollout(report: RolloutReport) -> str:
+    """The roles side by side, the shadow pairs' agreement, the verdict and every rule."""
+    if report.verdict is None:
+        return ""
+    verdict = {
+        "promote": '<span class="ok">promote</span>',
+        "hold": "hold",
+        "rollback": '<span class="bad">rollback</span>',
+    }[report.verdict]
+    if report.agreement is not None:
+        pairs = f"; agreement {report.agreement:.1%} over {report.pairs} pairs"
+    elif report.prediction_difference is not None:
+        difference = _number(report.prediction_difference)
+        pairs = f"; mean |difference| {difference} target scales over {report.pairs} pairs"
+    else:
+        pairs = ""
+    window = report.window()
+    rows = "".join(_role_row(summary) for summary in report.roles.values())
+    checks = "".join(
+        f'<tr class="{check.status}"><td>{check.rule}</td><td>{check.status}</td>'
+        f"<td>{escape(check.detail)}</td></tr>\n"
+        for check in report.checks
+    )
+    return f"""<h2>Rollout</h2>
+<p class="verdict">Verdict on the challenger ({report.mode}): {verdict}.</p>
+<p>Window: {window["start"]} to {window["end"]}{pairs}.</p>
+<table class="roles"><tr><th>role</th><th>model version</th><th>records</th><th>latency p50</th>
+<th>p95</th><th>prediction PSI</th><th>errors</th><th>labelled</th><th>performance</th></tr>
+{rows}</table>
+<table class="rules"><tr><th>rule</th><th>status</th><th>detail</th></tr>
+{checks}</table>"""
+
+
+def _role_row(summary: RoleSummary) -> str:
+    counts = summary.counts
+    errors = (
+        "n/a"
+        if counts is None or counts.error_rate is None
+        else f"{counts.error_rate:.2%} of {counts.requests}"
+    )
+    measured = ", ".join(
+        f"{METRIC_NAMES[name]} {_number(value)}" for name, value in summary.performance.items()
+    )
+    latency = [
+        "n/a" if value is None else f"{value * 1000:.3g} ms"
+        for value in (summary.latency_p50, summary.latency_p95)
+    ]
+    return (
+        f"<tr><td>{summary.role}</td><td>{escape(', '.join(summary.model_versions))}</td>"
+        f"<td>{summary.records}</td><td>{latency[0]}</td><td>{latency[1]}</td>"
+        f"<td>{_number(summary.prediction_psi)}</td><td>{errors}</td>"
+        f"<td>{summary.labelled}</td><td>{measured}</td></tr>\n"
+    )
 
 
 def _alerts(episodes: Sequence[AlertEpisode], history: Sequence[Point]) -> str:

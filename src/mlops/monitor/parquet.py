@@ -4,10 +4,10 @@ The sidecar's image carries no pyarrow (about 170 MB installed, more than half t
 few tables it writes: one row group, one data page per column (format v1, PLAIN values, the
 definition levels of nullable columns run-length encoded, the page GZIP-compressed with zlib),
 and the footer in Thrift's compact protocol (parquet-format's ``parquet.thrift``). Columns hold
-64-bit integers, doubles, UTF-8 strings or UTC timestamps in milliseconds, required or nullable,
-at the top level or inside a struct (a required group of nullable columns). pyarrow, pandas,
-DuckDB and Spark read the files (a test reads them back with pyarrow). The same table gives the
-same bytes.
+64-bit integers, doubles, booleans, UTF-8 strings or UTC timestamps in milliseconds, required or
+nullable, at the top level or inside a struct (a required group of nullable columns). pyarrow,
+pandas, DuckDB and Spark read the files (a test reads them back with pyarrow). The same table
+gives the same bytes.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["int64", "double", "string", "timestamp_ms"]
+Kind = Literal["int64", "double", "boolean", "string", "timestamp_ms"]
 MAGIC = b"PAR1"
 CREATED_BY = "mlops sidecar (mlops.monitor.parquet)"
 
 # Thrift compact protocol: the type codes of a field
 BOOL, I32, I64, BINARY, LIST, STRUCT = 1, 5, 6, 8, 9, 12
 # parquet.thrift enums
-PHYSICAL = {"int64": 2, "timestamp_ms": 2, "double": 5, "string": 6}  # INT64, DOUBLE, BYTE_ARRAY
+# BOOLEAN, INT64, DOUBLE, BYTE_ARRAY
+PHYSICAL = {"boolean": 0, "int64": 2, "timestamp_ms": 2, "double": 5, "string": 6}
 REQUIRED, OPTIONAL = 0, 1
 CONVERTED = {"string": 0, "timestamp_ms": 9}  # UTF8, TIMESTAMP_MILLIS
 PLAIN, RLE = 0, 3
@@ -147,6 +148,12 @@ def _plain(kind: Kind, values: list[Any]) -> bytes:
         return struct.pack(f"<{len(values)}q", *values)
     if kind == "double":
         return struct.pack(f"<{len(values)}d", *values)
+    if kind == "boolean":  # bit-packed, the first value in the lowest bit
+        packed = bytearray((len(values) + 7) // 8)
+        for position, value in enumerate(values):
+            if value:
+                packed[position // 8] |= 1 << (position % 8)
+        return bytes(packed)
     encoded = [value.encode("utf-8", "replace") for value in values]
     return b"".join(struct.pack("<I", len(item)) + item for item in encoded)
 

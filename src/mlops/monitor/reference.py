@@ -49,6 +49,7 @@ class FeatureReference:
     low: float | None = None
     high: float | None = None
     mean: float | None = None
+    std: float | None = None  # a regressor's predictions: the scale the roles' differences use
     category_shares: Mapping[str, float] = field(default_factory=dict)
     categories: frozenset[str] = frozenset()  # every category seen in training
     rows: int = 0  # rows of the reference, present or missing
@@ -242,6 +243,7 @@ def _numeric(
         low=_first_number(low, column.get("min")),
         high=_first_number(high, column.get("max")),
         mean=_first_number(column.get("mean")),
+        std=_first_number(column.get("std")),
         rows=max(rows, present),
         present=present,
         raw=raw,

@@ -11,7 +11,6 @@ import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -19,6 +18,7 @@ from pydantic import SecretStr
 from mlops.monitor.detect import DriftReport
 from mlops.monitor.feedback import PerformanceReport
 from mlops.monitor.reference import Reference
+from mlops.monitor.window import format_timestamp
 
 LOGGER = logging.getLogger(__name__)
 EVENT_TYPE = "retrain"
@@ -76,8 +76,10 @@ class GitHubDispatcher:
         self.timeout = timeout
         self._opener = urllib.request.build_opener(_RefuseRedirects)
 
-    def build_request(self, payload: dict[str, Any]) -> urllib.request.Request:
-        body = json.dumps({"event_type": EVENT_TYPE, "client_payload": payload}).encode()
+    def build_request(
+        self, payload: dict[str, Any], event_type: str = EVENT_TYPE
+    ) -> urllib.request.Request:
+        body = json.dumps({"event_type": event_type, "client_payload": payload}).encode()
         headers = {
             "Accept": "application/vnd.github+json",
             "Content-Type": "application/json",
@@ -88,13 +90,14 @@ class GitHubDispatcher:
             headers["Authorization"] = f"Bearer {self.token.get_secret_value()}"
         return urllib.request.Request(self.url, data=body, headers=headers, method="POST")
 
-    def send(self, payload: dict[str, Any]) -> Outcome:
+    def send(self, payload: dict[str, Any], event_type: str = EVENT_TYPE) -> Outcome:
         """Send the event; a failure is logged and reported, never raised."""
-        request = self.build_request(payload)
+        request = self.build_request(payload, event_type)
         body = request.data.decode() if isinstance(request.data, bytes) else ""
         if self.token is None:
             LOGGER.warning(
-                "retrain signal (dry run, MONITOR_GITHUB_TOKEN is not set): would POST %s %s",
+                "%s signal (dry run, MONITOR_GITHUB_TOKEN is not set): would POST %s %s",
+                event_type,
                 self.url,
                 body,
             )
@@ -104,12 +107,14 @@ class GitHubDispatcher:
                 status = response.status
         except urllib.error.HTTPError as error:
             detail = error.read(500).decode(errors="replace")
-            LOGGER.error("retrain signal refused: POST %s -> %s %s", self.url, error.code, detail)
+            LOGGER.error(
+                "%s signal refused: POST %s -> %s %s", event_type, self.url, error.code, detail
+            )
             return "failed"
         except (OSError, ValueError) as error:
-            LOGGER.error("retrain signal failed: POST %s: %s", self.url, error)
+            LOGGER.error("%s signal failed: POST %s: %s", event_type, self.url, error)
             return "failed"
-        LOGGER.warning("retrain signal sent: POST %s -> %s %s", self.url, status, body)
+        LOGGER.warning("%s signal sent: POST %s -> %s %s", event_type, self.url, status, body)
         return "sent"
 
 
@@ -136,12 +141,8 @@ def retrain_payload(
         },
         "prediction": {"psi": round(drift.prediction.psi, 4), "drifted": drift.prediction.drifted},
         "performance": performance.as_json(),
-        "alert_since": _iso(alert_since if alert_since is not None else now),
-        "sent_at": _iso(now),
+        "alert_since": format_timestamp(alert_since if alert_since is not None else now),
+        "sent_at": format_timestamp(now),
         # a directory on the pod means nothing to CI: only an object store is passed on
         "harvest_source": harvest_source if (harvest_source or "").startswith("s3://") else None,
     }
-
-
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,5 +1,10 @@
-"""The sidecar's engine: one background thread follows the logs, recomputes drift and performance,
-sends the retrain signal and saves its state; HTTP handlers only read the last published snapshot.
+"""The sidecar's engine: one background thread follows the logs, recomputes drift, performance and
+the rollout comparison, sends the retrain signal and the rollout verdict, and saves its state; HTTP
+handlers only read the last published snapshot.
+
+Drift, data quality and the service's performance see the answered lines only (a shadow copy is
+not what a client got, and would count its request twice); the rollout comparison sees both
+roles' lines, and labels join every line of their ``(request_id, index)``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from mlops.monitor.detect import DriftReport, Thresholds, assess
 from mlops.monitor.feedback import (
     Feedback,
-    LabelledWindow,
+    LabelledWindows,
     PerformanceReport,
     PerformanceRules,
     PredictionMemory,
@@ -28,6 +33,9 @@ from mlops.monitor.history import AlertEpisode, DriftHistory, Point
 from mlops.monitor.labels import FEEDBACK_RESULTS, PENDING, LabelBuffer, LabelLog
 from mlops.monitor.reference import Reference, check_feature_names, load_reference
 from mlops.monitor.retrain import GitHubDispatcher, RetrainTrigger, retrain_payload
+from mlops.monitor.rollout import RolloutReport, RolloutWindow, Scored, compare
+from mlops.monitor.rollout_settings import load_rollout_rules
+from mlops.monitor.scorer import ScorerCounters
 from mlops.monitor.settings import MonitorSettings, env_name
 from mlops.monitor.state import (
     FEEDBACK,
@@ -38,10 +46,12 @@ from mlops.monitor.state import (
     save_state,
     state_bytes,
 )
+from mlops.monitor.verdict import VERDICT_EVENT, VerdictTrigger, verdict_payload
 from mlops.monitor.window import LoggedPrediction, SlidingWindow, parse_prediction
 
 LOGGER = logging.getLogger(__name__)
 FINAL_POLLS = 10  # at shutdown, read at most this many polls' worth (8 MiB each) of backlog
+SCRAPE_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,8 @@ class Snapshot:
     """Everything the HTTP side shows, as of the last poll."""
 
     drift: DriftReport
-    performance: PerformanceReport
+    performance: PerformanceReport  # of the answered predictions
+    rollout: RolloutReport
     counts: Counts
     read_lag_seconds: float | None  # wall clock minus the time of the newest record, when read
     unread_bytes: int
@@ -94,8 +105,25 @@ class Monitor:
             FEEDBACK: LogFollower(settings.feedback_log, state.positions[FEEDBACK]),
         }
         self._window = SlidingWindow(settings.window_size, settings.window_seconds)
+        self.rollout_rules = load_rollout_rules(
+            settings.rollout_settings, env_name("rollout_settings")
+        )
+        window = self.rollout_rules.window
+        self._rollout_window = RolloutWindow(window.records, window.seconds)
+        self._scorer = ScorerCounters(
+            settings.scorer_url,
+            settings.scorer_scrape_seconds,
+            min(SCRAPE_TIMEOUT_SECONDS, settings.github_timeout_seconds),
+        )
+        self._verdicts = VerdictTrigger(
+            hold_seconds=self.rollout_rules.hold_seconds,
+            retry_seconds=settings.retrain_retry_seconds,
+            champion=settings.champion_registry_version,
+            challenger=settings.challenger_registry_version,
+            sent=list(state.verdicts_sent),
+        )
         self._memory = PredictionMemory(settings.prediction_memory)
-        self._labelled = LabelledWindow(settings.performance_window)
+        self._labelled = LabelledWindows(settings.performance_window)
         self._waiting = LabelBuffer(settings.label_buffer_size, settings.label_ttl_seconds)
         self.labels = LabelLog(settings.label_log, shipped=settings.ship_url is not None)
         self._counts = state.counts
@@ -112,7 +140,7 @@ class Monitor:
         self._read_lag: float | None = None
         self._saved = b""
         self._history = DriftHistory(settings.history_interval_seconds)
-        self._snapshot = self._publish(*self._assess()[:2], None)
+        self._snapshot = self._publish(*self._assess()[:3], None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -140,7 +168,9 @@ class Monitor:
         """Alive and polled recently (a stuck poll, e.g. on a hung volume, makes it unready)."""
         last = self._snapshot.last_poll
         stale_after = (
-            10 * self.settings.poll_interval_seconds + self.settings.github_timeout_seconds
+            10 * self.settings.poll_interval_seconds
+            + 2 * self.settings.github_timeout_seconds  # the retrain signal and the verdict's
+            + SCRAPE_TIMEOUT_SECONDS
         )
         return self.alive and last is not None and self._clock() - last < stale_after
 
@@ -210,52 +240,70 @@ class Monitor:
                 join_feedback(feedback, self._memory, self._labelled, self._waiting, now)
             )
             self._count_feedback(Counter(expired=self._waiting.expire(now)))
-        drift, performance, changed = self._assess()
+        scraped = self._scorer.poll(now)
+        drift, performance, rollout, changed = self._assess(scraped)
         if changed:
             self._history.record(drift, now)
-        self._publish(drift, performance, now)  # before the signal: a slow API delays no report
-        if self._signal_retrain(drift, performance, now):
-            self._publish(drift, performance, now)
+        self._publish(drift, performance, rollout, now)  # before the signals: a slow API
+        signalled = self._signal_retrain(drift, performance, now)  # delays no report
+        if self._signal_verdict(rollout, now) or signalled:
+            self._publish(drift, performance, rollout, now)
         self._save()
         return predictions.exhausted or feedback_read.exhausted
 
     def _add_records(self, records: list[LoggedPrediction], now: float) -> None:
         for record in records:
-            self._window.add(record)
+            if record.answered:
+                self._window.add(record)
+            self._rollout_window.add(Scored.of(record))
         matched = remember_predictions(records, self._memory, self._labelled, self._waiting)
         self._count_feedback(Counter(matched=matched))
         if records:
             self._read_lag = max(0.0, now - max(record.timestamp for record in records))
-        size = len(self._window)
+        sizes = (len(self._window), len(self._rollout_window))
         self._window.evict(now)
-        self._changed = self._changed or bool(records) or len(self._window) != size
+        self._rollout_window.evict(now)
+        evicted = sizes != (len(self._window), len(self._rollout_window))
+        self._changed = self._changed or bool(records) or evicted
 
     def _count_feedback(self, outcomes: Counter[str]) -> None:
         for result in FEEDBACK_RESULTS:
             self._counts.feedback[result] += outcomes[result]
         self._changed = self._changed or bool(outcomes["matched"])
 
-    def _assess(self) -> tuple[DriftReport, PerformanceReport, bool]:
-        """Drift and performance of the current windows, recomputed only when they changed (the
-        third value says whether they did)."""
+    def _assess(
+        self, scraped: bool = False
+    ) -> tuple[DriftReport, PerformanceReport, RolloutReport, bool]:
+        """Drift, performance and the rollout comparison of the current windows, recomputed only
+        when they (or the scorer's counts) changed (the last value says whether they did)."""
         with self._lock:
-            changed, self._changed = self._changed, False
+            changed, self._changed = self._changed or scraped, False
             records = list(self._window) if changed else []
-            pairs = self._labelled.pairs() if changed else []
+            pairs = self._labelled.answered.pairs() if changed else []
+            scored = list(self._rollout_window) if changed else []
+            role_pairs = self._labelled.role_pairs() if changed else {}
         if not changed:
-            return self._snapshot.drift, self._snapshot.performance, False
+            snapshot = self._snapshot
+            return snapshot.drift, snapshot.performance, snapshot.rollout, False
         drift = assess(records, self.reference, self.thresholds)
         performance = assess_performance(pairs, self.reference, self.performance_rules)
-        return drift, performance, True
+        errors = self._scorer.over(min((r.timestamp for r in scored), default=None))
+        rollout = compare(scored, role_pairs, errors, self.reference, self.rollout_rules)
+        return drift, performance, rollout, True
 
     def _publish(
-        self, drift: DriftReport, performance: PerformanceReport, now: float | None
+        self,
+        drift: DriftReport,
+        performance: PerformanceReport,
+        rollout: RolloutReport,
+        now: float | None,
     ) -> Snapshot:
         with self._lock:
             counts = self._counts.copy()
         self._snapshot = Snapshot(
             drift=drift,
             performance=performance,
+            rollout=rollout,
             counts=counts,
             read_lag_seconds=self._read_lag,
             unread_bytes=self._followers[PREDICTIONS].unread_bytes(),
@@ -285,12 +333,24 @@ class Monitor:
             self._counts.retrain_requests[outcome] += 1
         return True
 
+    def _signal_verdict(self, rollout: RolloutReport, now: float) -> bool:
+        decision = self._verdicts.due(rollout, now)
+        if decision is None:
+            return False
+        payload = verdict_payload(self.reference.model_name, decision, rollout)
+        outcome = self._dispatcher.send(payload, VERDICT_EVENT)
+        self._verdicts.record(decision, outcome, now)
+        with self._lock:
+            self._counts.verdict_dispatches[outcome] += 1
+        return True
+
     def _save(self) -> None:
         with self._lock:
             state = MonitorState(
                 positions={log: follower.position for log, follower in self._followers.items()},
                 counts=self._counts.copy(),
                 last_retrain=self._trigger.last_sent,
+                verdicts_sent=list(self._verdicts.sent),
             )
         data = state_bytes(state)
         if data != self._saved:

@@ -27,6 +27,8 @@ from mlops.core.network import is_loopback
 
 ENV_PREFIX = "MONITOR_"
 SHARED_NAMES = {"prediction_log": "PREDICTION_LOG", "model_dir": "MODEL_DIR"}
+# A registry version, as GTO tags it (mlops.gitops.versions.VERSION_PATTERN).
+REGISTRY_VERSION = r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"
 # Fields whose value must never appear in a message or a log line.
 SECRET_FIELDS = {"github_token"}
 
@@ -94,6 +96,15 @@ class MonitorSettings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     github_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
+    # The rollout verdict (mlops.monitor.rollout): its thresholds (a YAML file; unset: the
+    # defaults deploy/rollout.yaml documents), the scorer whose request counts give the roles'
+    # error rates (unset: not compared), and the registry versions the deployment runs.
+    rollout_settings: Path | None = None
+    scorer_url: str | None = None
+    scorer_scrape_seconds: float = Field(default=15.0, ge=0.05, le=3600)
+    champion_registry_version: str | None = Field(default=None, pattern=REGISTRY_VERSION)
+    challenger_registry_version: str | None = Field(default=None, pattern=REGISTRY_VERSION)
+
     @field_validator("host")
     @classmethod
     def _host_is_one_word(cls, host: str) -> str:
@@ -101,10 +112,25 @@ class MonitorSettings(BaseSettings):
             raise ValueError("expected an IP address or a host name")
         return host
 
-    @field_validator("ship_url", mode="before")
+    @field_validator(
+        "ship_url",
+        "rollout_settings",
+        "scorer_url",
+        "champion_registry_version",
+        "challenger_registry_version",
+        mode="before",
+    )
     @classmethod
     def _empty_means_unset(cls, value: Any) -> Any:
         return None if value == "" else value  # compose passes an unset shell variable as ""
+
+    @field_validator("scorer_url")
+    @classmethod
+    def _scorer_url(cls, url: str | None) -> str | None:
+        parts = urlsplit(url or "")
+        if url is not None and not (parts.scheme in ("http", "https") and parts.hostname):
+            raise ValueError("expected the scorer's base URL, e.g. http://127.0.0.1:8080")
+        return url
 
     @field_validator("feature_psi_thresholds", mode="before")
     @classmethod
@@ -131,6 +157,13 @@ class MonitorSettings(BaseSettings):
                 "set it to owner/name of the repository to dispatch the retrain event to"
             )
         _check_api_url(self.github_api_url)
+        versions = (self.champion_registry_version, self.challenger_registry_version)
+        if versions[0] is not None and versions[0] == versions[1]:
+            raise ValueError(
+                f"{env_name('champion_registry_version')} and "
+                f"{env_name('challenger_registry_version')} are both {versions[0]}: the "
+                "challenger is another registry version than the champion"
+            )
         if self.ship_url is not None:
             _check_ship_url(self.ship_url)
         paths = {"prediction_log": self.prediction_log, "feedback_log": self.feedback_log}

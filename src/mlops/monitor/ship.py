@@ -54,7 +54,7 @@ from mlops.monitor.labels import LabelLog
 from mlops.monitor.objectstore import ObjectStore, StoreError, open_store
 from mlops.monitor.parquet import Column, Group, Kind, write_table
 from mlops.monitor.settings import MonitorSettings, env_name
-from mlops.monitor.window import parse_timestamp
+from mlops.monitor.window import ROLES, parse_timestamp
 
 LOGGER = logging.getLogger(__name__)
 PREDICTIONS, LABELS = "predictions", "labels"
@@ -126,8 +126,11 @@ def _common_columns(records: list[dict[str, Any]]) -> list[Column]:
 
 def predictions_table(records: list[dict[str, Any]]) -> bytes:
     """One partition's prediction records as Parquet: ``ts``, ``request_id``, ``index``,
-    ``model_version``, the struct ``features`` (one column per feature, by its name), ``prediction``
-    (a class or a number), a classifier's struct ``probabilities`` (one column per class),
+    ``model_version``, ``role`` (``champion`` or ``challenger``; a line from before the rollout
+    has none: the champion's) and ``shadow`` (true: a challenger's copy of a request the
+    champion answered, which the harvest leaves out), the struct ``features`` (one column per
+    feature, by its name), ``prediction`` (a class or a number), a classifier's struct
+    ``probabilities`` (one column per class),
     ``latency_seconds``; and where any record has them, ``client_request_id`` (a V2 request's
     ``id``) and ``extra`` (a record's fields beside its features, as JSON text)."""
     names = _union(record["features"] for record in records)
@@ -141,6 +144,8 @@ def predictions_table(records: list[dict[str, Any]]) -> bytes:
     fields: list[Column | Group] = [
         *_common_columns(records),
         Column("model_version", "string", [r["model_version"] for r in records], nullable=False),
+        Column("role", "string", [r.get("role", "champion") for r in records], nullable=False),
+        Column("shadow", "boolean", [r.get("shadow", False) for r in records], nullable=False),
         Group("features", features),
         Column("prediction", kind, _typed(predictions, kind)),
     ]
@@ -178,6 +183,8 @@ def _record(line: bytes, log: str) -> dict[str, Any] | None:
         if log == PREDICTIONS:
             valid = valid and isinstance(record["features"], dict)
             valid = valid and isinstance(record["model_version"], str) and "prediction" in record
+            valid = valid and record.get("role", "champion") in ROLES
+            valid = valid and type(record.get("shadow", False)) is bool
         else:
             valid = valid and "label" in record
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -1,4 +1,5 @@
-"""What survives a restart: the read positions, the counters, the time of the last retrain signal.
+"""What survives a restart: the read positions, the counters, the time of the last retrain signal,
+and the rollout verdicts sent (each is sent once).
 
 Written atomically after every poll that changed it, so after a crash the positions and the counters
 agree: the lines read since the last save are read, and counted, again exactly once.
@@ -17,6 +18,7 @@ from mlops.core.errors import StageError
 from mlops.monitor.follow import Position, ReadResult
 from mlops.monitor.labels import FEEDBACK_RESULTS
 from mlops.monitor.retrain import OUTCOMES
+from mlops.monitor.verdict import Decision, decisions
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
@@ -45,6 +47,7 @@ class Counts:
     logs: dict[str, LogCounts] = field(default_factory=lambda: {log: LogCounts() for log in LOGS})
     feedback: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FEEDBACK_RESULTS, 0))
     retrain_requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    verdict_dispatches: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     poll_errors: int = 0
 
     def copy(self) -> Counts:
@@ -52,6 +55,7 @@ class Counts:
             logs={log: dataclasses.replace(counts) for log, counts in self.logs.items()},
             feedback=dict(self.feedback),
             retrain_requests=dict(self.retrain_requests),
+            verdict_dispatches=dict(self.verdict_dispatches),
             poll_errors=self.poll_errors,
         )
 
@@ -63,6 +67,7 @@ class MonitorState:
     )
     counts: Counts = field(default_factory=Counts)
     last_retrain: float | None = None
+    verdicts_sent: list[Decision] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +75,7 @@ class MonitorState:
             "positions": {log: position.to_json() for log, position in self.positions.items()},
             "counts": dataclasses.asdict(self.counts),
             "last_retrain": self.last_retrain,
+            "rollout_verdicts_sent": [list(decision) for decision in self.verdicts_sent],
         }
 
     @classmethod
@@ -83,6 +89,9 @@ class MonitorState:
         known = raw["counts"]["feedback"].items()  # an older sidecar counted "unmatched"
         state.counts.feedback.update({k: v for k, v in known if k in FEEDBACK_RESULTS})
         state.counts.retrain_requests.update(raw["counts"]["retrain_requests"])
+        # a state from before the rollout verdict has neither of these
+        state.counts.verdict_dispatches.update(raw["counts"].get("verdict_dispatches", {}))
+        state.verdicts_sent = decisions(raw.get("rollout_verdicts_sent", []))
         state.counts.poll_errors = int(raw["counts"]["poll_errors"])
         state.last_retrain = raw.get("last_retrain")
         return state

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -16,6 +16,9 @@ from mlops.core.artifacts import Task
 
 # The value a prediction or a ground-truth label holds: a class, or a regressor's number.
 Label = str | float
+# Who scored a record: the champion, or the challenger served beside it (canary or shadow).
+Role = Literal["champion", "challenger"]
+ROLES: tuple[Role, ...] = ("champion", "challenger")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,15 @@ class LoggedPrediction:
     index: int
     features: Mapping[str, Any]
     prediction: Label  # a class for a classifier, a finite number for a regressor
+    role: Role = "champion"  # a line without one is from a scorer before the rollout: champion
+    shadow: bool = False  # a challenger's copy of a request the champion answered
+    model_version: str = ""
+    latency_seconds: float | None = None
+
+    @property
+    def answered(self) -> bool:
+        """The client got this prediction (not a shadow copy): what drift and the harvest see."""
+        return not self.shadow
 
 
 def parse_prediction(line: bytes, task: Task = "classification") -> LoggedPrediction | None:
@@ -35,6 +47,7 @@ def parse_prediction(line: bytes, task: Task = "classification") -> LoggedPredic
     try:
         raw = load_json(line)
         prediction = raw["prediction"]
+        latency = raw.get("latency_seconds")
         record = LoggedPrediction(
             timestamp=parse_timestamp(raw["ts"]),
             request_id=raw["request_id"],
@@ -42,6 +55,10 @@ def parse_prediction(line: bytes, task: Task = "classification") -> LoggedPredic
             features=raw["features"],
             # an integral JSON number arrives as an int
             prediction=float(prediction) if is_label(prediction, "regression") else prediction,
+            role=raw.get("role", "champion"),
+            shadow=raw.get("shadow", False),
+            model_version=raw.get("model_version", ""),
+            latency_seconds=float(latency) if is_label(latency, "regression") else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
@@ -50,6 +67,10 @@ def parse_prediction(line: bytes, task: Task = "classification") -> LoggedPredic
         and type(record.index) is int
         and isinstance(record.features, dict)
         and is_label(record.prediction, task)
+        and record.role in ROLES
+        and type(record.shadow) is bool
+        and not (record.shadow and record.role != "challenger")
+        and isinstance(record.model_version, str)
     )
     return record if valid else None
 
@@ -75,6 +96,13 @@ def parse_timestamp(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def format_timestamp(moment: float | None) -> str | None:
+    """ISO 8601 UTC to the second, e.g. ``2026-11-21T06:00:00Z`` (None stays None)."""
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class SlidingWindow:

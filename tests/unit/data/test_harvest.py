@@ -249,3 +249,43 @@ def test_a_regressors_labels_are_numbers_and_the_label_goes_where_label_column_s
 
 def test_appending_nothing_changes_nothing() -> None:
     assert append_harvest(SOURCE, SOURCE.iloc[:0]) is SOURCE
+
+
+def test_only_answered_predictions_become_rows_never_a_challengers_shadow_copy(
+    tmp_path: Path,
+) -> None:
+    """A shadow copy has the answered line's request id, index and features: shipped (with its
+    role and shadow columns), never harvested; a canary challenger's answer is a row."""
+    project(tmp_path)
+    store = tmp_path / "store"
+    shadow = {"role": "challenger", "shadow": True}
+    ship(
+        store,
+        "predictions",
+        [  # the shadow copies come first: the harvest must not keep them as "the first copy"
+            prediction("r1", 0, 4.0, "Biscoe", DAY, version="v9") | shadow,
+            prediction("r2", 0, 3.0, "Dream", DAY, version="v9") | shadow,
+            prediction("r1", 0, 4.0, "Biscoe", DAY) | {"role": "champion"},
+            prediction("r2", 0, 3.0, "Dream", DAY),  # from before the rollout: no role at all
+            prediction("r3", 0, 2.0, "Dream", DAY, version="v9") | {"role": "challenger"},
+        ],
+        "segment-1",
+    )
+    ship(
+        store,
+        "labels",
+        [label(r, 0, "a", DAY) for r in ("r1", "r2", "r3")],
+        "labels-1",
+    )
+    shipped = pd.concat(map(pd.read_parquet, sorted(store.glob("predictions/**/*.parquet"))))
+    assert sorted(zip(shipped["role"], shipped["shadow"], strict=True)) == [
+        ("challenger", False),
+        ("challenger", True),
+        ("challenger", True),
+        ("champion", False),
+        ("champion", False),
+    ]
+    rows, summary = run_harvest(tmp_path)
+    assert rows[WEIGHT].tolist() == [4.0, 3.0, 2.0]
+    assert (summary["labelled"], summary["rows"], summary["duplicate_predictions"]) == (3, 3, 0)
+    assert summary["model_versions"] == {"v1": 2, "v9": 1}

@@ -6,6 +6,7 @@ from mlops.monitor.feedback import (
     ClassFeedback,
     FeedbackError,
     LabelledWindow,
+    LabelledWindows,
     PerformanceRules,
     PredictionMemory,
     ValueFeedback,
@@ -72,7 +73,7 @@ def test_a_bad_feedback_line_is_none_not_an_error() -> None:
 
 
 def test_feedback_joins_on_request_id_and_index_once() -> None:
-    memory, labelled, waiting = PredictionMemory(10), LabelledWindow(10), LabelBuffer(10, 60)
+    memory, labelled, waiting = PredictionMemory(10), LabelledWindows(10), LabelBuffer(10, 60)
     for index, prediction in enumerate(["a", "b"]):
         memory.remember(logged("r1", index, prediction))
     feedback = [
@@ -83,12 +84,12 @@ def test_feedback_joins_on_request_id_and_index_once() -> None:
     ]
     outcomes = join_feedback(feedback, memory, labelled, waiting, now=0.0)
     assert (outcomes["matched"], outcomes["pending"]) == (2, 2)
-    assert labelled.pairs() == [("b", "b"), ("b", "a")]
+    assert labelled.answered.pairs() == [("b", "b"), ("b", "a")]
     assert len(waiting) == 2
 
 
 def test_the_memory_forgets_the_oldest_predictions_first() -> None:
-    memory, labelled, waiting = PredictionMemory(2), LabelledWindow(10), LabelBuffer(10, 60)
+    memory, labelled, waiting = PredictionMemory(2), LabelledWindows(10), LabelBuffer(10, 60)
     for request_id in ("r1", "r2", "r3"):
         memory.remember(logged(request_id, 0, "a"))
     feedback = [Feedback(request_id=r, label="a") for r in ("r1", "r2", "r3")]
@@ -216,7 +217,7 @@ def test_a_regressor_degrades_when_rmse_exceeds_validation_by_the_tolerance() ->
 
 
 def test_a_regressors_feedback_joins_its_numeric_prediction() -> None:
-    memory, labelled, waiting = PredictionMemory(10), LabelledWindow(10), LabelBuffer(10, 60)
+    memory, labelled, waiting = PredictionMemory(10), LabelledWindows(10), LabelBuffer(10, 60)
     memory.remember(logged("r1", 0, 4.5))
     feedback = [
         ValueFeedback(request_id="r1", label=5.0),
@@ -224,4 +225,4 @@ def test_a_regressors_feedback_joins_its_numeric_prediction() -> None:
     ]
     outcomes = join_feedback(feedback, memory, labelled, waiting, now=0.0)
     assert (outcomes["matched"], outcomes["pending"]) == (1, 1)
-    assert labelled.pairs() == [(5.0, 4.5)]
+    assert labelled.answered.pairs() == [(5.0, 4.5)]

@@ -298,7 +298,7 @@ class BlockedDispatcher(GitHubDispatcher):
         super().__init__("https://api.github.com", "owner/repo", None, timeout=1)
         self.entered, self.release = threading.Event(), threading.Event()
 
-    def send(self, payload: dict[str, Any]) -> Outcome:
+    def send(self, payload: dict[str, Any], event_type: str = "retrain") -> Outcome:
         self.entered.set()
         self.release.wait(timeout=30)
         return "dry_run"

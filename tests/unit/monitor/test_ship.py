@@ -103,6 +103,24 @@ def test_a_segment_becomes_one_object_per_date_and_model_version() -> None:
     assert first[0]["prediction"] == "Klasse Ä" and first[0]["model_version"] == "v1"
 
 
+def test_the_role_and_shadow_columns_ship_and_booleans_read_back() -> None:
+    """Every prediction ships with who scored it; a line from before the rollout is the
+    champion's, answered. 19 rows: the booleans' bits fill two bytes and part of a third."""
+    records = [
+        record(f"r{n}", 0, role="challenger", shadow=True) if n % 3 == 0 else record(f"r{n}", 0)
+        for n in range(18)
+    ] + [record("canary", 0, role="challenger")]
+    objects, shipped, corrupt = partitions("predictions", lines(records))
+    assert (shipped, corrupt) == (19, 0)
+    rows = read(objects["date=2026-11-21/model_version=v1"])
+    assert [row["shadow"] for row in rows] == [n % 3 == 0 for n in range(18)] + [False]
+    assert [row["role"] for row in rows] == [
+        "challenger" if n % 3 == 0 else "champion" for n in range(18)
+    ] + ["challenger"]
+    bad = [record("r", 0, role="referee"), record("s", 0, shadow="yes")]
+    assert partitions("predictions", lines(bad))[1:] == (0, 2)
+
+
 def test_the_clients_own_ids_and_extra_fields_ship_beside_the_features() -> None:
     """What a client sent to join its labels by (a V2 ``id``, a record's extra fields) ships."""
     records = [

@@ -1,9 +1,11 @@
 """The harvest's rules: shipped predictions joined with their labels, as rows of the source.
 
-The sidecar ships predictions (``ts``, ``request_id``, ``index``, ``model_version``, a struct
-``features``; read flattened, a feature is the column ``features.<name>``) and labels (``ts`` of
-arrival, ``request_id``, ``index``, ``label``), each possibly more than once: a label posted
-twice or to two pods, a log segment shipped again by a restarted sidecar. A prediction is one
+The sidecar ships predictions (``ts``, ``request_id``, ``index``, ``model_version``, ``role``,
+``shadow``, a struct ``features``; read flattened, a feature is the column ``features.<name>``)
+and labels (``ts`` of arrival, ``request_id``, ``index``, ``label``), each possibly more than
+once: a label posted twice or to two pods, a log segment shipped again by a restarted sidecar.
+Only answered predictions become rows: a challenger's shadow copy (``shadow`` true) repeats the
+features of a request the champion answered, and would add its row twice. A prediction is one
 ``(request_id, index)``; the first copy is kept, and of its labels the latest. The rows have the
 source's columns (the schema's): the features as the model received them, the label in the
 column the label stage reads it from, and null in every other column (identifiers, excluded
@@ -21,6 +23,14 @@ FEATURE_PREFIX = "features."
 KEY = ["request_id", "index"]
 
 
+def answered(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The predictions a client got: not the shadow copies (shipped Parquet from before the
+    rollout has no ``shadow`` column: all answered)."""
+    if "shadow" not in predictions:
+        return predictions
+    return predictions[~predictions["shadow"].fillna(False).astype(bool)]
+
+
 def unique_predictions(predictions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """The first copy of every prediction, and how many copies were dropped."""
     kept = predictions.drop_duplicates(subset=KEY, keep="first")
@@ -36,8 +46,9 @@ def latest_labels(labels: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def labelled_predictions(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
-    """The predictions joined with their labels, oldest first (``joined``), and the counts."""
-    predictions, duplicate_predictions = unique_predictions(predictions)
+    """The answered predictions joined with their labels, oldest first (``joined``), and the
+    counts."""
+    predictions, duplicate_predictions = unique_predictions(answered(predictions))
     labels, duplicate_labels = latest_labels(labels)
     joined = predictions.merge(
         labels[[*KEY, "label"]], on=KEY, how="inner", validate="one_to_one"
