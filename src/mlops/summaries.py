@@ -60,6 +60,7 @@ class HarvestSummary(TypedDict):
     source: str
     files: dict[str, int]  # Parquet files read: predictions, labels
     predictions: int  # prediction records read that have a label (the others are not kept)
+    shadow_predictions: int  # of those, a challenger's shadow copies: never rows
     labels: int  # labels read
     duplicate_predictions: int  # the same (request_id, index) shipped twice: the first kept
     duplicate_labels: int  # a prediction labelled twice: the latest label kept

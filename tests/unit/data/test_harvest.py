@@ -288,4 +288,5 @@ def test_only_answered_predictions_become_rows_never_a_challengers_shadow_copy(
     rows, summary = run_harvest(tmp_path)
     assert rows[WEIGHT].tolist() == [4.0, 3.0, 2.0]
     assert (summary["labelled"], summary["rows"], summary["duplicate_predictions"]) == (3, 3, 0)
+    assert (summary["predictions"], summary["shadow_predictions"]) == (5, 2)
     assert summary["model_versions"] == {"v1": 2, "v9": 1}

@@ -48,7 +48,9 @@ def latest_labels(labels: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 def labelled_predictions(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
     """The answered predictions joined with their labels, oldest first (``joined``), and the
     counts."""
-    predictions, duplicate_predictions = unique_predictions(answered(predictions))
+    answered_predictions = answered(predictions)
+    shadow_predictions = len(predictions) - len(answered_predictions)
+    predictions, duplicate_predictions = unique_predictions(answered_predictions)
     labels, duplicate_labels = latest_labels(labels)
     joined = predictions.merge(
         labels[[*KEY, "label"]], on=KEY, how="inner", validate="one_to_one"
@@ -56,6 +58,7 @@ def labelled_predictions(predictions: pd.DataFrame, labels: pd.DataFrame) -> dic
     return {
         "joined": joined.reset_index(drop=True),
         "duplicate_predictions": duplicate_predictions,
+        "shadow_predictions": shadow_predictions,
         "duplicate_labels": duplicate_labels,
         "labels_without_prediction": len(labels) - len(joined),
     }
