@@ -1,7 +1,9 @@
 # The production image: the scorer (default command) and the monitoring sidecar
 # (`python -m mlops.monitor`), with only the `serve` and `monitor` extras, pinned by uv.lock, and the
-# packaged model. Build it with `make image` (docs/deploy.md); it runs as a non-root user on a
-# read-only root file system, writing only to the volume /var/log/mlops.
+# packaged model (/app/model: an init container copies it out when the image serves as a
+# challenger beside another champion, deploy/k8s-challenger). Build it with `make image`
+# (docs/deploy.md); it runs as a non-root user on a read-only root file system, writing only to the
+# volume /var/log/mlops.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -35,6 +37,8 @@ RUN groupadd --system --gid 10001 mlops \
     && chown 10001:10001 /var/log/mlops
 COPY --from=builder /opt/venv /opt/venv
 COPY models/package /app/model
+# The sidecar's verdict thresholds for a champion and a challenger (docs/monitoring.md)
+COPY deploy/rollout.yaml /app/deploy/rollout.yaml
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -49,6 +53,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MONITOR_FEEDBACK_LOG=/var/log/mlops/feedback.jsonl \
     MONITOR_LABEL_LOG=/var/log/mlops/labels.jsonl \
     MONITOR_SHIP_STATE_FILE=/var/log/mlops/ship_state.json \
+    MONITOR_ROLLOUT_SETTINGS=/app/deploy/rollout.yaml \
     HEALTHCHECK_URL=http://127.0.0.1:8080/health/ready
 VOLUME ["/var/log/mlops"]
 WORKDIR /app

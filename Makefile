@@ -153,7 +153,7 @@ report-summary: ## the report's text into the GitHub job summary (or on the term
 	@if [[ -n "$${GITHUB_STEP_SUMMARY:-}" ]]; then cat reports/pr/summary.md >> "$$GITHUB_STEP_SUMMARY"; \
 	else cat reports/pr/summary.md; fi
 
-.PHONY: registration-plan register promote rollback rollout-verdict rollout-state release-dispatch audit
+.PHONY: registration-plan register promote rollback rollout-verdict rollout-state withdrawal-release release-dispatch audit
 # The workflow run a step belongs to (empty outside GitHub Actions), recorded in the tags it makes
 RUN_URL = $(if $(GITHUB_RUN_ID),$(or $(GITHUB_SERVER_URL),https://github.com)/$(GITHUB_REPOSITORY)/actions/runs/$(GITHUB_RUN_ID))
 # who asked and through what: the workflow says (ROLLOUT_ACTOR, ROLLOUT_TRIGGER); else the git identity
@@ -180,6 +180,9 @@ rollout-verdict: $(SYNCED) ## act on the sidecar's rollout-verdict (its client_p
 rollout-state: $(SYNCED) ## the champion (prod) and the challenger (canary or shadow) as the tags say
 	$(PROMOTION) state
 
+withdrawal-release: $(SYNCED) ## the release a withdrawal tag (GITHUB_REF_NAME) needs: the champion's prod tag, or none
+	$(PROMOTION) withdrawal --tag "$${GITHUB_REF_NAME:?}"
+
 release-dispatch: ## start the release workflow on RELEASE_REF [RELEASE_REASON] (tags pushed by CI start none)
 	gh workflow run release.yml --ref "$${RELEASE_REF:?}" $${RELEASE_REASON:+-f reason="$$RELEASE_REASON"}
 
@@ -190,7 +193,7 @@ audit: $(SYNCED) ## a model's history from git: versions, promotions, rollbacks,
 model: $(SYNCED) dvc-pull ## the packaged model of this commit: pulled when possible, else reproduced
 	dvc repro package
 
-release-info: $(SYNCED) ## version, image tags and label values of the release on GITHUB_REF
+release-info: $(SYNCED) ## version, image tags, label values and production's roles of the release on GITHUB_REF
 	python -m mlops.gitops.registry release-info --ref-name "$${GITHUB_REF_NAME:?}" \
 		--ref-type "$${GITHUB_REF_TYPE:?}" --commit "$${GITHUB_SHA:?}" \
 		--repository "$${IMAGE_REPOSITORY:?}" \
@@ -203,14 +206,18 @@ smoke: ## smoke-test a running scorer and sidecar (SCORER_URL, SIDECAR_URL)
 kind-smoke: ## load IMAGE into the kind cluster KIND_CLUSTER, deploy it and smoke-test it
 	scripts/ci/k8s-release.sh smoke
 
+# With a challenger (CHALLENGER_VERSION, CHALLENGER_MODE; CHAMPION_VERSION; IMAGE in RELEASE_ROLE, the
+# other role's COMPANION_IMAGE): deploy/k8s-challenger, the two in one pod (python -m mlops.gitops.k8s_overlay)
 deploy-production: ## apply deploy/k8s with IMAGE to the cluster of KUBE_CONFIG (NAMESPACE, default mlops)
 	scripts/ci/k8s-release.sh deploy
 
 # standard library only (like smoke): the release's record job installs nothing
 deployment-record: ## tag the released commit with the deployment (DEPLOY_ENVIRONMENT, DEPLOY_RESULT, ...)
 	PYTHONPATH=src python3 -m mlops.gitops.deployments record --environment "$${DEPLOY_ENVIRONMENT:?}" \
-		--result "$${DEPLOY_RESULT:?}" --model "$${MODEL_NAME:?}" --version "$${MODEL_VERSION:?}" \
-		--commit "$${GITHUB_SHA:?}" --ref-name "$${GITHUB_REF_NAME:?}" --image "$${IMAGE:-}" \
+		--result "$${DEPLOY_RESULT:?}" --model "$${MODEL_NAME:?}" --champion "$${CHAMPION_VERSION:?}" \
+		--challenger "$${CHALLENGER_VERSION:-}" --challenger-mode "$${CHALLENGER_MODE:-}" \
+		--image "$${IMAGE:-}" --role "$${RELEASE_ROLE:-champion}" --companion-image "$${COMPANION_IMAGE:-}" \
+		--commit "$${GITHUB_SHA:?}" --ref-name "$${GITHUB_REF_NAME:?}" \
 		--run-number "$${GITHUB_RUN_NUMBER:?}" --run-attempt "$${GITHUB_RUN_ATTEMPT:-1}" \
 		--actor "$${DEPLOY_ACTOR:-}" --reason "$${DEPLOY_REASON:-}" --run-url "$(RUN_URL)" --push
 

@@ -46,7 +46,7 @@ def test_scorer_and_sidecar_share_the_image_and_the_prediction_log(compose: dict
     assert scorer["image"] == sidecar["image"]
     assert scorer["command"][-1] == "mlops.serve"
     assert sidecar["command"][-1] == "mlops.monitor"
-    assert scorer["volumes"] == sidecar["volumes"]
+    assert sidecar["volumes"][0] == scorer["volumes"][0]
     volume, mount = scorer["volumes"][0].split(":")[:2]
     assert volume in compose["volumes"]
     log = scorer["environment"]["PREDICTION_LOG"]
@@ -88,3 +88,27 @@ def test_prometheus_mounts_the_checked_config_and_rules(compose: dict[str, Any])
         compose["services"]["sidecar"]["environment"]["MONITOR_PORT"],
     }
     assert targets == {f"127.0.0.1:{port}" for port in ports}
+
+
+def test_the_scorer_shadows_a_challenger_package_mounted_read_only(compose: dict[str, Any]) -> None:
+    """Compose runs shadow mode: the image's model answers, the package CHALLENGER_PACKAGE
+    (default: this working tree's models/package) scores a copy of each request."""
+    scorer = compose["services"]["scorer"]
+    environment = scorer["environment"]
+    (challenger,) = [mount for mount in scorer["volumes"] if "/app/challenger" in mount]
+    source, target, options = challenger.rsplit(":", 2)
+    assert source == "${CHALLENGER_PACKAGE:-../models/package}"
+    assert (COMPOSE.parent / "../models/package").resolve() == PROJECT_ROOT / "models" / "package"
+    assert target == environment["SCORER_CHALLENGER_DIR"]
+    assert "ro" in options.split(",")
+    assert environment["SCORER_CHALLENGER_MODE"] == "${SCORER_CHALLENGER_MODE:-shadow}"
+    sidecar = compose["services"]["sidecar"]
+    assert not any("/app/challenger" in mount for mount in sidecar["volumes"])
+
+
+def test_the_sidecar_compares_the_roles_with_the_scorers_counts(compose: dict[str, Any]) -> None:
+    scorer = compose["services"]["scorer"]["environment"]
+    sidecar = compose["services"]["sidecar"]["environment"]
+    assert sidecar["MONITOR_SCORER_URL"] == f"http://127.0.0.1:{scorer['SCORER_PORT']}"
+    for role in ("CHAMPION", "CHALLENGER"):  # from the shell when set there; else not sent
+        assert sidecar[f"MONITOR_{role}_REGISTRY_VERSION"] is None

@@ -83,8 +83,27 @@ def test_oci_labels_come_from_build_arguments() -> None:
         assert f'{key}="${{{argument}}}"' in labels
 
 
+def copied_from_the_context(text: str) -> set[str]:
+    """The build-context paths the Dockerfile's COPY instructions read (not other stages')."""
+    sources = set()
+    for keyword, arguments in instructions(text):
+        words = arguments.split()
+        if keyword == "COPY" and not any(word.startswith("--from") for word in words):
+            sources |= {word.rstrip("/") for word in words[:-1] if not word.startswith("--")}
+    return sources
+
+
 def test_build_context_holds_only_what_the_image_needs() -> None:
     patterns = (PROJECT_ROOT / ".dockerignore").read_text().split()
     assert patterns.index("*") < min(i for i, p in enumerate(patterns) if p.startswith("!"))
     included = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
-    assert included == {"pyproject.toml", "uv.lock", "README.md", "src", "models/package"}
+    copied = copied_from_the_context(DOCKERFILE.read_text())
+    assert {"src", "models/package", "deploy/rollout.yaml"} <= copied
+    assert included == copied
+
+
+def test_the_image_holds_the_sidecars_rollout_thresholds() -> None:
+    """deploy/rollout.yaml, at the path MONITOR_ROLLOUT_SETTINGS names."""
+    final = final_stage(DOCKERFILE.read_text())
+    assert ("COPY", "deploy/rollout.yaml /app/deploy/rollout.yaml") in final
+    assert "MONITOR_ROLLOUT_SETTINGS=/app/deploy/rollout.yaml" in dict(final)["ENV"]

@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import PROJECT_ROOT, run
@@ -65,6 +66,8 @@ def build_context(packaged_model: Path, directory: Path) -> Path:
         PROJECT_ROOT / "src", directory / "src", ignore=shutil.ignore_patterns("__pycache__")
     )
     shutil.copytree(packaged_model, directory / "models" / "package")
+    (directory / "deploy").mkdir()
+    shutil.copy2(PROJECT_ROOT / "deploy" / "rollout.yaml", directory / "deploy" / "rollout.yaml")
     return directory
 
 
@@ -267,6 +270,40 @@ def test_scorer_and_sidecar_run_from_the_image_read_only(
     assert set(shipped["predictions"]) >= {(request_id, index) for index in range(len(records))}
     assert shipped["labels"] == [(request_id, 0)]
     assert line_count(log) == 0 and not list(log_dir.glob("*.jsonl.[0-9]*"))  # all shipped
+
+
+def test_the_challengers_init_container_copies_the_images_model(
+    engine: Engine, image: str, packaged_model: Path, tmp_path: Path
+) -> None:
+    """deploy/k8s-challenger's init container, as its manifest says, run from the image: read-only,
+    as the image's user, without capabilities; the emptyDir it fills holds the packaged model,
+    byte for byte, with the image's rollout thresholds beside the path the sidecar reads."""
+    patch = yaml.safe_load(
+        (PROJECT_ROOT / "deploy" / "k8s-challenger" / "challenger.yaml").read_text()
+    )
+    (init,) = patch["spec"]["template"]["spec"]["initContainers"]
+    (mount,) = init["volumeMounts"]
+    empty_dir = tmp_path / "challenger-model"
+    empty_dir.mkdir()
+    empty_dir.chmod(0o777)  # an emptyDir is writable by the pod's fsGroup
+    options = ["--rm", "--read-only", f"--user={USER}", "--cap-drop=ALL"]
+    options += ["--security-opt=no-new-privileges", f"--volume={empty_dir}:{mount['mountPath']}"]
+    copied = engine("run", *options, image, *init["command"], check=False)
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    expected = {path.name: path.read_bytes() for path in packaged_model.iterdir() if path.is_file()}
+    assert {path.name: path.read_bytes() for path in empty_dir.iterdir()} == expected
+    thresholds = engine(
+        "run",
+        "--rm",
+        "--read-only",
+        image,
+        "python",
+        "-c",
+        ("import os; print(open(os.environ['MONITOR_ROLLOUT_SETTINGS']).read())"),
+    )
+    assert (
+        thresholds.stdout.strip() == (PROJECT_ROOT / "deploy" / "rollout.yaml").read_text().strip()
+    )
 
 
 def shipped_rows(store: Path) -> dict[str, list[tuple[str, int]]]:

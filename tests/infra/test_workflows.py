@@ -30,6 +30,7 @@ WRITE_SCOPES = {
     ("train.yml", "register"): {"contents", "actions"},  # the version tag, the release dispatch
     ("release.yml", "image"): {"packages"},  # push the image to GHCR
     ("release.yml", "record"): {"contents"},  # the deployment tag
+    ("release.yml", "withdrawal"): {"actions"},  # the release of the champion's prod tag
     ("retrain.yml", "retrain"): {"contents", "pull-requests"},  # the retrain branch and PR
     ("rollout.yml", "rollout"): {"contents", "actions"},  # the stage tags, the release dispatch
 }
@@ -259,9 +260,46 @@ def test_release_listens_to_gto_tags_only() -> None:
         assert filters_match(tags, tag), tag
     for tag in ("v1.2.0", "release-1", "penguins", "deploy/production/12.1"):
         assert not filters_match(tags, tag), tag
-    # GTO's withdrawals: an unassignment or a deregistration has nothing to release
-    for tag in ("penguins#canary!#4", "penguins@v1.2.0!"):
-        assert not filters_match(tags, tag), tag
+    # a deregistration has nothing to release; a withdrawal from a stage changes production
+    assert not filters_match(tags, "penguins@v1.2.0!")
+    for tag in ("penguins#canary!#4", "penguins#shadow!#5", "penguins#prod!#6"):
+        assert filters_match(tags, tag), tag
+
+
+def test_a_withdrawal_builds_nothing_and_starts_the_champions_release() -> None:
+    jobs = load_workflow("release.yml")["jobs"]
+    for ref, builds in (("penguins#canary!#4", False), ("penguins#canary#3", True)):
+        context = {"github": {"ref_name": ref}}
+        assert evaluate(jobs["image"]["if"], context) is builds, ref
+        assert evaluate(jobs["withdrawal"]["if"], context) is not builds, ref
+    steps = {step.get("id"): step for step in jobs["withdrawal"]["steps"]}
+    assert steps["withdrawal"]["run"] == "make withdrawal-release"
+    dispatch = jobs["withdrawal"]["steps"][-1]
+    assert dispatch["run"] == "make release-dispatch"
+    assert dispatch["env"]["RELEASE_REF"] == "${{ steps.withdrawal.outputs.release-ref }}"
+    assert dispatch["if"] == "${{ steps.withdrawal.outputs.release-ref }}"
+
+
+def test_the_deployment_and_its_record_know_both_roles() -> None:
+    """The deploy job applies, and the record job records, the same roles: the image built in
+    its role, the other role's image, the registry versions and the challenger's mode."""
+    jobs = load_workflow("release.yml")["jobs"]
+    outputs = jobs["image"]["outputs"]
+    for name in ("role", "champion", "challenger", "challenger-mode", "companion-image"):
+        assert outputs[name] == f"${{{{ steps.release.outputs.{name} }}}}", name
+    (deploy,) = [step for step in jobs["deploy"]["steps"] if step.get("run")]
+    record = jobs["record"]["steps"][-1]
+    roles = {
+        "IMAGE": "image",
+        "RELEASE_ROLE": "role",
+        "COMPANION_IMAGE": "companion-image",
+        "CHAMPION_VERSION": "champion",
+        "CHALLENGER_VERSION": "challenger",
+        "CHALLENGER_MODE": "challenger-mode",
+    }
+    for variable, output in roles.items():
+        assert deploy["env"][variable] == f"${{{{ needs.image.outputs.{output} }}}}", variable
+        assert record["env"][variable] == deploy["env"][variable], variable
 
 
 def test_rollout_answers_the_sidecar_verdict_and_a_click_saying_why() -> None:

@@ -481,3 +481,29 @@ def test_the_sidecars_rollback_verdict_withdraws_the_canary_and_redeploys_the_ch
         f"GH_TOKEN=set args: workflow run release.yml --ref {fork.model}#prod#1 -f reason=the "
         "monitoring sidecar's verdict: rollback (canary 5xx share 4.2 % > 1 %)"
     ]
+
+
+def test_a_withdrawal_pushed_from_a_clone_releases_the_champion(
+    act: ActEnvironment, fork: Fork, rollouts: Rollouts
+) -> None:
+    """The canary's withdrawal, as a push from a clone would start release.yml on it: the image
+    job is skipped (nothing to build), the withdrawal job dispatches the release of the
+    champion's prod tag with the withdrawal's reason (through the gh STAND-IN)."""
+    withdrawal = f"{fork.model}#canary!#3"
+    fork.git("fetch", "-q", "origin", "--tags")
+    fork.git("checkout", "-q", withdrawal)
+    event = push_event(f"refs/tags/{withdrawal}", "0" * 40, fork.head())
+    try:
+        result, standin = run_workflow(act, fork, "release-withdrawal", "release", "push", event)
+    finally:
+        fork.git("checkout", "-q", "main")
+    assert "image" not in result.jobs and "deploy" not in result.jobs
+    job = result.job("withdrawal")
+    assert job.result == "success", result.explain()
+    names = step_names("release.yml", "withdrawal")
+    assert job.results() == [(name, "success") for name in names], result.explain()
+    gh = (standin / "gh.txt").read_text().splitlines()
+    assert gh == [
+        f"GH_TOKEN=set args: workflow run release.yml --ref {fork.model}#prod#1 -f reason=the "
+        "monitoring sidecar's verdict: rollback (canary 5xx share 4.2 % > 1 %)"
+    ]

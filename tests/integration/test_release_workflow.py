@@ -26,12 +26,22 @@ import pytest
 
 from conftest import BIN, PROJECT_ROOT, run
 from mlops.core import artifacts
+from mlops.gitops.records import parse_record
 from serve_fixtures import free_port
-from workflows import WorkflowRun, load_workflow, runner_environment, use_project_venv
+from workflows import (
+    JobResult,
+    WorkflowRun,
+    interpolate,
+    load_workflow,
+    runner_environment,
+    use_project_venv,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 REPOSITORY = "owner/project"
 NEEDS_A_CLUSTER = ("make kind-smoke", "make deploy-production")
+GH_STANDIN = PROJECT_ROOT / "tests" / "act" / "standin" / "gh-bin"
+KUBE_CONFIG = {"KUBE_CONFIG": "apiVersion: v1\nkind: Config\n"}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +63,11 @@ def released(reproduced_project: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 def release_run(
-    root: Path, tag: str, secrets: dict[str, str], inputs: dict[str, str] | None = None
+    root: Path,
+    tag: str,
+    secrets: dict[str, str],
+    inputs: dict[str, str] | None = None,
+    standins: list[Path] | None = None,
 ) -> WorkflowRun:
     github = {
         "event_name": "workflow_dispatch" if inputs else "push",
@@ -67,7 +81,8 @@ def release_run(
         "run_id": "777",
         "run_number": "31",
     }
-    environment = runner_environment([])
+    environment = runner_environment(standins or [])
+    environment["ACT_STANDIN_LOG"] = str(root.parent / "standin")
     for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
         environment.pop(key, None)
     return WorkflowRun(
@@ -229,6 +244,153 @@ def test_the_manifests_deploy_the_released_image_by_digest(released: Path) -> No
     ).stdout
     assert rendered.count(f"image: {digest}") == 2  # the scorer and the sidecar
     assert "namespace: production" in rendered
+
+
+def promote(root: Path, version: str, stage: str, reason: str) -> str:
+    """``make promote`` from a clone: the stage tag it made (pushed when there is an origin)."""
+    promotion = [str(BIN / "python"), "-m", "mlops.gitops.promotion", "promote", "--actor", "carol"]
+    push = ["--push"] if run(["git", "remote"], root).stdout.strip() else []
+    made = run(
+        [*promotion, "--version", version, "--stage", stage, "--reason", reason, *push], root
+    )
+    return made.stdout.split("created ", 1)[1].split()[0]
+
+
+def register_again(root: Path, version: str) -> None:
+    """Another version of the same packaged model, on a commit of its own (what GTO asks)."""
+    run(["git", "commit", "-q", "--allow-empty", "-m", f"model {version}"], root)
+    sha = artifacts.load_manifest(root / "models" / "package")["files"]["model.onnx"]
+    registry = [str(BIN / "python"), "-m", "mlops.gitops.registry", "register"]
+    push = ["--push"] if run(["git", "remote"], root).stdout.strip() else []
+    run([*registry, "--version", version, "--model-sha256", sha, *push], root)
+
+
+def deployed(workflow: WorkflowRun, result: str, digest: str) -> tuple[JobResult, str]:
+    """The image job, then deploy (its cluster step skipped) and record: the image job and the
+    deployment's record. ``digest``: what the push step (GitHub's action, skipped here) gives."""
+    image = workflow.run_job("image")
+    assert not image.failed, "\n".join(step.output for step in image.steps)
+    workflow.needs["image"]["outputs"]["image"] = f"ghcr.io/owner/project@sha256:{digest * 64}"
+    workflow.run_job("deploy")
+    workflow.needs["deploy"]["result"] = result
+    record = workflow.run_job("record")
+    assert record.ran and not record.failed, record.steps[0].output
+    tag = f"deploy/production/{workflow.github['run_number']}.1"
+    return image, run(["git", "tag", "-l", "--format=%(contents)", tag], workflow.workspace).stdout
+
+
+def test_a_canary_is_deployed_beside_the_champion_and_recorded_in_both_roles(
+    released_with_origin: Path, tmp_path: Path
+) -> None:
+    """The champion's release records its image by digest; the canary's release builds the
+    challenger's image and deploys it beside that one, with the registry versions the sidecar's
+    verdict will name; the record and make audit say which version ran in which role."""
+    root = released_with_origin
+    first = release_run(root, "penguins#prod#1", KUBE_CONFIG)
+    first.github["run_number"] = "30"
+    deployed(first, "success", "a")
+    champion_image = first.needs["image"]["outputs"]["image"]
+    register_again(root, "v1.1.0")
+    canary = promote(root, "v1.1.0", "canary", "compare on live traffic")
+    workflow = release_run(root, canary, KUBE_CONFIG)
+    image, message = deployed(workflow, "success", "b")
+    assert "deployment: production: the champion v1.0.0 with the canary challenger v1.1.0" in (
+        image.steps[2].output
+    )
+    outputs = workflow.needs["image"]["outputs"]
+    assert (outputs["deploy"], outputs["version"], outputs["role"]) == (
+        "true",
+        "v1.1.0",
+        "challenger",
+    )
+    assert (outputs["champion"], outputs["challenger"], outputs["challenger-mode"]) == (
+        "v1.0.0",
+        "v1.1.0",
+        "canary",
+    )
+    assert outputs["companion-image"] == champion_image  # the digest the champion ran from
+    assert "ghcr.io/owner/project:penguins-canary" in image.step_outputs["release"]["tags"]
+    fields = parse_record(message)[1]
+    assert message.startswith(
+        "deploy penguins v1.0.0 with the canary challenger v1.1.0 to production: healthy"
+    )
+    assert (fields["Version"], fields["Image"]) == ("v1.0.0", champion_image)
+    assert (fields["Challenger"], fields["Challenger-Mode"]) == ("v1.1.0", "canary")
+    assert fields["Challenger-Image"] == outputs["image"] != champion_image
+    assert fields["Reason"] == "compare on live traffic"
+    # what the deploy job applies: its environment, through the overlay writer
+    deploy = load_workflow("release.yml")["jobs"]["deploy"]["steps"][-1]["env"]
+    values = {name: interpolate(value, workflow.context({}, {})) for name, value in deploy.items()}
+    overlay = tmp_path / "overlay" / "kustomization.yaml"
+    written = run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "mlops.gitops.k8s_overlay",
+            "--out",
+            str(overlay),
+            "--image",
+            values["IMAGE"],
+            "--role",
+            values["RELEASE_ROLE"],
+            "--companion-image",
+            values["COMPANION_IMAGE"],
+            "--champion",
+            values["CHAMPION_VERSION"],
+            "--challenger",
+            values["CHALLENGER_VERSION"],
+            "--challenger-mode",
+            values["CHALLENGER_MODE"],
+        ],
+        root,
+    )
+    assert "deploy/k8s-challenger, the champion v1.0.0 with the canary challenger v1.1.0" in (
+        written.stdout
+    )
+    audit = json.loads(run(["make", "-s", "audit", "FORMAT=json"], root).stdout)
+    last = audit["history"][-1]
+    assert (last["event"], last["version"], last["challenger"], last["challenger_mode"]) == (
+        "deployed",
+        "v1.0.0",
+        "v1.1.0",
+        "canary",
+    )
+    assert audit["challenger"] == "v1.1.0" and audit["challenger_mode"] == "canary"
+
+
+def test_a_withdrawal_pushed_by_hand_releases_the_champion_alone(
+    released_with_origin: Path,
+) -> None:
+    """make rollback from a clone withdraws the canary; the push starts release.yml on the
+    withdrawal, which builds nothing and dispatches the champion's release; that release then
+    deploys the champion alone; the withdrawn canary's tag, released again, deploys nothing."""
+    root = released_with_origin
+    register_again(root, "v1.1.0")
+    canary = promote(root, "v1.1.0", "canary", "compare on live traffic")
+    rollback = [str(BIN / "python"), "-m", "mlops.gitops.promotion", "rollback", "--push"]
+    made = run([*rollback, "--reason", "p99 doubled", "--actor", "dave"], root).stdout
+    withdrawal = made.split("created ", 1)[1].split()[0]
+    assert "!#" in withdrawal
+    secrets = {**KUBE_CONFIG, "GITHUB_TOKEN": "ghs_token_of_the_run"}
+    workflow = release_run(root, withdrawal, secrets, standins=[GH_STANDIN])
+    assert not workflow.run_job("image").ran
+    job = workflow.run_job("withdrawal")
+    assert job.ran and not job.failed, "\n".join(step.output for step in job.steps)
+    assert job.commands() == ["make withdrawal-release", "make release-dispatch"]
+    calls = (root.parent / "standin" / "gh.txt").read_text().splitlines()
+    assert calls == [
+        "GH_TOKEN=set args: workflow run release.yml --ref penguins#prod#1 -f reason=p99 doubled"
+    ]
+    for job_id in ("deploy", "record"):
+        assert not workflow.run_job(job_id).ran
+    champion = release_run(root, "penguins#prod#1", KUBE_CONFIG, {"deploy": "false", "reason": ""})
+    outputs = champion.run_job("image").outputs
+    assert (outputs["deploy"], outputs["role"], outputs["challenger"]) == ("true", "champion", "")
+    stale = release_run(root, canary, KUBE_CONFIG).run_job("image")
+    assert stale.outputs["deploy"] == "false"
+    assert "v1.1.0 is no longer the canary challenger (the challenger now: none)" in (
+        stale.steps[2].output
+    )
 
 
 @dataclass

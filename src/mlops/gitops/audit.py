@@ -2,9 +2,10 @@
 
 Every version (who registered it, from which run), every promotion, rollback and withdrawal
 (who, why, through what, and the monitoring sidecar's verdict when one decided it), and every
-deployment (which release run deployed which version to which environment, and whether it
-became healthy), oldest first, read from the registry's GTO tags and the releases' deployment
-tags. Nothing else is consulted: a clone with its tags (``git fetch --tags``) is the audit trail.
+deployment (which release run deployed which version as the champion, and which as the canary or
+shadow challenger beside it, to which environment, and whether it became healthy), oldest first,
+read from the registry's GTO tags and the releases' deployment tags. Nothing else is consulted: a
+clone with its tags (``git fetch --tags``) is the audit trail.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class Entry:
     tag: str
     run: str
     health: str = ""  # a deployment's
+    challenger: str = ""  # the version a deployment ran beside the champion (``version``)
+    challenger_mode: str = ""  # canary or shadow
+
+    def serving(self) -> str:
+        """What a deployment ran: the champion, and the challenger beside it if any."""
+        beside = f" with the {self.challenger_mode} challenger {self.challenger}"
+        return self.version + (beside if self.challenger else "")
 
 
 def history(events: Iterable[RegistryEvent], deployments: Iterable[Deployment]) -> list[Entry]:
@@ -98,6 +106,8 @@ def deployment_entry(deployment: Deployment, released: Entry | None) -> Entry:
         tag=deployment.tag,
         run=fields.get("Run", ""),
         health=deployment.health,
+        challenger=deployment.challenger,
+        challenger_mode=deployment.mode,
     )
 
 
@@ -124,7 +134,7 @@ def current(state: State, entries: Sequence[Entry]) -> list[str]:
     for environment, entry in sorted(last.items()):
         when = entry.at.isoformat(timespec="seconds")
         lines.append(
-            f"{environment}: {entry.version}, {entry.health}, deployed {when} ({entry.tag})"
+            f"{environment}: {entry.serving()}, {entry.health}, deployed {when} ({entry.tag})"
         )
     return lines
 
@@ -138,7 +148,7 @@ def render_text(name: str, state: State, entries: Sequence[Entry]) -> str:
         cells = [
             entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             event,
-            entry.version,
+            entry.serving(),
             entry.where,
             entry.who,
             entry.why,

@@ -17,6 +17,16 @@ the release workflow's deploy job, its record job tags the released commit with 
     Reason: the canary's error rate and accuracy match the champion's
     Run: https://github.com/owner/repo/actions/runs/123
 
+``Version`` and ``Image`` are the champion's (the model production answers with). With a
+challenger deployed beside it in the same pod, the subject names both roles and three more fields
+say which version ran as the challenger, how and from which image::
+
+    deploy penguins v1.2.0 with the canary challenger v1.3.0 to production: healthy
+    ...
+    Challenger: v1.3.0
+    Challenger-Mode: canary
+    Challenger-Image: ghcr.io/owner/repo@sha256:...
+
 ``healthy``: the rollout finished and every pod passed its readiness probe (the scorer checked
 the model's sha256 and warmed it up; the sidecar loaded the reference profile). ``failed``: the
 rollout did not finish in time, or the deployment was not approved; ``cancelled``: the run was
@@ -38,11 +48,14 @@ from pathlib import Path
 
 from mlops.core.errors import StageError, run
 from mlops.gitops.records import format_record, parse_record
+from mlops.gitops.rollout import CHALLENGER_STAGES
 
 TAG_PREFIX = "deploy/"
 TAG = re.compile(r"^deploy/(?P<environment>[a-z0-9][a-z0-9-]*)/(?P<run>\d+)\.(?P<attempt>\d+)$")
 ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 HEALTH = {"success": "healthy", "failure": "failed", "cancelled": "cancelled"}
+ROLES = ("champion", "challenger")
+CHALLENGER_FIELDS = ("Challenger", "Challenger-Mode", "Challenger-Image")
 
 
 RECORD_SEPARATOR = "\x1e"  # between the tags for-each-ref lists; never in a message
@@ -63,6 +76,40 @@ class Deployment:
     def health(self) -> str:
         return self.fields.get("Health", "")
 
+    @property
+    def challenger(self) -> str:
+        return self.fields.get("Challenger", "")
+
+    @property
+    def mode(self) -> str:
+        return self.fields.get("Challenger-Mode", "")
+
+    def image_of(self, version: str) -> str | None:
+        """The image this deployment ran ``version`` from (in either role), if it ran it."""
+        if version == self.version:
+            return self.fields.get("Image") or None
+        if version == self.challenger:
+            return self.fields.get("Challenger-Image") or None
+        return None
+
+
+def pod_images(role: str, released: str, companion: str) -> tuple[str, str]:
+    """(the champion's image, the challenger's): the release built one of them, in its role;
+    the other (its companion, an earlier release's image) is given, or none."""
+    if role not in ROLES:
+        raise StageError(f"release role '{role}': expected one of {ROLES}")
+    return (companion, released) if role == "challenger" else (released, companion)
+
+
+def deployed_image(deployments: Sequence[Deployment], version: str) -> str | None:
+    """The image, pinned by digest, that the newest deployment of ``version`` ran: what a later
+    deployment runs it from again when this release built the other role's image."""
+    for deployment in sorted(deployments, key=lambda found: found.at, reverse=True):
+        image = deployment.image_of(version)
+        if image and "@sha256:" in image:
+            return image
+    return None
+
 
 def deployment_tag(environment: str, run_number: str, attempt: str) -> str:
     if not ENVIRONMENT.match(environment):
@@ -77,7 +124,8 @@ def deployment_tag(environment: str, run_number: str, attempt: str) -> str:
 def deployment_message(
     model: str, version: str, environment: str, result: str, context: dict[str, str]
 ) -> str:
-    """The record of one deployment; ``context``: Image, Ref, Actor, Reason, Run."""
+    """The record of one deployment of the champion ``version``; ``context``: Image (the
+    champion's), the challenger's fields if one ran beside it, Ref, Actor, Reason, Run."""
     if result not in HEALTH:
         raise StageError(f"deploy result '{result}': expected one of {sorted(HEALTH)}")
     health = HEALTH[result]
@@ -89,7 +137,11 @@ def deployment_message(
         "Health": health,
         **context,
     }
-    return format_record(f"deploy {model} {version} to {environment}: {health}", fields)
+    deployed = f"{model} {version}"
+    if context.get("Challenger"):
+        mode = context.get("Challenger-Mode") or "a"
+        deployed += f" with the {mode} challenger {context['Challenger']}"
+    return format_record(f"deploy {deployed} to {environment}: {health}", fields)
 
 
 def parse_deployment(tag: str, message: str, at: datetime) -> Deployment | None:
@@ -129,15 +181,25 @@ def reason_of(repo: Path, ref_name: str) -> str:
 def record(options: argparse.Namespace) -> None:
     repo = Path.cwd()
     tag = deployment_tag(options.environment, options.run_number, options.run_attempt)
+    champion_image, challenger_image = pod_images(
+        options.role, options.image, options.companion_image
+    )
+    challenger = options.challenger.strip()
+    if challenger and options.challenger_mode not in CHALLENGER_STAGES:
+        raise StageError(
+            f"--challenger-mode '{options.challenger_mode}': expected one of {CHALLENGER_STAGES}"
+        )
+    roles = [challenger, options.challenger_mode, challenger_image] if challenger else []
     context = {
-        "Image": options.image,
+        "Image": champion_image,
+        **dict(zip(CHALLENGER_FIELDS, roles, strict=False)),
         "Ref": options.ref_name,
         "Actor": options.actor,
         "Reason": options.reason.strip() or reason_of(repo, options.ref_name),
         "Run": options.run_url,
     }
     message = deployment_message(
-        options.model, options.version, options.environment, options.result, context
+        options.model, options.champion, options.environment, options.result, context
     )
     _git(
         repo, "tag", "--annotate", "--cleanup=verbatim", f"--message={message}", tag, options.commit
@@ -163,12 +225,16 @@ def arguments() -> argparse.ArgumentParser:
     command.add_argument("--environment", required=True)
     command.add_argument("--result", required=True, help="the deploy job's: success, failure, ...")
     command.add_argument("--model", required=True)
-    command.add_argument("--version", required=True)
+    command.add_argument("--champion", required=True, help="the champion's version (prod)")
+    command.add_argument("--challenger", default="", help="the challenger's version, if any")
+    command.add_argument("--challenger-mode", default="", help="canary or shadow")
     command.add_argument("--commit", required=True)
     command.add_argument("--ref-name", required=True, help="the tag the release ran on")
     command.add_argument("--run-number", required=True)
     command.add_argument("--run-attempt", default="1")
-    command.add_argument("--image", default="")
+    command.add_argument("--image", default="", help="the image this release built")
+    command.add_argument("--role", default="champion", choices=ROLES, help="its role")
+    command.add_argument("--companion-image", default="", help="the other role's image")
     command.add_argument("--actor", default="")
     command.add_argument("--reason", default="", help="default: the reason its tag records")
     command.add_argument("--run-url", default="")

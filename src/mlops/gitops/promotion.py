@@ -9,6 +9,8 @@ rollout workflow):
 - ``verdict``: the sidecar's ``rollout-verdict`` dispatch (its ``client_payload`` as JSON in
   ``ROLLOUT_PAYLOAD``) turned into a promotion, a rollback or nothing.
 - ``state``: the champion and the challenger, as the tags say now.
+- ``withdrawal --tag <model>#<stage>!#N``: the release a withdrawal pushed from a clone needs
+  (the champion's ``prod`` tag: production redeployed as the stages say now), or none.
 
 Each writes ``tag`` (the tags made, one a line) and ``release-ref`` (the tag to release next, or
 nothing) to ``$GITHUB_OUTPUT``.
@@ -32,6 +34,7 @@ from mlops.gitops.rollout import (
     Plan,
     State,
     change_message,
+    describe,
     ordered,
     parse_verdict,
     plan_promotion,
@@ -40,6 +43,7 @@ from mlops.gitops.rollout import (
     release_tag,
     rollout_state,
     verdict_reason,
+    withdrawal_release,
 )
 from mlops.gitops.tags import create_stage_tags, git, push_tags, registry_events
 from mlops.gitops.versions import PRODUCTION_STAGE
@@ -79,6 +83,21 @@ def state_command(options: argparse.Namespace, context: Context) -> None:
             "challenger-mode": state.mode or "",
         }
     )
+
+
+def withdrawal_command(options: argparse.Namespace, context: Context) -> None:
+    name, state = _registry(options)
+    events = {event.tag: event for event in registry_events(Path.cwd(), name)}
+    withdrawal = events.get(options.tag)
+    if withdrawal is None:
+        raise StageError(f"'{options.tag}' is no registry tag of '{name}' (git fetch --tags?)")
+    release = withdrawal_release(withdrawal, state) or ""
+    reason = withdrawal.fields.get("Reason", "")
+    if release:
+        print(f"{options.tag} withdrew {withdrawal.version}: release {release} ({describe(state)})")
+    else:
+        print(f"{options.tag} belongs to a promotion that releases itself, or prod is empty")
+    publish({"release-ref": release, "reason": reason})
 
 
 def apply(
@@ -157,6 +176,8 @@ def arguments() -> argparse.ArgumentParser:
     _subcommand(commands, "rollback", "withdraw the challenger, else the previous prod version")
     _subcommand(commands, "verdict", f"act on the sidecar's {VERDICT_EVENT} (ROLLOUT_PAYLOAD)")
     _subcommand(commands, "state", "the champion and the challenger now")
+    withdrawal = _subcommand(commands, "withdrawal", "what to release after a withdrawal tag")
+    withdrawal.add_argument("--tag", required=True, help="the withdrawal: <model>#<stage>!#N")
     return top
 
 
@@ -176,6 +197,7 @@ COMMANDS = {
     "rollback": rollback_command,
     "verdict": verdict_command,
     "state": state_command,
+    "withdrawal": withdrawal_command,
 }
 
 

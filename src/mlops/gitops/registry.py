@@ -14,7 +14,8 @@ docs/gitops.md):
 - ``register``: create (and push) the version tag, recording who and which run.
 - ``release-info``: the version, image tags and OCI labels of a release, from the git ref; a
   registered version's packaged model must be the one its version tag records (sha256), else
-  the release stops.
+  the release stops. With them, what a deployment serves: the champion and the challenger (the
+  release's version in its stage's role, the other from the registry) and the other's image.
 """
 
 from __future__ import annotations
@@ -28,19 +29,25 @@ from typing import Any
 
 from mlops.core import artifacts
 from mlops.gitops.champion import champion_status
+from mlops.gitops.deployments import deployed_image, read_deployments
 from mlops.gitops.outputs import publish
 from mlops.gitops.records import format_record
 from mlops.gitops.release import (
+    Roles,
     check_registered_model,
+    companion_image,
+    deployment_roles,
     release_info,
     release_version,
     should_deploy,
     tag_model_name,
 )
+from mlops.gitops.rollout import rollout_state
 from mlops.gitops.tags import (
     annotated_tag_message,
     gto_register,
     latest_version,
+    registry_events,
     stage_tag_version,
 )
 from mlops.gitops.versions import (
@@ -138,7 +145,36 @@ def release_info_command(options: argparse.Namespace) -> None:
     deploy = should_deploy(
         stage, options.deploy_requested == "true", options.kubeconfig_set == "true"
     )
-    publish({**info, "deploy": str(deploy).lower()})
+    roles, why = _roles(repo, info, version, stage)
+    print(f"deployment: {why}")
+    publish(
+        {**info, **_role_outputs(repo, info, roles), "deploy": str(deploy and bool(roles)).lower()}
+    )
+
+
+def _roles(
+    repo: Path, info: dict[str, str], version: str | None, stage: str
+) -> tuple[Roles | None, str]:
+    """Who serves production if this release deploys: an unregistered build (no version tag)
+    serves alone, having no registry version for the sidecar to compare it under."""
+    if version is None:
+        return Roles("champion", info["version"]), "production: an unregistered build, alone"
+    return deployment_roles(version, stage, rollout_state(registry_events(repo, info["model"])))
+
+
+def _role_outputs(repo: Path, info: dict[str, str], roles: Roles | None) -> dict[str, str]:
+    if roles is None:
+        keys = ("role", "champion", "challenger", "challenger-mode", "companion-image")
+        return dict.fromkeys(keys, "")
+    other = roles.champion if roles.role == "challenger" else roles.challenger
+    deployed = deployed_image(read_deployments(repo, info["model"]), other) if other else None
+    return {
+        "role": roles.role,
+        "champion": roles.champion,
+        "challenger": roles.challenger,
+        "challenger-mode": roles.mode,
+        "companion-image": companion_image(roles, deployed, info["image"], info["model"]),
+    }
 
 
 def _verify_registered(

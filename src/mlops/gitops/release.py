@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from mlops.core.errors import StageError
+from mlops.gitops.rollout import CHALLENGER_STAGES, State
 from mlops.gitops.versions import PRODUCTION_STAGE, model_sha256, recorded_sha256
 
 VERSION_TAG = re.compile(r"^(?P<name>[^@#]+)@(?P<version>v\d+\.\d+\.\d+)$")
@@ -106,5 +108,55 @@ def release_info(
 
 
 def should_deploy(stage: str, requested: bool, kubeconfig_set: bool) -> bool:
-    """Deploy a promotion to production, or a manual release that asks for it, given a cluster."""
-    return kubeconfig_set and (stage == PRODUCTION_STAGE or requested)
+    """Deploy a promotion to production or to a challenger stage (canary, shadow: served beside
+    the champion in production), or a manual release that asks for it, given a cluster."""
+    return kubeconfig_set and (stage in (PRODUCTION_STAGE, *CHALLENGER_STAGES) or requested)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """What production serves after a release: the champion and, beside it in the same pod, the
+    challenger (if any), with the registry versions the pod is told (the sidecar's verdict names
+    them); ``role`` is the one the released version takes (its image is the one this run built)."""
+
+    role: str  # champion | challenger
+    champion: str
+    challenger: str = ""
+    mode: str = ""  # canary | shadow, with a challenger
+
+    def describe(self) -> str:
+        beside = f" with the {self.mode} challenger {self.challenger}" if self.challenger else ""
+        return f"production: the champion {self.champion}{beside}"
+
+
+def deployment_roles(version: str, stage: str, state: State) -> tuple[Roles | None, str]:
+    """The roles production takes when the release of ``version`` (assigned to ``stage``, or
+    none) deploys, and why; None when deploying it would put back what the registry no longer
+    says. Production serves what the stages say now: a challenger's release deploys it beside
+    the champion in ``prod``; any other release deploys its version as the champion, beside the
+    challenger the registry has (none once it was withdrawn or promoted)."""
+    if stage in CHALLENGER_STAGES:
+        if (state.challenger, state.mode) != (version, stage):
+            now = f"{state.challenger} in {state.mode}" if state.challenger else "none"
+            return None, (
+                f"{version} is no longer the {stage} challenger (the challenger now: {now}): "
+                "a later stage tag changed production, nothing to deploy for this one"
+            )
+        if state.champion is None:
+            return None, f"no version is in {PRODUCTION_STAGE}: a challenger needs a champion"
+        roles = Roles("challenger", state.champion, version, stage)
+        return roles, roles.describe()
+    if state.challenger and state.challenger != version:
+        roles = Roles("champion", version, state.challenger, state.mode or "")
+    else:
+        roles = Roles("champion", version)
+    return roles, roles.describe()
+
+
+def companion_image(roles: Roles, deployed: str | None, image: str, name: str) -> str:
+    """The image of the role this release did not build: the one a deployment ran it from
+    (pinned by digest), else the image its own release pushed (``<image>:<model>-vX.Y.Z``)."""
+    other = roles.champion if roles.role == "challenger" else roles.challenger
+    if not other:
+        return ""
+    return deployed or f"{image.lower()}:{name}-{other}"

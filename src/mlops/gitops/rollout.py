@@ -233,17 +233,17 @@ def plan_verdict(state: State, name: str, verdict: Verdict) -> Plan:
     if (verdict.champion_version, verdict.challenger_version) != deployed:
         summary = (
             f"ignored: a {verdict.verdict} verdict on champion {verdict.champion_version} and "
-            f"challenger {verdict.challenger_version}, but {_describe(state)}"
+            f"challenger {verdict.challenger_version}, but {describe(state)}"
         )
         return Plan("ignore", (), summary)
     if verdict.verdict == "hold":
-        return Plan("hold", (), f"hold: {_describe(state)}, unchanged")
+        return Plan("hold", (), f"hold: {describe(state)}, unchanged")
     if verdict.verdict == "promote":
         return plan_promotion(state, name, verdict.challenger_version, PRODUCTION_STAGE)
     return plan_rollback(state, name)
 
 
-def _describe(state: State) -> str:
+def describe(state: State) -> str:
     challenger = f"{state.mode} challenger {state.challenger}" if state.challenger else "none"
     return f"the champion is {state.champion or 'none'} and the challenger {challenger}"
 
@@ -318,6 +318,19 @@ def change_message(name: str, plan: Plan, change: Change, context: Context) -> s
 def verdict_reason(verdict: Verdict) -> str:
     because = "; ".join(verdict.reasons) or "no reason given"
     return f"the monitoring sidecar's verdict: {verdict.verdict} ({because})"
+
+
+def withdrawal_release(withdrawal: RegistryEvent, state: State) -> str | None:
+    """What to release after a withdrawal pushed from a clone (which, unlike the rollout
+    workflow's pushes, starts the release workflow): the champion's ``prod`` tag, which deploys
+    production as the stages say now. None when the withdrawal belongs to a promotion whose
+    assignment starts a release of its own (a challenger leaving for ``prod``, or making way
+    for another challenger), or when no version is in ``prod``."""
+    if withdrawal.kind != "unassignment":
+        raise StageError(f"'{withdrawal.tag}' is not a withdrawal (<model>#<stage>!#N)")
+    if withdrawal.fields.get("Action") == "promote":
+        return None
+    return state.champion_tag
 
 
 def release_tag(plan: Plan, created: Sequence[tuple[Change, str]], state: State) -> str | None:

@@ -11,9 +11,11 @@ from conftest import PROJECT_ROOT, run
 from mlops.core.errors import StageError
 from mlops.gitops.audit import current, history, render_json, render_text
 from mlops.gitops.deployments import (
+    deployed_image,
     deployment_message,
     deployment_tag,
     parse_deployment,
+    pod_images,
     read_deployments,
 )
 from mlops.gitops.records import format_record
@@ -167,7 +169,7 @@ def test_a_deployment_is_recorded_with_the_standard_library_only(tmp_path: Path)
         run(command, repo)
     commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
     arguments = ["--environment", "production", "--result", "success", "--model", "penguins"]
-    arguments += ["--version", "v1.2.0", "--commit", commit, "--ref-name", "penguins#prod#3"]
+    arguments += ["--champion", "v1.2.0", "--commit", commit, "--ref-name", "penguins#prod#3"]
     arguments += ["--run-number", "12", "--image", "ghcr.io/o/r@sha256:1", "--actor", "erin"]
     command = [sys.executable, "-S", "-m", "mlops.gitops.deployments", "record", *arguments]
     result = run(command, repo, check=False, env={"PYTHONPATH": str(PROJECT_ROOT / "src")})
@@ -182,3 +184,113 @@ def test_a_deployment_is_recorded_with_the_standard_library_only(tmp_path: Path)
     again = run(command, repo, check=False, env={"PYTHONPATH": str(PROJECT_ROOT / "src")})
     assert again.returncode == 1 and "already exists" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+CHAMPION_IMAGE = "ghcr.io/o/r@sha256:" + "c" * 64
+CHALLENGER_IMAGE = "ghcr.io/o/r@sha256:" + "e" * 64
+
+
+def git_repo(path: Path, *tags: tuple[str, str]) -> str:
+    path.mkdir()
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "ci@example.com"],
+        ["git", "config", "user.name", "ci"],
+        ["git", "commit", "-q", "--allow-empty", "-m", "model"],
+    ):
+        run(command, path)
+    for tag, message in tags:
+        run(["git", "tag", "-a", tag, "-m", message], path)
+    return run(["git", "rev-parse", "HEAD"], path).stdout.strip()
+
+
+def test_a_deployment_with_a_challenger_records_which_role_ran_which_version(
+    tmp_path: Path,
+) -> None:
+    """A canary's release built the challenger's image; the champion's came from before. The
+    record says which version ran in which role, from which image."""
+    repo = tmp_path / "repo"
+    commit = git_repo(repo, ("penguins#canary#4", "challenge\n\nReason: try it at night"))
+    arguments = ["--environment", "production", "--result", "success", "--model", "penguins"]
+    arguments += ["--champion", "v1.2.0", "--challenger", "v1.3.0", "--challenger-mode", "canary"]
+    arguments += ["--role", "challenger", "--image", CHALLENGER_IMAGE]
+    arguments += ["--companion-image", CHAMPION_IMAGE, "--commit", commit]
+    arguments += ["--ref-name", "penguins#canary#4", "--run-number", "13"]
+    command = [sys.executable, "-S", "-m", "mlops.gitops.deployments", "record", *arguments]
+    env = {"PYTHONPATH": str(PROJECT_ROOT / "src")}
+    result = run(command, repo, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    subject = "deploy penguins v1.2.0 with the canary challenger v1.3.0 to production: healthy"
+    assert f"recorded deploy/production/13.1: {subject}" in result.stdout
+    (recorded,) = read_deployments(repo, "penguins")
+    assert (recorded.version, recorded.fields["Image"]) == ("v1.2.0", CHAMPION_IMAGE)
+    assert (recorded.challenger, recorded.mode) == ("v1.3.0", "canary")
+    assert recorded.fields["Challenger-Image"] == CHALLENGER_IMAGE
+    assert recorded.fields["Reason"] == "try it at night"
+    bad_mode = [*command[:-1], "14"]
+    bad_mode[bad_mode.index("canary")] = "blue-green"
+    refused = run(bad_mode, repo, check=False, env=env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "--challenger-mode 'blue-green': expected one of ('canary', 'shadow')" in refused.stderr
+
+
+def test_the_images_of_both_roles_and_where_a_version_ran_before() -> None:
+    assert pod_images("champion", "built", "other") == ("built", "other")
+    assert pod_images("challenger", "built", "other") == ("other", "built")
+    with pytest.raises(StageError, match="release role 'prod'"):
+        pod_images("prod", "built", "")
+    context = {"Image": CHAMPION_IMAGE, "Challenger": "v1.3.0", "Challenger-Mode": "shadow"}
+    older = parse_deployment(
+        "deploy/production/1.1",
+        deployment_message("penguins", "v1.2.0", "production", "success", {"Image": "old@x"}),
+        START,
+    )
+    newer = parse_deployment(
+        "deploy/production/2.1",
+        deployment_message(
+            "penguins",
+            "v1.2.0",
+            "production",
+            "failure",
+            {**context, "Challenger-Image": CHALLENGER_IMAGE},
+        ),
+        START + timedelta(minutes=5),
+    )
+    assert older is not None and newer is not None
+    found = [older, newer]
+    assert deployed_image(found, "v1.2.0") == CHAMPION_IMAGE  # the newest, pinned by digest
+    assert deployed_image(found, "v1.3.0") == CHALLENGER_IMAGE  # it ran as the challenger
+    assert deployed_image(found, "v1.4.0") is None
+    assert deployed_image([older], "v1.2.0") is None  # not pinned: the tag's image instead
+
+
+def test_the_audit_shows_the_challenger_each_deployment_ran(events: list[RegistryEvent]) -> None:
+    fields = {
+        "Image": CHAMPION_IMAGE,
+        "Challenger": "v1.1.0",
+        "Challenger-Mode": "canary",
+        "Challenger-Image": CHALLENGER_IMAGE,
+        "Ref": "penguins#canary#3",
+        "Actor": "carol",
+    }
+    message = deployment_message("penguins", "v1.0.0", "production", "success", fields)
+    assert message.startswith(
+        "deploy penguins v1.0.0 with the canary challenger v1.1.0 to production: healthy\n"
+    )
+    deployed = parse_deployment("deploy/production/4.1", message, START + timedelta(seconds=4))
+    entries = history(events[:4], [deployed])  # type: ignore[list-item]
+    entry = entries[-1]
+    assert (entry.version, entry.challenger, entry.challenger_mode) == (
+        "v1.0.0",
+        "v1.1.0",
+        "canary",
+    )
+    lines = current(rollout_state(events[:4]), entries)
+    assert lines[1] == "challenger: v1.1.0 (canary)"
+    serving = "production: v1.0.0 with the canary challenger v1.1.0, healthy"
+    assert lines[2].startswith(f"{serving}, deployed 2026-11-02T09:00:04")
+    text = render_text("penguins", rollout_state(events[:4]), entries)
+    assert "| deployed: healthy | v1.0.0 with the canary challenger v1.1.0 | production |" in text
+    document = json.loads(render_json("penguins", rollout_state(events[:4]), entries))
+    assert document["history"][-1]["challenger"] == "v1.1.0"
+    assert document["history"][-1]["challenger_mode"] == "canary"

@@ -20,6 +20,7 @@ from mlops.gitops.rollout import (
     previous_production,
     release_tag,
     rollout_state,
+    withdrawal_release,
 )
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -297,3 +298,34 @@ def test_a_message_written_another_way_has_no_fields() -> None:
     )
     assert parse_record("subject\n\nfree text: with a colon\nmore text\n")[1] == {}
     assert format_record("s", {"A": "1", "B": None, "C": ""}) == "s\n\nA: 1\n"
+
+
+def test_a_withdrawal_pushed_by_hand_releases_the_champion_unless_its_promotion_does() -> None:
+    """A clone's push starts the release workflow on the withdrawal tag: production is then
+    released as the stages say (the champion's prod tag), except when the withdrawal is one half
+    of a promotion whose assignment starts a release of its own."""
+    tags = registry("v1.0.0", "v1.1.0", "v1.2.0")
+    champion = tags.add("assignment", "v1.0.0", "prod", "promote")
+    tags.add("assignment", "v1.1.0", "canary", "promote")
+    rollback = tags.add("unassignment", "v1.1.0", "canary", "rollback")
+    by_hand = tags.add("unassignment", "v1.1.0", "shadow")  # `gto unassign`: no Action field
+    events = {event.tag: event for event in tags.events}
+    state = tags.state()
+    assert withdrawal_release(events[rollback], state) == champion
+    assert withdrawal_release(events[by_hand], state) == champion
+    tags.add("assignment", "v1.2.0", "canary", "promote")
+    promoted = tags.add("assignment", "v1.2.0", "prod", "promote")
+    left = tags.add("unassignment", "v1.2.0", "canary", "promote")  # released by `promoted`
+    events = {event.tag: event for event in tags.events}
+    assert withdrawal_release(events[left], tags.state()) is None
+    assert tags.state().champion_tag == promoted
+    with pytest.raises(StageError, match=r"is not a withdrawal \(<model>#<stage>!#N\)"):
+        withdrawal_release(events[promoted], tags.state())
+
+
+def test_withdrawing_the_only_champion_leaves_nothing_to_release() -> None:
+    tags = registry("v1.0.0")
+    tags.add("assignment", "v1.0.0", "prod", "promote")
+    withdrawn = tags.add("unassignment", "v1.0.0", "prod", "rollback")
+    (event,) = [event for event in tags.events if event.tag == withdrawn]
+    assert withdrawal_release(event, tags.state()) is None

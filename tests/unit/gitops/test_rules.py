@@ -9,12 +9,16 @@ from conftest import PROJECT_ROOT
 from mlops.core.errors import StageError
 from mlops.gitops.outputs import github_outputs
 from mlops.gitops.release import (
+    Roles,
     check_registered_model,
+    companion_image,
+    deployment_roles,
     release_info,
     release_version,
     should_deploy,
     tag_model_name,
 )
+from mlops.gitops.rollout import State
 from mlops.gitops.versions import (
     RegisteredVersion,
     next_version,
@@ -157,11 +161,63 @@ def test_a_release_ships_only_the_model_its_version_tag_registered() -> None:
     assert tag_model_name("main") is None
 
 
-def test_only_a_production_promotion_or_a_request_deploys_and_only_with_a_cluster() -> None:
-    assert should_deploy("prod", requested=False, kubeconfig_set=True)
+def test_only_a_stage_of_production_or_a_request_deploys_and_only_with_a_cluster() -> None:
+    for stage in ("prod", "canary", "shadow"):  # the champion, or a challenger beside it
+        assert should_deploy(stage, requested=False, kubeconfig_set=True), stage
+        assert not should_deploy(stage, requested=True, kubeconfig_set=False), stage
     assert should_deploy("", requested=True, kubeconfig_set=True)
+    assert should_deploy("staging", requested=True, kubeconfig_set=True)
     assert not should_deploy("", requested=False, kubeconfig_set=True)
-    assert not should_deploy("prod", requested=True, kubeconfig_set=False)
+    assert not should_deploy("staging", requested=False, kubeconfig_set=True)
+
+
+def state(champion: str | None, challenger: str | None = None, mode: str | None = None) -> State:
+    return State(champion, f"penguins#prod#{champion}", challenger, mode, (), ())
+
+
+def test_a_challengers_release_deploys_it_beside_the_champion() -> None:
+    roles, why = deployment_roles("v1.1.0", "canary", state("v1.0.0", "v1.1.0", "canary"))
+    assert roles == Roles("challenger", "v1.0.0", "v1.1.0", "canary")
+    assert why == "production: the champion v1.0.0 with the canary challenger v1.1.0"
+    shadow, _ = deployment_roles("v1.1.0", "shadow", state("v1.0.0", "v1.1.0", "shadow"))
+    assert shadow == Roles("challenger", "v1.0.0", "v1.1.0", "shadow")
+
+
+def test_a_champions_release_keeps_the_challenger_the_stages_hold() -> None:
+    """Production serves what the stages say now: a new champion (by hand) keeps the running
+    challenger beside it; a challenger promoted to prod has left its stage and serves alone."""
+    beside, _ = deployment_roles("v1.2.0", "prod", state("v1.2.0", "v1.1.0", "shadow"))
+    assert beside == Roles("champion", "v1.2.0", "v1.1.0", "shadow")
+    promoted, why = deployment_roles("v1.1.0", "prod", state("v1.1.0"))
+    assert promoted == Roles("champion", "v1.1.0") and why == "production: the champion v1.1.0"
+    requested, _ = deployment_roles("v1.1.0", "", state("v1.0.0", "v1.1.0", "canary"))
+    assert requested == Roles("champion", "v1.1.0")  # it cannot challenge itself
+
+
+def test_the_release_of_a_challenger_tag_no_longer_in_force_deploys_nothing() -> None:
+    """A canary tag released after its withdrawal (a re-run, a queued release) would put back a
+    challenger the registry no longer has."""
+    roles, why = deployment_roles("v1.1.0", "canary", state("v1.0.0"))
+    assert roles is None
+    assert why.startswith("v1.1.0 is no longer the canary challenger (the challenger now: none)")
+    moved, why = deployment_roles("v1.1.0", "canary", state("v1.0.0", "v1.1.0", "shadow"))
+    assert moved is None and "(the challenger now: v1.1.0 in shadow)" in why
+    orphan, why = deployment_roles("v1.1.0", "canary", state(None, "v1.1.0", "canary"))
+    assert orphan is None and why == "no version is in prod: a challenger needs a champion"
+
+
+def test_the_other_roles_image_is_the_deployed_one_else_its_versions_release_tag() -> None:
+    challenger = Roles("challenger", "v1.0.0", "v1.1.0", "canary")
+    pinned = "ghcr.io/o/r@sha256:" + "d" * 64
+    assert companion_image(challenger, pinned, "ghcr.io/O/R", "penguins") == pinned
+    assert companion_image(challenger, None, "ghcr.io/O/R", "penguins") == (
+        "ghcr.io/o/r:penguins-v1.0.0"
+    )
+    champion = Roles("champion", "v1.2.0", "v1.1.0", "shadow")
+    assert companion_image(champion, None, "ghcr.io/o/r", "penguins") == (
+        "ghcr.io/o/r:penguins-v1.1.0"
+    )
+    assert companion_image(Roles("champion", "v1.2.0"), None, "ghcr.io/o/r", "penguins") == ""
 
 
 def test_multi_line_outputs_are_delimited_for_github() -> None:
