@@ -6,9 +6,13 @@
 #       port-forward the Service and run the smoke test (python -m mlops.gitops.smoke) against it
 #   IMAGE=<ref@sha256:...> KUBE_CONFIG=<kubeconfig text> [NAMESPACE=mlops] scripts/ci/k8s-release.sh deploy
 #       apply the manifests with the image to the cluster KUBE_CONFIG points at; wait for the rollout
+#       (with a challenger: RELEASE_ROLE, COMPANION_IMAGE, CHAMPION_VERSION, CHALLENGER_VERSION,
+#       CHALLENGER_MODE, as the release's deploy job sets them)
 #
-# The manifests are deploy/k8s (a kustomize base) under a generated overlay that sets the image
-# and the namespace. The kubeconfig is written to a private temporary file and never printed.
+# The manifests are deploy/k8s (a kustomize base), or deploy/k8s-challenger (the champion and a
+# challenger in one pod), under a generated overlay that sets the images, the namespace and the
+# replicas (python -m mlops.gitops.k8s_overlay). The kubeconfig is written to a private temporary
+# file and never printed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,36 +22,16 @@ SIDECAR_PORT=${SIDECAR_PORT:-18090}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# write_overlay DIR IMAGE NAMESPACE REPLICAS: a kustomization over deploy/k8s
+# write_overlay DIR IMAGE NAMESPACE REPLICAS: a kustomization over deploy/k8s, or, with a
+# challenger (CHALLENGER_VERSION, CHALLENGER_MODE, CHAMPION_VERSION; IMAGE in RELEASE_ROLE, the
+# other role's COMPANION_IMAGE), over deploy/k8s-challenger with both images
 write_overlay() {
-    local dir=$1 image=$2 namespace=$3 replicas=$4 name reference base
-    if [[ "$image" == *@* ]]; then
-        name=${image%@*}
-        reference="digest: ${image#*@}"
-    else
-        name=${image%:*}
-        reference="newTag: ${image##*:}"
-    fi
-    base=$(realpath --relative-to="$dir" deploy/k8s)
-    cat >"$dir/kustomization.yaml" <<YAML
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-namespace: $namespace
-resources:
-  - $base
-images:
-  - name: mlops
-    newName: $name
-    $reference
-patches:
-  - target:
-      kind: Deployment
-      name: mlops-scorer
-    patch: |-
-      - op: replace
-        path: /spec/replicas
-        value: $replicas
-YAML
+    local dir=$1 image=$2 namespace=$3 replicas=$4
+    PYTHONPATH=src python3 -m mlops.gitops.k8s_overlay --out "$dir/kustomization.yaml" \
+        --image "$image" --namespace "$namespace" --replicas "$replicas" \
+        --role "${RELEASE_ROLE:-champion}" --companion-image "${COMPANION_IMAGE:-}" \
+        --champion "${CHAMPION_VERSION:-}" --challenger "${CHALLENGER_VERSION:-}" \
+        --challenger-mode "${CHALLENGER_MODE:-}" >&2
 }
 
 apply() {
