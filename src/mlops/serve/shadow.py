@@ -12,7 +12,7 @@ that fails is retried copy by copy, so that each copy's outcome is its own.
 
 Shadow lines are written once scored, not before the answer leaves: a hard kill loses the copies
 still waiting or being scored (at most ``SCORER_SHADOW_QUEUE`` and the one call in flight); a
-graceful stop scores what waits first (within ``SCORER_SHUTDOWN_TIMEOUT``).
+graceful stop scores what waits first (for a few seconds: ``app.SHADOW_DRAIN_SECONDS``).
 """
 
 from __future__ import annotations
