@@ -26,6 +26,7 @@ import onnxruntime
 from conftest import PROJECT_ROOT
 from mlops.core.artifacts import MISSING_CATEGORY
 
+TRITON_CLIENT = PROJECT_ROOT / "tests" / "triton_client.py"
 STARTUP_SECONDS = 90  # generous: the test machine is shared
 JSON_HEADERS = {"content-type": "application/json"}
 # What a client sees of a scorer that has shut down (or is shutting down) between two requests.
@@ -327,3 +328,20 @@ class BackgroundTraffic:
                 answer = Answered(response.headers["x-request-id"], len(batch), time.monotonic())
                 with self._lock:
                     self.answered.append(answer)
+
+
+def triton(protocol: str, target: str, calls: list[dict[str, Any]]) -> list[Any]:
+    """Run the calls with tritonclient (its ``protocol`` module, http or grpc) in a child process
+    (``tests/triton_client.py``)."""
+    job = json.dumps({"target": target, "calls": calls})
+    finished = subprocess.run(
+        [sys.executable, str(TRITON_CLIENT), protocol],
+        input=job,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    answers: list[Any] = json.loads(finished.stdout)
+    return answers

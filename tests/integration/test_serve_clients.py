@@ -13,8 +13,6 @@ from __future__ import annotations
 import gzip
 import json
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,13 +24,18 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import PROJECT_ROOT
 from package_fixtures import binary_package, regression_package
-from serve_fixtures import Scorer, post_json, running_scorer, signature_of, table_records
+from serve_fixtures import (
+    Scorer,
+    post_json,
+    running_scorer,
+    signature_of,
+    table_records,
+    triton,
+)
 
 TOKEN = "client-test-token-0123456789"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
-CLIENT = PROJECT_ROOT / "tests" / "triton_client.py"
 
 
 class Served:
@@ -68,22 +71,6 @@ class Served:
             if len(mine) >= count or time.monotonic() > deadline:
                 return mine
             time.sleep(0.05)
-
-
-def triton(protocol: str, target: str, calls: list[dict[str, Any]]) -> list[Any]:
-    """Run the calls with tritonclient (its ``protocol`` module) in a child process."""
-    job = json.dumps({"target": target, "calls": calls})
-    finished = subprocess.run(
-        [sys.executable, str(CLIENT), protocol],
-        input=job,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert finished.returncode == 0, finished.stderr
-    answers: list[Any] = json.loads(finished.stdout)
-    return answers
 
 
 @pytest.fixture(scope="module")

@@ -329,20 +329,24 @@ def test_v2_errors_are_the_protocol_error_object(
 def test_metrics_count_requests_latency_records_and_model(
     client: httpx.Client, signature: dict[str, Any], records: list[dict[str, Any]]
 ) -> None:
-    def value(text: str, line_start: str) -> float:
-        line = next((line for line in text.splitlines() if line.startswith(line_start)), None)
-        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+    def value(text: str, line_start: str, *labels: str) -> float:
+        """The sum of the samples whose line starts so and holds every one of ``labels``."""
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(line_start) and all(label in line for label in labels)
+        )
 
     ok = 'scorer_requests_total{method="POST",route="/predict",status="200"}'
     bad = 'scorer_requests_total{method="POST",route="/predict",status="422"}'
-    scored = 'scorer_records_scored_total{route="/predict"}'
+    scored = ("scorer_records_scored_total{", 'role="champion"', 'route="/predict"')
     before = client.get("/metrics").text
     assert post_json(client, "/predict", {"records": records[:3]}).status_code == 200
     assert post_json(client, "/predict", {"records": [{}]}).status_code == 422
     after = client.get("/metrics").text
     assert value(after, ok) == value(before, ok) + 1
     assert value(after, bad) == value(before, bad) + 1
-    assert value(after, scored) == value(before, scored) + 3
+    assert value(after, *scored) == value(before, *scored) + 3
     assert 'scorer_request_duration_seconds_bucket{le="0.005",route="/predict"}' in after
     version = client.get("/metadata").json()["model_version"]
     assert f'model_name="{signature["model_name"]}",model_version="{version}"' in after

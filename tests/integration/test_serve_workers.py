@@ -34,6 +34,10 @@ LOG_MAX_BYTES = 64 * 1024  # the smallest the settings allow: the load below rot
 BATCH = 20
 
 
+def version_of(package: Path) -> str:
+    return str(json.loads((package / "manifest.json").read_text())["model_version"])
+
+
 def metric(text: str, series: str) -> float:
     line = next((line for line in text.splitlines() if line.startswith(series + " ")), None)
     return float(line.rsplit(" ", 1)[1]) if line else 0.0
@@ -67,12 +71,18 @@ def test_workers_share_one_rotating_log_and_one_set_of_metrics(
         shared = scorer.prediction_log.with_name(f".{scorer.prediction_log.name}.workers")
         per_worker = [Counts.from_json(path.read_bytes()) for path in shared.glob("worker-*")]
         assert len(per_worker) == 2
-        assert all(counts.records["/predict"] > 0 for counts in per_worker), "one worker idle"
+        champion = ("/predict", "champion", version_of(packaged_model))
+        assert all(counts.records[champion] > 0 for counts in per_worker), "one worker idle"
         for _ in range(6):  # new connections: the scrapes reach both workers
             text = httpx.get(f"{scorer.url}/metrics", timeout=10).text
             ok = 'scorer_requests_total{method="POST",route="/predict",status="200"}'
             assert metric(text, ok) == 200
-            assert metric(text, 'scorer_records_scored_total{route="/predict"}') == 200 * BATCH
+            version = version_of(packaged_model)
+            scored = (
+                f'scorer_records_scored_total{{model_version="{version}",role="champion",'
+                'route="/predict"}'
+            )
+            assert metric(text, scored) == 200 * BATCH
             assert metric(text, 'scorer_request_duration_seconds_count{route="/predict"}') == 200
         exit_code = scorer.stop()
     output = scorer.output()
@@ -140,7 +150,8 @@ def test_every_worker_serves_grpc_and_logs_each_answered_call_through_sigterm(
         time.sleep(2 * PUBLISH_SECONDS)
         shared = scorer.prediction_log.with_name(f".{scorer.prediction_log.name}.workers")
         per_worker = [Counts.from_json(path.read_bytes()) for path in shared.glob("worker-*")]
-        assert [counts.records[INFER_ROUTE] > 0 for counts in per_worker] == [True, True]
+        champion = (INFER_ROUTE, "champion", version_of(package))
+        assert [counts.records[champion] > 0 for counts in per_worker] == [True, True]
 
         in_flight: dict[str, int] = {}
         stop_sending = time.monotonic() + 30

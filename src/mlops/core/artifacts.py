@@ -29,7 +29,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
@@ -47,6 +47,12 @@ Task = Literal["classification", "regression"]
 # How a missing value reaches the model, in training and in serving alike: a missing number is NaN
 # (the model's imputer fills it), a missing category is this sentinel (a category of its own).
 MISSING_CATEGORY = "__missing__"
+# Who scored a prediction log line: the model answering by default, or the one on trial beside it
+# (a canary share of the answers, or shadow copies of the requests). A line without ``role`` (a
+# log from before roles) is the champion's.
+Role = Literal["champion", "challenger"]
+CHAMPION: Role = "champion"
+CHALLENGER: Role = "challenger"
 
 
 class Feature(TypedDict):
@@ -91,6 +97,7 @@ class _PredictionFields(TypedDict):
     request_id: str  # the HTTP request's id; records of one batch share it
     index: int  # position of the record in its request; (request_id, index) is unique
     model_version: str
+    role: Role  # who scored it; a line written before roles has none (``record_role``)
     features: dict[str, Any]  # as received (null for missing), by the data's column names
     prediction: str | float  # the class label, or a regressor's number
     probabilities: dict[str, float] | None  # None for a regressor
@@ -102,10 +109,22 @@ class PredictionRecord(_PredictionFields, total=False):
 
     The fields below are there only when there is something to keep: the id the client gave its
     request (V2 ``id``), and a /predict record's fields beside the features
-    (``SCORER_EXTRA_FIELDS=ignore``), e.g. an id of its own to join labels to later."""
+    (``SCORER_EXTRA_FIELDS=ignore``), e.g. an id of its own to join labels to later.
 
+    A challenger's shadow copy of an answered record is a line of its own with the
+    answered line's ``request_id``, ``index``, ``features`` (and ``client_request_id``,
+    ``extra``), the challenger's ``model_version``, prediction and latency, and ``shadow: true``;
+    the key is absent on answered lines."""
+
+    shadow: bool
     client_request_id: str
     extra: dict[str, Any]
+
+
+def record_role(record: Mapping[str, Any]) -> Role:
+    """The role of a prediction log line: its ``role``, or the champion for a line written before
+    the scorer served two models."""
+    return CHALLENGER if record.get("role") == CHALLENGER else CHAMPION
 
 
 def iso_timestamp(unix_time: float) -> str:

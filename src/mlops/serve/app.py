@@ -30,26 +30,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mlops.core.artifacts import CHALLENGER, CHAMPION, ArtifactError, Role
 from mlops.serve.auth import UNAUTHORIZED, bearer_matches, token_digest
 from mlops.serve.batching import MicroBatcher
 from mlops.serve.codecs.base import Codec
 from mlops.serve.codecs.rest import RestCodec, metadata_body
-from mlops.serve.codecs.v2 import (
-    V2Codec,
-    V2Request,
-    model_metadata_body,
-    model_parameters,
-)
+from mlops.serve.codecs.v2 import V2Codec, V2Request
 from mlops.serve.codecs.v2_grpc import GrpcCodec
-from mlops.serve.dataplane import DataPlane
+from mlops.serve.dataplane import DataPlane, Rollout, ServedModel
 from mlops.serve.errors import ClientError, InputError
 from mlops.serve.grpc.service import GrpcServer, InferenceService, listen_address
 from mlops.serve.metrics import PUBLISH_SECONDS, MetricsMiddleware, ScorerMetrics
 from mlops.serve.model import Scorer
 from mlops.serve.openapi import openapi_document
 from mlops.serve.predlog import PredictionLogWriter, require_bounded_lines
-from mlops.serve.schema import input_schema
+from mlops.serve.schema import InputSchema, input_schema
 from mlops.serve.settings import ServeSettings
+from mlops.serve.shadow import ShadowScorer
 from mlops.serve.warmup import warm_up
 
 logger = logging.getLogger("mlops.serve")
@@ -59,11 +56,17 @@ EXTENSIONS = ("binary_tensor_data",)  # the V2 protocol extensions served (REST)
 JSON_TYPE = b"application/json"
 BINARY_TYPE = b"application/octet-stream"  # the binary tensor data extension's bodies
 HEADER_LENGTH = b"inference-header-content-length"
+ROLLOUT_KEY = b"x-rollout-key"  # a canary client's key: the same key, the same model
+MODEL_ROLE = b"x-model-role"  # who answered: champion or challenger
 DECOMPRESSORS = {b"gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}  # zlib's wbits
 GC_YOUNG_THRESHOLD = 10_000  # allocations between collections of the youngest generation
 PREDICT_ROUTE = "/predict"
 INFER_ROUTE = "/v2/models/{model_name}/infer"
 Handler = Callable[[Request], Awaitable[Response]]
+# At shutdown the shadow copies waiting get this long, after the answers' own drain: within the
+# usual grace period (Kubernetes: SIGKILL 30 s after SIGTERM) without doubling it.
+SHADOW_DRAIN_SECONDS = 5
+ROLE_VALUES: dict[str, bytes] = {CHAMPION: CHAMPION.encode(), CHALLENGER: CHALLENGER.encode()}
 
 
 def json_response(
@@ -73,14 +76,21 @@ def json_response(
 
 
 class ScoringResponse(Response):
-    """A scoring answer: its JSON and the request id header. The headers are the ones
-    ``Response`` makes for JSON bytes, in its order, then the id; made here in one step, they
-    cost a third of ``Response.__init__``, which renders the content and inspects the headers
-    for every kind of response (a unit test holds the two to the same bytes)."""
+    """A scoring answer: its JSON, the request id and the role of the model that answered. The
+    headers are the ones ``Response`` makes for JSON bytes, in its order, then the id and the
+    role; made here in one step, they cost a third of ``Response.__init__``, which renders the
+    content and inspects the headers for every kind of response (a unit test holds the two to
+    the same bytes)."""
 
     media_type = "application/json"
 
-    def __init__(self, content: bytes, request_id: str, header_length: int | None = None) -> None:
+    def __init__(
+        self,
+        content: bytes,
+        request_id: str,
+        role: Role = CHAMPION,
+        header_length: int | None = None,
+    ) -> None:
         self.status_code = 200
         self.background = None
         self.body = content
@@ -88,6 +98,7 @@ class ScoringResponse(Response):
             (b"content-length", str(len(content)).encode()),
             (b"content-type", JSON_TYPE if header_length is None else BINARY_TYPE),
             (b"x-request-id", request_id.encode()),
+            (MODEL_ROLE, ROLE_VALUES[role]),
         ]
         if header_length is not None:  # binary outputs follow the JSON header
             self.raw_headers.append((HEADER_LENGTH, str(header_length).encode()))
@@ -211,10 +222,19 @@ class Service:
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         return body if encoding == b"identity" else decompressed(body, encoding, limit)
 
-    def check_model(self, request: Request) -> None:
-        self.plane.check_model(
+    def check_model(self, request: Request) -> ServedModel | None:
+        """The served model the path names by version (None: no version named)."""
+        return self.plane.check_model(
             request.path_params["model_name"], request.path_params.get("model_version")
         )
+
+    def rollout_key(self, request: Request) -> str | None:
+        """The client's canary key (``X-Rollout-Key``), read only when a canary is served."""
+        rollout = self.plane.rollout
+        if rollout is None or rollout.mode != "canary":
+            return None
+        key = dict(request.scope["headers"]).get(ROLLOUT_KEY)
+        return None if not key else key.decode("latin-1")  # empty: no key
 
     # REST routes ---------------------------------------------------------------------------------
 
@@ -222,10 +242,10 @@ class Service:
         started, received = time.perf_counter(), time.time()
         self.require_token(request)
         body = await self.read_json(request)
-        content, request_id = await self.plane.infer(
-            self.rest, body, PREDICT_ROUTE, started, received
+        content, request_id, role = await self.plane.infer(
+            self.rest, body, PREDICT_ROUTE, started, received, self.rollout_key(request)
         )
-        return ScoringResponse(content, request_id)
+        return ScoringResponse(content, request_id, role)
 
     async def metadata(self, request: Request) -> Response:
         self.require_token(request)
@@ -269,25 +289,21 @@ class Service:
         )
 
     async def v2_model_metadata(self, request: Request) -> Response:
+        """The named version's metadata; without a version, the champion's, listing every
+        version served."""
         self.require_token(request)
-        self.check_model(request)
-        return json_response(
-            model_metadata_body(
-                self.scorer.model_name,
-                self.scorer.model_version,
-                self.plane.schema,
-                self.scorer.classes,
-                model_parameters(self.scorer.signature),
-            )
-        )
+        named = self.check_model(request)
+        return json_response(self.plane.model_metadata(named))
 
     async def v2_infer(self, request: Request) -> Response:
         started, received = time.perf_counter(), time.time()
         self.require_token(request)
-        self.check_model(request)
+        named = self.check_model(request)
         body = await self.read_v2(request)
-        answer, request_id = await self.plane.infer(self.v2, body, INFER_ROUTE, started, received)
-        return ScoringResponse(answer.content, request_id, answer.header_length)
+        answer, request_id, role = await self.plane.infer(
+            self.v2, body, INFER_ROUTE, started, received, self.rollout_key(request), named
+        )
+        return ScoringResponse(answer.content, request_id, role, answer.header_length)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -304,10 +320,11 @@ class Service:
         if self.grpc is not None:
             await self.grpc.start()
         logger.info(
-            "ready: model %s version %s, %d feature(s)",
+            "ready: model %s version %s, %d feature(s)%s",
             self.scorer.model_name,
             self.scorer.model_version,
             len(plane.schema.fields),
+            describe_rollout(plane.rollout),
         )
         try:
             yield
@@ -315,6 +332,9 @@ class Service:
             if self.grpc is not None:  # its calls in flight are answered and logged first
                 await self.grpc.stop(self.settings.shutdown_timeout)
             plane.ready = False
+            shadow = plane.rollout.shadow if plane.rollout is not None else None
+            if shadow is not None:  # its lines join the log before it closes
+                await shadow.drain(min(SHADOW_DRAIN_SECONDS, self.settings.shutdown_timeout))
             logger.info(
                 "shutting down: writing %d queued prediction log record(s)", plane.log.pending
             )
@@ -329,6 +349,16 @@ class Service:
         while True:
             await asyncio.sleep(PUBLISH_SECONDS)
             self.plane.metrics.publish()
+
+
+def describe_rollout(rollout: Rollout | None) -> str:
+    """The challenger and its mode, for the "ready" log line."""
+    if rollout is None:
+        return ""
+    version = rollout.challenger.scorer.model_version
+    if rollout.mode == "canary":
+        return f"; challenger version {version} answers {rollout.canary_percent:g} % (canary)"
+    return f"; challenger version {version} scores a copy of every request (shadow)"
 
 
 def server_version() -> str:
@@ -394,17 +424,24 @@ def routes(service: Service) -> list[Route]:
     ]
 
 
-def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter) -> Starlette:
-    """The ASGI app serving ``scorer`` (warmed up here) over HTTP and, when ``SCORER_GRPC_PORT``
-    is set, gRPC: ready once started, drains ``log`` on shutdown. Raises ArtifactError if the
-    model cannot score the signature's example records."""
+def create_app(
+    settings: ServeSettings,
+    scorer: Scorer,
+    log: PredictionLogWriter,
+    challenger: Scorer | None = None,
+) -> Starlette:
+    """The ASGI app serving ``scorer`` (warmed up here), and ``challenger`` beside it if given,
+    over HTTP and, when ``SCORER_GRPC_PORT`` is set, gRPC: ready once started, drains ``log`` on
+    shutdown. Raises ArtifactError if a model cannot score the signature's example records.
+    Requests are checked against the champion's signature whoever answers them."""
     schema = input_schema(
         scorer.signature,
         settings.unknown_category,
         settings.out_of_range,
         settings.max_string_length,
     )
-    require_bounded_lines(schema, scorer, settings.max_records)
+    other_versions = [] if challenger is None else [challenger.model_version]
+    require_bounded_lines(schema, scorer, settings.max_records, other_versions)
     warm_up(scorer, schema)
     metrics = ScorerMetrics(
         scorer.model_name,
@@ -413,6 +450,9 @@ def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter
         shared=settings.shared_metrics_dir if settings.workers > 1 else None,
     )
     metrics.track_log_backlog(lambda: log.pending)
+    rollout = None
+    if challenger is not None:
+        rollout = challenger_rollout(settings, challenger, schema, log, metrics)
     digest = token_digest(settings.api_token)
     document = openapi_document(
         schema,
@@ -424,7 +464,7 @@ def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter
         settings.extra_fields,
     )
     plane = DataPlane(
-        scorer, schema, settings.max_records, metrics, log, MicroBatcher(scorer, schema)
+        scorer, schema, settings.max_records, metrics, log, MicroBatcher(scorer, schema), rollout
     )
     service = Service(
         settings=settings,
@@ -441,6 +481,31 @@ def create_app(settings: ServeSettings, scorer: Scorer, log: PredictionLogWriter
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         lifespan=service.lifespan,
     )
+
+
+def challenger_rollout(
+    settings: ServeSettings,
+    challenger: Scorer,
+    schema: InputSchema,
+    log: PredictionLogWriter,
+    metrics: ScorerMetrics,
+) -> Rollout:
+    """The challenger warmed up on what clients may send the champion (ArtifactError naming
+    SCORER_CHALLENGER_DIR if it cannot score it), in its mode."""
+    try:
+        warm_up(challenger, schema)
+    except ArtifactError as error:
+        raise ArtifactError(f"SCORER_CHALLENGER_DIR={settings.challenger_dir}: {error}") from None
+    metrics.serve_challenger(
+        challenger.model_name,
+        challenger.model_version,
+        challenger.manifest["lineage"]["git_commit"],
+    )
+    served = ServedModel(challenger, MicroBatcher(challenger, schema), CHALLENGER)
+    if settings.challenger_mode == "canary":
+        return Rollout(served, "canary", settings.canary_percent)
+    shadow = ShadowScorer(challenger, schema, settings.shadow_queue, log, metrics)
+    return Rollout(served, "shadow", shadow=shadow)
 
 
 def grpc_server(settings: ServeSettings, plane: DataPlane, digest: bytes | None) -> GrpcServer:

@@ -7,6 +7,10 @@ limit, checks it against the signature (``mlops.serve.checks.check``), scores it
 merged on the event loop, large ones in a worker thread), encodes the answer with the codec,
 builds the request's prediction log lines and counts it in the metrics. A new wire format adds a
 codec, never a second copy of any of these steps.
+
+With a challenger (``SCORER_CHALLENGER_DIR``) the data plane picks the model that answers
+(``mlops.serve.rollout``) and, in shadow mode, hands a copy of each answered request to the
+challenger (``mlops.serve.shadow``). Served alone, the champion's path is the same as without.
 """
 
 from __future__ import annotations
@@ -16,18 +20,22 @@ import itertools
 import os
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from mlops.core.artifacts import CHAMPION, Role
 from mlops.serve.batches import Inputs, ModelInput, Result
 from mlops.serve.batching import MicroBatcher
 from mlops.serve.checks import check, check_batch_size
 from mlops.serve.codecs.base import Codec
+from mlops.serve.codecs.v2 import model_metadata_body, model_parameters
 from mlops.serve.errors import ClientError
-from mlops.serve.metrics import ScorerMetrics
+from mlops.serve.metrics import ERROR, ModelLabels, ScorerMetrics
 from mlops.serve.model import Prediction, Scorer
 from mlops.serve.predlog import PredictionLogWriter, ScoredBatch
+from mlops.serve.rollout import RolloutMode, canary_takes
 from mlops.serve.schema import InputSchema
+from mlops.serve.shadow import ShadowCopy, ShadowScorer
 
 INLINE_MAX_RECORDS = 64  # larger batches are scored in a worker thread
 Context = TypeVar("Context")
@@ -65,15 +73,48 @@ def checked(
     return check(inputs, schema), inputs, context
 
 
+@dataclass(slots=True)
+class ServedModel:
+    """A model the data plane serves, in its role: its scorer and the batcher merging its calls."""
+
+    scorer: Scorer
+    batcher: MicroBatcher
+    role: Role
+    labels: ModelLabels = ("", "")  # its metric labels: role and version
+
+    def __post_init__(self) -> None:
+        self.labels = (self.role, self.scorer.model_version)
+
+
+@dataclass
+class Rollout:
+    """A challenger beside the champion: canary (answers ``canary_percent`` of the requests) or
+    shadow (scores a copy of each answered request, ``shadow``)."""
+
+    challenger: ServedModel
+    mode: RolloutMode = "shadow"
+    canary_percent: float = 0.0
+    shadow: ShadowScorer | None = None
+
+
 @dataclass
 class DataPlane:
-    scorer: Scorer
+    scorer: Scorer  # the champion's
     schema: InputSchema
     max_records: int
     metrics: ScorerMetrics
     log: PredictionLogWriter
     batcher: MicroBatcher
+    rollout: Rollout | None = None
     ready: bool = False  # set while the app is started (its lifespan)
+    champion: ServedModel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.champion = ServedModel(self.scorer, self.batcher, CHAMPION)
+
+    @property
+    def challenger(self) -> ServedModel | None:
+        return None if self.rollout is None else self.rollout.challenger
 
     def not_ready_reason(self) -> str | None:
         if not self.ready:
@@ -82,18 +123,51 @@ class DataPlane:
             return f"prediction log failing: {self.log.failed}"
         return None
 
-    def check_model(self, name: str, version: str | None) -> None:
-        """404 unless ``name`` (and ``version``, if given) is the served model's."""
+    def check_model(self, name: str, version: str | None) -> ServedModel | None:
+        """The model ``version`` names (None: no version named); 404 unless ``name`` is the
+        served model's and ``version`` (if given) one of its served versions."""
         if name != self.scorer.model_name:
             raise ClientError(
                 404, f"unknown model {name!r}; this server serves {self.scorer.model_name!r}"
             )
-        if version is not None and version != self.scorer.model_version:
-            raise ClientError(
-                404,
-                f"unknown version {version!r} of {name!r}; "
-                f"the served version is {self.scorer.model_version!r}",
-            )
+        if version is None:
+            return None
+        for model in (self.champion, self.challenger):
+            if model is not None and version == model.scorer.model_version:
+                return model
+        served = [m.scorer.model_version for m in (self.champion, self.challenger) if m]
+        raise ClientError(
+            404,
+            f"unknown version {version!r} of {name!r}; "
+            f"the served version{'s are' if len(served) > 1 else ' is'} "
+            + " and ".join(map(repr, served)),
+        )
+
+    def model_metadata(self, named: ServedModel | None) -> dict[str, Any]:
+        """V2 model metadata of the named model, or of the champion listing every version
+        served."""
+        scorer = self.scorer if named is None else named.scorer
+        body = model_metadata_body(
+            scorer.model_name,
+            scorer.model_version,
+            self.schema,
+            scorer.classes,
+            model_parameters(scorer.signature),
+        )
+        challenger = self.challenger
+        if named is None and challenger is not None:
+            body["versions"].append(challenger.scorer.model_version)
+        return body
+
+    def answering(self, key: str | None, named: ServedModel | None) -> ServedModel:
+        """Who answers: the model the request named, else in canary mode the challenger for its
+        share of the requests (sticky per ``key``), else the champion."""
+        if named is not None:
+            return named
+        rollout = self.rollout
+        if rollout is None or rollout.mode != "canary":
+            return self.champion
+        return rollout.challenger if canary_takes(key, rollout.canary_percent) else self.champion
 
     async def infer(
         self,
@@ -102,15 +176,27 @@ class DataPlane:
         route: str,
         started: float,
         received: float,
-    ) -> tuple[Answer, str]:
-        """Score one request: its wire answer and its request id. ``started`` (a
-        ``perf_counter``) and ``received`` (Unix time) are when the request arrived; ``route``
-        labels its records in the metrics. The one place a request's scored batch is built: the
-        answer leaves only once its lines are written to the prediction log (ClientError 503 if
-        they cannot be)."""
+        key: str | None = None,
+        named: ServedModel | None = None,
+    ) -> tuple[Answer, str, Role]:
+        """Score one request: its wire answer, its request id and the role of the model that
+        answered. ``started`` (a ``perf_counter``) and ``received`` (Unix time) are when the
+        request arrived; ``route`` labels its records in the metrics; ``key`` is its rollout key
+        (canary), ``named`` the model its request named. The one place a request's scored batch
+        is built: the answer leaves only once its lines are written to the prediction log
+        (ClientError 503 if they cannot be)."""
         batch, inputs, context = checked(codec, body, self.schema, self.max_records)
-        prediction = await self.score(batch)
-        scorer = self.scorer
+        rollout = self.rollout
+        model = self.champion if rollout is None else self.answering(key, named)
+        checked_seconds = 0.0 if rollout is None else time.perf_counter() - started
+        try:
+            prediction = await self.score(model, batch)
+        except ClientError:
+            raise
+        except Exception:
+            self.metrics.observe_model(model.labels, ERROR)
+            raise
+        scorer = model.scorer
         maps = None if scorer.regression else prediction.probability_maps(scorer.classes)
         result = Result(
             new_request_id(),
@@ -121,6 +207,7 @@ class DataPlane:
             batch.warnings,
         )
         content = codec.encode(result, context)
+        latency = time.perf_counter() - started  # up to the encoded answer
         scored = ScoredBatch(  # what the prediction log keeps: the records as received
             received,
             result.request_id,
@@ -128,20 +215,36 @@ class DataPlane:
             inputs.records(),
             prediction.values if scorer.regression else prediction.labels,
             maps,  # shared with the answer
-            time.perf_counter() - started,  # the latency up to the encoded answer
+            latency,
             inputs.extras,
             inputs.client_id,
+            model.role,
         )
         await self.log.write(scored)
-        self.metrics.observe_batch(route, batch.size, batch.out_of_range, batch.unknown_categories)
-        return content, result.request_id
+        self.metrics.observe_answer(
+            route, model.labels, batch.size, batch.out_of_range, batch.unknown_categories, latency
+        )
+        if rollout is not None and rollout.shadow is not None and model.role == CHAMPION:
+            rollout.shadow.offer(
+                ShadowCopy(
+                    received,
+                    result.request_id,
+                    batch.columns,
+                    batch.size,
+                    scored.features,
+                    inputs.extras,
+                    inputs.client_id,
+                    checked_seconds,
+                )
+            )
+        return content, result.request_id, model.role
 
-    def score(self, batch: ModelInput) -> Awaitable[Prediction]:
+    def score(self, model: ServedModel, batch: ModelInput) -> Awaitable[Prediction]:
         """Small batches join others in one ORT call on the event loop; large ones run in a worker
         thread (ORT releases the GIL), so the loop keeps serving meanwhile."""
         reason = self.not_ready_reason()
         if reason is not None:
             raise ClientError(503, f"not ready: {reason}")
         if batch.size <= INLINE_MAX_RECORDS:
-            return self.batcher.predict(batch)
-        return asyncio.to_thread(self.scorer.predict, batch.feed)
+            return model.batcher.predict(batch)
+        return asyncio.to_thread(model.scorer.predict, batch.feed)

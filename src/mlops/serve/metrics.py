@@ -35,6 +35,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlops.core.artifacts import CHALLENGER, CHAMPION
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BUCKET_LABELS = (*map(floatToGoString, LATENCY_BUCKETS), "+Inf")  # the "le" of each bucket
 UNMATCHED_ROUTE = "unmatched"
@@ -64,17 +66,24 @@ class Histogram:
         self.total += other.total
 
 
+ModelLabels = tuple[str, str]  # a served model's role and version, as its series are labelled
+OK, ERROR, DROPPED = "ok", "error", "dropped"  # a model's outcome on one request
+
+
 @dataclass
 class Counts:
-    """Everything one worker process has counted, in a form that adds up and travels as JSON."""
+    """Everything one worker process has counted, in a form that adds up and travels as JSON.
+    The scoring counts carry the role and version of the model that scored (``ModelLabels``)."""
 
     requests: Counter[tuple[str, str, int]] = field(
         default_factory=Counter
     )  # route, method, status
     latency: dict[str, Histogram] = field(default_factory=dict)  # by route
-    records: Counter[str] = field(default_factory=Counter)  # by route
-    out_of_range: Counter[str] = field(default_factory=Counter)  # by feature
-    unknown_categories: Counter[str] = field(default_factory=Counter)  # by feature
+    records: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # route, model
+    out_of_range: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # feature, model
+    unknown_categories: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    model_requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # +outcome
+    model_latency: dict[ModelLabels, Histogram] = field(default_factory=dict)
     log_pending: float = 0.0
 
     def add(self, other: Counts) -> None:
@@ -84,19 +93,27 @@ class Counts:
         self.records.update(other.records)
         self.out_of_range.update(other.out_of_range)
         self.unknown_categories.update(other.unknown_categories)
+        self.model_requests.update(other.model_requests)
+        for model, histogram in other.model_latency.items():
+            self.model_latency.setdefault(model, Histogram()).add(histogram)
         self.log_pending += other.log_pending
 
     def to_json(self) -> bytes:
         return orjson.dumps(
             {
-                "requests": [[*key, count] for key, count in self.requests.items()],
+                "requests": listed(self.requests),
                 "latency": {
                     route: [histogram.counts, histogram.total]
                     for route, histogram in self.latency.items()
                 },
-                "records": self.records,
-                "out_of_range": self.out_of_range,
-                "unknown_categories": self.unknown_categories,
+                "records": listed(self.records),
+                "out_of_range": listed(self.out_of_range),
+                "unknown_categories": listed(self.unknown_categories),
+                "model_requests": listed(self.model_requests),
+                "model_latency": [
+                    [*model, histogram.counts, histogram.total]
+                    for model, histogram in self.model_latency.items()
+                ],
                 "log_pending": self.log_pending,
             }
         )
@@ -105,15 +122,27 @@ class Counts:
     def from_json(cls, data: bytes) -> Counts:
         raw: dict[str, Any] = orjson.loads(data)
         return cls(
-            Counter(
-                {(route, method, status): count for route, method, status, count in raw["requests"]}
-            ),
+            unlisted(raw["requests"]),
             {route: Histogram(counts, total) for route, (counts, total) in raw["latency"].items()},
-            Counter(raw["records"]),
-            Counter(raw["out_of_range"]),
-            Counter(raw["unknown_categories"]),
+            unlisted(raw["records"]),
+            unlisted(raw["out_of_range"]),
+            unlisted(raw["unknown_categories"]),
+            unlisted(raw["model_requests"]),
+            {
+                (role, version): Histogram(counts, total)
+                for role, version, counts, total in raw["model_latency"]
+            },
             raw["log_pending"],
         )
+
+
+def listed(counts: Counter[Any]) -> list[list[Any]]:
+    """A counter keyed by tuples as JSON: ``[*key, count]`` per entry."""
+    return [[*key, count] for key, count in counts.items()]
+
+
+def unlisted(rows: list[list[Any]]) -> Counter[Any]:
+    return Counter({tuple(row[:-1]): row[-1] for row in rows})
 
 
 class SharedCounts:
@@ -160,12 +189,15 @@ class ScorerMetrics:
     def __init__(
         self, model_name: str, model_version: str, git_commit: str, shared: Path | None = None
     ) -> None:
-        self.model = (model_name, model_version, git_commit)
+        self.models = [(model_name, model_version, git_commit, CHAMPION)]  # scorer_model_info
         self.own = Counts()  # this process's
         self.log_pending: Callable[[], float] = lambda: 0.0
         self.shared = SharedCounts(shared) if shared is not None else None
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(self)
+
+    def serve_challenger(self, model_name: str, model_version: str, git_commit: str) -> None:
+        self.models.append((model_name, model_version, git_commit, CHALLENGER))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         own = self.own
@@ -175,15 +207,35 @@ class ScorerMetrics:
             histogram = own.latency[route] = Histogram()
         histogram.observe(seconds)
 
-    def observe_batch(
-        self, route: str, size: int, out_of_range: dict[str, int], unknown: dict[str, int]
+    def observe_answer(
+        self,
+        route: str,
+        model: ModelLabels,
+        size: int,
+        out_of_range: dict[str, int],
+        unknown: dict[str, int],
+        seconds: float,
     ) -> None:
+        """A request answered by ``model``: its records, their flagged values, its latency."""
         own = self.own
-        own.records[route] += size
+        role, version = model
+        own.records[route, role, version] += size
         if out_of_range:
-            own.out_of_range.update(out_of_range)
+            own.out_of_range.update({(name, *model): n for name, n in out_of_range.items()})
         if unknown:
-            own.unknown_categories.update(unknown)
+            own.unknown_categories.update({(name, *model): n for name, n in unknown.items()})
+        self.observe_model(model, OK, seconds)
+
+    def observe_model(self, model: ModelLabels, outcome: str, seconds: float | None = None) -> None:
+        """One request's outcome for ``model`` (a shadow copy's too); its latency when scored."""
+        own = self.own
+        own.model_requests[model[0], model[1], outcome] += 1
+        if seconds is None:
+            return
+        histogram = own.model_latency.get(model)
+        if histogram is None:
+            histogram = own.model_latency[model] = Histogram()
+        histogram.observe(seconds)
 
     def track_log_backlog(self, pending: Callable[[], float]) -> None:
         self.log_pending = pending
@@ -233,27 +285,51 @@ class ScorerMetrics:
         for route, histogram in sorted(counts.latency.items()):
             latency.add_metric([route], histogram.cumulative(), histogram.total)
         yield latency
-        yield counter_family(
-            "scorer_records_scored", "Records scored, by route", "route", counts.records
+        yield model_family(
+            "scorer_records_scored",
+            "Records answered, by route and the role and version of the model that answered",
+            "route",
+            counts.records,
         )
-        yield counter_family(
+        yield model_family(
             "scorer_out_of_range_values",
-            "Scored values outside the training range, by feature",
+            "Scored values outside the training range, by feature and answering model",
             "feature",
             counts.out_of_range,
         )
-        yield counter_family(
+        yield model_family(
             "scorer_unknown_categories",
-            "Scored categories not seen in training, by feature",
+            "Scored categories not seen in training, by feature and answering model",
             "feature",
             counts.unknown_categories,
         )
+        outcomes = CounterMetricFamily(
+            "scorer_model_requests",
+            "Requests each served model scored, by role, version and outcome: ok, error (the "
+            "model failed: a 5xx answer, or a shadow copy's exception), dropped (a shadow copy "
+            "not scored: its queue was full)",
+            labels=["role", "model_version", "outcome"],
+        )
+        for key, count in sorted(counts.model_requests.items()):
+            outcomes.add_metric(list(key), count)
+        yield outcomes
+        model_latency = HistogramMetricFamily(
+            "scorer_model_latency_seconds",
+            "Latency of the requests a model scored, as the prediction log records it (an "
+            "answer: from its arrival to the encoded answer; a shadow copy: the checks plus the "
+            "challenger's scoring, without its wait in the queue), by role and version",
+            labels=["role", "model_version"],
+        )
+        for model, histogram in sorted(counts.model_latency.items()):
+            model_latency.add_metric(list(model), histogram.cumulative(), histogram.total)
+        yield model_latency
         info = GaugeMetricFamily(
             "scorer_model_info",
-            "The model being served (always 1)",
-            labels=["model_name", "model_version", "git_commit"],
+            "The models being served, by role (always 1)",
+            labels=["model_name", "model_version", "git_commit", "role"],
         )
-        info.add_metric(list(self.model), 1)
+        for served in self.models:
+            info.add_metric(list(served), 1)
         yield info
         yield GaugeMetricFamily(
             "scorer_prediction_log_pending_records",
@@ -266,12 +342,13 @@ class ScorerMetrics:
         return encoder(self.registry), content_type
 
 
-def counter_family(
-    name: str, documentation: str, label: str, counts: Counter[str]
+def model_family(
+    name: str, documentation: str, label: str, counts: Counter[tuple[str, str, str]]
 ) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, documentation, labels=[label])
-    for value, count in sorted(counts.items()):
-        family.add_metric([value], count)
+    """A counter by ``label`` and the scoring model's role and version."""
+    family = CounterMetricFamily(name, documentation, labels=[label, "role", "model_version"])
+    for key, count in sorted(counts.items()):
+        family.add_metric(list(key), count)
     return family
 
 

@@ -27,7 +27,20 @@ REQUEST_ID_HEADER = {
     "X-Request-ID": {
         "description": "the request's id, as the prediction log records it",
         "schema": {"type": "string"},
-    }
+    },
+    "X-Model-Role": {
+        "description": "which model answered: the champion, or the challenger served beside it "
+        "(SCORER_CHALLENGER_DIR)",
+        "schema": {"type": "string", "enum": ["champion", "challenger"]},
+    },
+}
+ROLLOUT_KEY = {
+    "name": "X-Rollout-Key",
+    "in": "header",
+    "required": False,
+    "description": "with a canary challenger: the same key is always answered by the same "
+    "model (a customer or session id); without one, each request is routed at random",
+    "schema": {"type": "string"},
 }
 Schema = dict[str, Any]
 
@@ -463,6 +476,7 @@ def _paths(security: list[dict[str, list[str]]] | None, signature: Signature) ->
                 },
                 security,
                 body="PredictRequest",
+                parameters=[ROLLOUT_KEY],
             )
         },
         "/metadata": {
@@ -526,8 +540,10 @@ def _paths(security: list[dict[str, list[str]]] | None, signature: Signature) ->
         "/v2/models/{model_name}/versions/{model_version}/ready": {
             "get": {**v2_ready, "parameters": versioned}
         },
-        "/v2/models/{model_name}/infer": {"post": {**v2_infer, "parameters": model}},
+        "/v2/models/{model_name}/infer": {
+            "post": {**v2_infer, "parameters": [*model, ROLLOUT_KEY]}
+        },
         "/v2/models/{model_name}/versions/{model_version}/infer": {
-            "post": {**v2_infer, "parameters": versioned}
+            "post": {**v2_infer, "parameters": [*versioned, ROLLOUT_KEY]}
         },
     }

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from mlops.core.artifacts import PredictionRecord, iso_timestamp
+from mlops.core.artifacts import CHALLENGER, CHAMPION, PredictionRecord, Role, iso_timestamp
 from mlops.core.errors import StageError
 from mlops.core.segments import MAX_LINE_BYTES, SegmentedLog, WriterPresence, log_bytes
 from mlops.serve.batches import MAX_CLIENT_ID_LENGTH, MAX_EXTRA_BYTES
@@ -55,6 +55,8 @@ class ScoredBatch:
     latency_seconds: float
     extras: list[dict[str, Any] | None] | None = None  # fields beside the features, per record
     client_id: str | None = None  # the id the client gave its request (V2 ``id``)
+    role: Role = CHAMPION  # which model scored it
+    shadow: bool = False  # a challenger's copy of an answered request (not the answer)
 
 
 def log_lines(batch: ScoredBatch) -> bytearray:
@@ -66,11 +68,14 @@ def log_lines(batch: ScoredBatch) -> bytearray:
         "request_id": batch.request_id,
         "index": 0,
         "model_version": batch.model_version,
+        "role": batch.role,
         "features": {},
         "prediction": "",
         "probabilities": None,
         "latency_seconds": round(batch.latency_seconds * 1e6) / 1e6,  # round(x, 6) is slower
     }
+    if batch.shadow:
+        record["shadow"] = True
     dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     lines = bytearray()
     probabilities: Sequence[dict[str, float] | None] = batch.probabilities or [None] * len(
@@ -99,10 +104,13 @@ def _set_extra(record: PredictionRecord, extra: dict[str, Any] | None) -> None:
         record.pop("extra", None)
 
 
-def line_bound(schema: InputSchema, scorer: Scorer, max_records: int) -> int:
+def line_bound(
+    schema: InputSchema, scorer: Scorer, max_records: int, other_versions: Sequence[str] = ()
+) -> int:
     """The most bytes one log line can take: every string feature at its longest, written in its
     most expensive characters, every number at its longest, the client's request id and a
-    record's extra fields at their longest. The checks refuse longer values
+    record's extra fields at their longest, a challenger's shadow line (``other_versions``: the
+    challenger's version, whose classes are the champion's). The checks refuse longer values
     (``InputSchema.max_string_length``, ``MAX_CLIENT_ID_LENGTH``, ``MAX_EXTRA_BYTES``), so no
     request can write a longer line."""
 
@@ -123,7 +131,9 @@ def line_bound(schema: InputSchema, scorer: Scorer, max_records: int) -> int:
         "ts": iso_timestamp(0.0),
         "request_id": "",
         "index": max_records,
-        "model_version": scorer.model_version,
+        "model_version": max([scorer.model_version, *other_versions], key=len),
+        "role": CHALLENGER,
+        "shadow": True,
         "features": {},
         "prediction": 0,
         "probabilities": None,
@@ -144,9 +154,11 @@ def line_bound(schema: InputSchema, scorer: Scorer, max_records: int) -> int:
     )
 
 
-def require_bounded_lines(schema: InputSchema, scorer: Scorer, max_records: int) -> int:
+def require_bounded_lines(
+    schema: InputSchema, scorer: Scorer, max_records: int, other_versions: Sequence[str] = ()
+) -> int:
     """The line bound (``line_bound``); StageError when it is more than a log reader takes."""
-    bound = line_bound(schema, scorer, max_records)
+    bound = line_bound(schema, scorer, max_records, other_versions)
     if bound > MAX_LINE_BYTES:
         raise StageError(
             f"SCORER_MAX_STRING_LENGTH={schema.max_string_length}: prediction log lines could "
@@ -226,14 +238,18 @@ class PredictionLogWriter:
     def write(self, batch: ScoredBatch) -> asyncio.Future[None]:
         """The batch's lines, written with the others of this loop turn; done once they are in the
         file, or ClientError(503) if they could not be written (then nothing of them is)."""
-        lines = log_lines(batch)
+        return self.write_lines(log_lines(batch), len(batch.predictions))
+
+    def write_lines(self, lines: bytes | bytearray, records: int) -> asyncio.Future[None]:
+        """``write`` of lines already formatted (``log_lines``: a shadow copy's, formatted off the
+        loop)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         if not self._waiting:
             loop.call_soon(self.commit)
         self._chunks.append(lines)
         self._waiting.append(done)
-        self._records += len(batch.predictions)
+        self._records += records
         return done
 
     def commit(self, inline: bool = False) -> None:

@@ -17,18 +17,20 @@ import os
 import shutil
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from mlops.core.artifacts import ArtifactError, verify
+from mlops.core.artifacts import ArtifactError, load_manifest, load_signature, verify
 from mlops.core.errors import StageError
 from mlops.core.segments import SegmentedLog
 from mlops.serve.app import create_app
-from mlops.serve.model import load_scorer
+from mlops.serve.model import Scorer, load_scorer
 from mlops.serve.predlog import PredictionLogWriter
+from mlops.serve.rollout import require_compatible
 from mlops.serve.server import configure_logging, uvicorn_config
 from mlops.serve.settings import ServeSettings, load_settings
 
@@ -45,14 +47,54 @@ def unopenable_log(settings: ServeSettings, error: OSError) -> StageError:
     return StageError(f"PREDICTION_LOG={settings.prediction_log}: cannot open it ({error})")
 
 
-def build(settings: ServeSettings) -> tuple[Starlette, PredictionLogWriter]:
-    """Verify and load the model, open the prediction log, warm up: what one process serves.
-    StageError names the cause (the model, the log's path)."""
+def load_models(settings: ServeSettings) -> tuple[Scorer, Scorer | None]:
+    """The champion and the challenger (if ``SCORER_CHALLENGER_DIR`` is set), each verified
+    against its manifest and loaded; ArtifactError if one cannot be, or if the challenger cannot
+    be served beside the champion (``rollout.require_compatible``)."""
+    scorer = load_scorer(settings.model_dir, settings.ort_threads)
+    logger.info("verified %s against its manifest", settings.model_dir)
+    directory = settings.challenger_dir
+    if directory is None:
+        return scorer, None
     try:
-        scorer = load_scorer(settings.model_dir, settings.ort_threads)
+        require_directory(directory)
+        challenger = load_scorer(directory, settings.ort_threads)
+    except ArtifactError as error:
+        raise ArtifactError(f"SCORER_CHALLENGER_DIR={directory}: {error}") from None
+    champion = (scorer.signature, scorer.manifest)
+    require_compatible(champion, (challenger.signature, challenger.manifest), directory)
+    logger.info("verified the challenger %s against its manifest", directory)
+    return scorer, challenger
+
+
+def require_directory(directory: Path) -> None:
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: no packaged model directory here")
+
+
+def check_challenger(settings: ServeSettings) -> None:
+    """The challenger's files and its fit with the champion, checked once before the workers
+    start (each loads both again)."""
+    directory = settings.challenger_dir
+    if directory is None:
+        return
+    try:
+        require_directory(directory)
+        manifest = verify(directory)
+        challenger = (load_signature(directory), manifest)
+    except ArtifactError as error:
+        raise ArtifactError(f"SCORER_CHALLENGER_DIR={directory}: {error}") from None
+    champion = (load_signature(settings.model_dir), load_manifest(settings.model_dir))
+    require_compatible(champion, challenger, directory)
+
+
+def build(settings: ServeSettings) -> tuple[Starlette, PredictionLogWriter]:
+    """Verify and load the models, open the prediction log, warm up: what one process serves.
+    StageError names the cause (a model, the log's path)."""
+    try:
+        scorer, challenger = load_models(settings)
     except ArtifactError as error:
         raise refusal(error) from None
-    logger.info("verified %s against its manifest", settings.model_dir)
     try:
         log = PredictionLogWriter(
             settings.prediction_log,
@@ -64,7 +106,7 @@ def build(settings: ServeSettings) -> tuple[Starlette, PredictionLogWriter]:
     except OSError as error:
         raise unopenable_log(settings, error) from None
     try:
-        return create_app(settings, scorer, log), log
+        return create_app(settings, scorer, log, challenger), log
     except ArtifactError as error:
         log.close()
         raise refusal(error) from None
@@ -133,6 +175,7 @@ def serve_workers(settings: ServeSettings) -> None:
     or SIGINT. A worker that fails to start stops them all (StageError)."""
     try:
         verify(settings.model_dir)  # each worker verifies again what it loads
+        check_challenger(settings)
     except ArtifactError as error:
         raise refusal(error) from None
     check_grpc_port(settings)

@@ -69,6 +69,13 @@ class ServeSettings(BaseSettings):
     shutdown_timeout: int = Field(default=30, ge=1, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
+    # A second packaged model beside the champion (docs/serving.md, "Shadow and canary"): it
+    # scores a copy of every request off the response path (shadow), or answers a share of them
+    # (canary). Unset or empty: the champion alone.
+    challenger_dir: Path | None = None
+    challenger_mode: Literal["shadow", "canary"] = "shadow"
+    canary_percent: float = Field(default=10.0, ge=0, le=100, allow_inf_nan=False)
+    shadow_queue: int = Field(default=64, ge=1, le=100_000)  # copies waiting; beyond: dropped
 
     @property
     def shared_metrics_dir(self) -> Path:
@@ -90,6 +97,21 @@ class ServeSettings(BaseSettings):
             raise ValueError(
                 f"SCORER_GRPC_PORT={self.grpc_port} is SCORER_PORT too; give gRPC a port of its "
                 "own, or 0 to turn it off"
+            )
+        return self
+
+    @field_validator("challenger_dir", mode="before")
+    @classmethod
+    def _empty_challenger_means_unset(cls, directory: object) -> object:
+        return None if directory == "" else directory
+
+    @model_validator(mode="after")
+    def _challenger_is_another_package(self) -> ServeSettings:
+        challenger = self.challenger_dir
+        if challenger is not None and challenger.resolve() == self.model_dir.resolve():
+            raise ValueError(
+                f"SCORER_CHALLENGER_DIR={challenger} is MODEL_DIR: a challenger is another "
+                "packaged model (unset it to serve the champion alone)"
             )
         return self
 

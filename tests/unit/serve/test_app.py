@@ -59,7 +59,8 @@ def test_anything_else_that_is_not_json_is_a_400(body: bytes) -> None:
 
 @pytest.mark.parametrize("content", [b"{}", b'{"predictions": ["\xc3\xa9"]}' * 500])
 def test_a_scoring_answer_sends_what_starlette_would_with_the_request_id(content: bytes) -> None:
-    """The same messages as Starlette's own JSON response with the id header appended."""
+    """The same messages as Starlette's own JSON response with the id and role headers
+    appended."""
 
     def sent(response: Response) -> list[Any]:
         messages: list[Any] = []
@@ -72,4 +73,5 @@ def test_a_scoring_answer_sends_what_starlette_would_with_the_request_id(content
 
     expected = Response(content, media_type="application/json")
     expected.raw_headers.append((b"x-request-id", b"0123abcd"))
-    assert sent(ScoringResponse(content, "0123abcd")) == sent(expected)
+    expected.raw_headers.append((b"x-model-role", b"challenger"))
+    assert sent(ScoringResponse(content, "0123abcd", "challenger")) == sent(expected)

@@ -47,7 +47,8 @@ def plane(package: Path, tmp_path: Path) -> Iterator[DataPlane]:
 
 def infer(plane: DataPlane, codec: Codec[Any, Any], body: Any, route: str) -> tuple[Any, str]:
     started, received = time.perf_counter(), time.time()
-    answer, request_id = asyncio.run(plane.infer(codec, body, route, started, received))
+    answer, request_id, role = asyncio.run(plane.infer(codec, body, route, started, received))
+    assert role == "champion"
     return json.loads(answer if isinstance(answer, bytes) else answer.content), request_id
 
 
@@ -80,13 +81,18 @@ def test_both_protocols_log_and_count_the_same_records_the_same_way(
     assert [content(line) for line in lines[:70]] == [content(line) for line in lines[70:]]
     assert [line["features"] for line in lines[:70]] == records
     counts = plane.metrics.counts()
-    assert counts.records == {"/predict": 70, "/v2/models/{model_name}/infer": 70}
+    model = ("champion", plane.scorer.model_version)
+    routes = ["/predict", "/v2/models/{model_name}/infer"]
+    assert counts.records == {(route, *model): 70 for route in routes}
+    assert counts.model_requests == {(*model, "ok"): 2}
+    assert {line["role"] for line in lines} == {"champion"}
     flagged = Counter(
         warning["field"]
         for prediction in rest_answer["predictions"]
         for warning in prediction.get("warnings", [])
     )
-    assert flagged[number] >= 1 and counts.out_of_range == flagged + flagged
+    by_feature = Counter({(name, *model): count for name, count in flagged.items()})
+    assert flagged[number] >= 1 and counts.out_of_range == by_feature + by_feature
 
 
 def test_a_request_that_fails_a_check_is_neither_scored_nor_logged(

@@ -47,15 +47,49 @@ def test_requests_are_counted_by_route_template_not_raw_path() -> None:
     assert "/items/a" not in text
 
 
-def test_batches_model_info_and_log_backlog_are_exported() -> None:
+CHAMPION = ("champion", "v1")
+CHALLENGER = ("challenger", "v2")
+
+
+def series(name: str, model: tuple[str, str], **labels: str) -> str:
+    """A sample's name and labels as the exposition writes them (labels sorted by name)."""
+    labels |= {"role": model[0], "model_version": model[1]}
+    return name + "{" + ",".join(f'{key}="{labels[key]}"' for key in sorted(labels)) + "}"
+
+
+def test_answers_model_info_and_log_backlog_are_exported_by_role_and_version() -> None:
     metrics = ScorerMetrics("tiny", "v1", "abc123")
-    metrics.observe_batch("/predict", 7, {"size": 2}, {"colour": 1})
+    metrics.serve_challenger("tiny", "v2", "def456")
+    metrics.observe_answer("/predict", CHAMPION, 7, {"size": 2}, {"colour": 1}, 0.002)
+    metrics.observe_answer("/predict", CHALLENGER, 3, {}, {}, 0.3)
+    metrics.observe_model(CHALLENGER, "error")
+    metrics.observe_model(CHALLENGER, "dropped")
     metrics.track_log_backlog(lambda: 42)
     text = exposition(metrics)
-    assert 'scorer_records_scored_total{route="/predict"} 7.0' in text
-    assert 'scorer_out_of_range_values_total{feature="size"} 2.0' in text
-    assert 'scorer_unknown_categories_total{feature="colour"} 1.0' in text
-    assert 'scorer_model_info{git_commit="abc123",model_name="tiny",model_version="v1"} 1.0' in text
+    assert f"{series('scorer_records_scored_total', CHAMPION, route='/predict')} 7.0" in text
+    assert f"{series('scorer_records_scored_total', CHALLENGER, route='/predict')} 3.0" in text
+    assert f"{series('scorer_out_of_range_values_total', CHAMPION, feature='size')} 2.0" in text
+    assert f"{series('scorer_unknown_categories_total', CHAMPION, feature='colour')} 1.0" in text
+    for model, outcome in [
+        (CHAMPION, "ok"),
+        (CHALLENGER, "ok"),
+        (CHALLENGER, "error"),
+        (CHALLENGER, "dropped"),
+    ]:
+        assert f"{series('scorer_model_requests_total', model, outcome=outcome)} 1.0" in text
+    assert series("scorer_model_requests_total", CHAMPION, outcome="error") not in text
+    latency = "scorer_model_latency_seconds"
+    assert f"{series(latency + '_bucket', CHAMPION, le='0.0025')} 1.0" in text
+    assert f"{series(latency + '_bucket', CHALLENGER, le='0.25')} 0.0" in text
+    assert f"{series(latency + '_count', CHALLENGER)} 1.0" in text
+    assert (
+        'scorer_model_info{git_commit="abc123",model_name="tiny",model_version="v1",'
+        'role="champion"} 1.0' in text
+    )
+    assert (
+        'scorer_model_info{git_commit="def456",model_name="tiny",model_version="v2",'
+        'role="challenger"} 1.0' in text
+    )
     assert "scorer_prediction_log_pending_records 42.0" in text
 
 
@@ -85,10 +119,11 @@ def test_latency_buckets_are_cumulative_and_a_bound_counts_in_its_own_bucket() -
 def test_workers_counts_add_up_in_a_scrape_of_any_of_them(tmp_path: Path) -> None:
     first, second = (ScorerMetrics("tiny", "v1", "abc123", shared=tmp_path) for _ in range(2))
     first.observe_request("/predict", "POST", 200, 0.002)
-    first.observe_batch("/predict", 3, {"size": 1}, {})
+    first.observe_answer("/predict", CHAMPION, 3, {"size": 1}, {}, 0.002)
     second.observe_request("/predict", "POST", 200, 0.3)
     second.observe_request("/predict", "POST", 422, 0.001)
-    second.observe_batch("/predict", 5, {"size": 2}, {"colour": 1})
+    second.observe_answer("/predict", CHAMPION, 5, {"size": 2}, {"colour": 1}, 0.3)
+    second.observe_model(CHALLENGER, "dropped")
     second.track_log_backlog(lambda: 4)
     assert 'status="200"} 1.0' in exposition(first)  # nothing published yet
     second.publish()
@@ -97,9 +132,12 @@ def test_workers_counts_add_up_in_a_scrape_of_any_of_them(tmp_path: Path) -> Non
     assert 'scorer_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
     assert 'scorer_request_duration_seconds_count{route="/predict"} 3.0' in text
     assert 'scorer_request_duration_seconds_bucket{le="0.0025",route="/predict"} 2.0' in text
-    assert 'scorer_records_scored_total{route="/predict"} 8.0' in text
-    assert 'scorer_out_of_range_values_total{feature="size"} 3.0' in text
-    assert 'scorer_unknown_categories_total{feature="colour"} 1.0' in text
+    assert f"{series('scorer_records_scored_total', CHAMPION, route='/predict')} 8.0" in text
+    assert f"{series('scorer_out_of_range_values_total', CHAMPION, feature='size')} 3.0" in text
+    assert f"{series('scorer_unknown_categories_total', CHAMPION, feature='colour')} 1.0" in text
+    assert f"{series('scorer_model_requests_total', CHAMPION, outcome='ok')} 2.0" in text
+    assert f"{series('scorer_model_latency_seconds_count', CHAMPION)} 2.0" in text
+    assert f"{series('scorer_model_requests_total', CHALLENGER, outcome='dropped')} 1.0" in text
     assert "scorer_prediction_log_pending_records 4.0" in text
     assert text.count("scorer_model_info{") == 1
     first.observe_request("/predict", "POST", 200, 0.002)  # its own counts are always current
@@ -107,11 +145,11 @@ def test_workers_counts_add_up_in_a_scrape_of_any_of_them(tmp_path: Path) -> Non
 
 
 def test_a_stopped_workers_counts_stay_but_not_its_log_backlog(tmp_path: Path) -> None:
-    stopped = Counts(records=Counter({"/predict": 7}), log_pending=5)
+    stopped = Counts(records=Counter({("/predict", *CHAMPION): 7}), log_pending=5)
     (tmp_path / "worker-999999999-0a0b0c0d.json").write_bytes(stopped.to_json())
     (tmp_path / "worker-1-garbled.json").write_bytes(b"{not json")  # skipped, with a warning
     text = exposition(ScorerMetrics("tiny", "v1", "abc123", shared=tmp_path))
-    assert 'scorer_records_scored_total{route="/predict"} 7.0' in text
+    assert f"{series('scorer_records_scored_total', CHAMPION, route='/predict')} 7.0" in text
     assert "scorer_prediction_log_pending_records 0.0" in text
 
 
@@ -120,7 +158,11 @@ def test_counts_survive_their_json_form() -> None:
     counts.requests["/v2/models/{model_name}/infer", "POST", 400] += 3
     counts.latency["/predict"] = Histogram()
     counts.latency["/predict"].observe(0.02)
-    counts.unknown_categories["island"] += 1
+    counts.unknown_categories["island", *CHAMPION] += 1
+    counts.records["/predict", *CHALLENGER] += 4
+    counts.model_requests[*CHALLENGER, "dropped"] += 2
+    counts.model_latency[CHALLENGER] = Histogram()
+    counts.model_latency[CHALLENGER].observe(0.5)
     assert Counts.from_json(counts.to_json()) == counts
 
 

@@ -46,6 +46,7 @@ def test_one_line_per_record_with_exactly_the_prediction_record_fields() -> None
         "request_id": "r1",
         "index": 2,
         "model_version": "v1",
+        "role": "champion",
         "features": {"x": 2, "colour": None},
         "prediction": "a",
         "probabilities": {"a": 0.75, "b": 0.25},

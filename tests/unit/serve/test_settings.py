@@ -126,3 +126,53 @@ def test_extra_fields_are_refused_unless_told_to_ignore_them(
     monkeypatch.setenv("SCORER_EXTRA_FIELDS", "keep")
     with pytest.raises(SettingsError, match="SCORER_EXTRA_FIELDS='keep'"):
         load_settings()
+
+
+def test_the_champion_is_served_alone_unless_a_challenger_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert settings.challenger_dir is None
+    assert (settings.challenger_mode, settings.canary_percent) == ("shadow", 10.0)
+    assert settings.shadow_queue == 64
+    monkeypatch.setenv("SCORER_CHALLENGER_DIR", "")  # empty: unset, as compose leaves it
+    assert load_settings().challenger_dir is None
+    monkeypatch.setenv("SCORER_CHALLENGER_DIR", "/models/challenger")
+    monkeypatch.setenv("SCORER_CHALLENGER_MODE", "canary")
+    monkeypatch.setenv("SCORER_CANARY_PERCENT", "2.5")
+    monkeypatch.setenv("SCORER_SHADOW_QUEUE", "8")
+    settings = load_settings()
+    assert settings.challenger_dir == Path("/models/challenger")
+    assert (settings.challenger_mode, settings.canary_percent) == ("canary", 2.5)
+    assert settings.shadow_queue == 8
+    assert "SCORER_CHALLENGER_DIR=/models/challenger" in describe(settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SCORER_CHALLENGER_MODE", "mirror"),
+        ("SCORER_CANARY_PERCENT", "101"),
+        ("SCORER_CANARY_PERCENT", "-1"),
+        ("SCORER_CANARY_PERCENT", "nan"),
+        ("SCORER_CANARY_PERCENT", "ten"),
+        ("SCORER_SHADOW_QUEUE", "0"),
+    ],
+)
+def test_rollout_settings_out_of_their_range_are_refused_naming_them(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert f"{name}={value!r}" in str(caught.value)
+
+
+def test_the_champions_own_directory_is_no_challenger(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "package"))
+    monkeypatch.setenv("SCORER_CHALLENGER_DIR", str(tmp_path / "package" / "."))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "is MODEL_DIR: a challenger is another packaged model" in str(caught.value)

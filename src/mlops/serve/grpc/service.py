@@ -27,9 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from mlops.serve.auth import UNAUTHORIZED, bearer_matches
-from mlops.serve.codecs.v2 import model_metadata_body, model_parameters
 from mlops.serve.codecs.v2_grpc import GrpcCodec
-from mlops.serve.dataplane import DataPlane
+from mlops.serve.dataplane import DataPlane, ServedModel
 from mlops.serve.errors import ClientError, InputError
 from mlops.serve.grpc import open_inference_pb2 as pb
 from mlops.serve.grpc import open_inference_pb2_grpc as pb_grpc
@@ -38,6 +37,7 @@ logger = logging.getLogger("mlops.serve")
 
 SERVICE = "inference.GRPCInferenceService"
 INFER_ROUTE = f"/{SERVICE}/ModelInfer"
+ROLLOUT_KEY = "x-rollout-key"  # a canary client's key: the same key, the same model
 HEALTH_POLL_SECONDS = 0.5  # how soon the health service follows the data plane's readiness
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -106,8 +106,19 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         if not bearer_matches(header if isinstance(header, str) else None, self.token_digest):
             raise ClientError(401, UNAUTHORIZED)
 
-    def check_model(self, name: str, version: str) -> None:
-        self.plane.check_model(name, version or None)  # no version: the served one
+    def check_model(self, name: str, version: str) -> ServedModel | None:
+        return self.plane.check_model(name, version or None)  # no version: the champion
+
+    def rollout_key(self, context: grpc.aio.ServicerContext) -> str | None:
+        """The client's canary key (metadata ``x-rollout-key``), read only when a canary is
+        served."""
+        rollout = self.plane.rollout
+        if rollout is None or rollout.mode != "canary":
+            return None
+        for name, value in context.invocation_metadata() or ():
+            if name == ROLLOUT_KEY and isinstance(value, str) and value:
+                return value
+        return None
 
     @answered
     async def ServerLive(  # noqa: N802 (the protocol's name)
@@ -141,15 +152,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelMetadataResponse:
         self.require_token(context)
-        self.check_model(request.name, request.version)
-        scorer = self.plane.scorer
-        body = model_metadata_body(
-            scorer.model_name,
-            scorer.model_version,
-            self.plane.schema,
-            scorer.classes,
-            model_parameters(scorer.signature),
-        )
+        named = self.check_model(request.name, request.version)
+        body = self.plane.model_metadata(named)
         return pb.ModelMetadataResponse(
             name=body["name"],
             versions=body["versions"],
@@ -167,11 +171,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelInferResponse:
         started, received = time.perf_counter(), time.time()
         self.require_token(context)
-        self.check_model(request.model_name, request.model_version)
-        response, request_id = await self.plane.infer(
-            self.codec, request, INFER_ROUTE, started, received
+        named = self.check_model(request.model_name, request.model_version)
+        response, request_id, role = await self.plane.infer(
+            self.codec, request, INFER_ROUTE, started, received, self.rollout_key(context), named
         )
-        context.set_trailing_metadata((("x-request-id", request_id),))
+        context.set_trailing_metadata((("x-request-id", request_id), ("x-model-role", role)))
         return response
 
 
