@@ -223,7 +223,9 @@ def test_scorer_and_sidecar_run_from_the_image_read_only(
 
         # Each scrape reaches either worker; the one that did not answer the request sees the
         # other's counts as last published (every second): wait for one scrape holding both.
-        scored = f'scorer_records_scored_total{{route="/predict"}} {len(records)}.0'
+        version = json.loads((packaged_model / "manifest.json").read_text())["model_version"]
+        labels = f'model_version="{version}",role="champion",route="/predict"'
+        scored = f"scorer_records_scored_total{{{labels}}} {len(records)}.0"
         answered = 'scorer_requests_total{method="POST",route="/predict",status="200"} 1.0'
         wait_for(
             lambda: all(line in (text := metrics()) for line in (scored, answered)) and text,

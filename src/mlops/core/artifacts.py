@@ -53,6 +53,7 @@ MISSING_CATEGORY = "__missing__"
 Role = Literal["champion", "challenger"]
 CHAMPION: Role = "champion"
 CHALLENGER: Role = "challenger"
+ROLES: tuple[Role, ...] = (CHAMPION, CHALLENGER)
 
 
 class Feature(TypedDict):

@@ -11,13 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mlops.core.artifacts import Task
+from mlops.core.artifacts import Role, Task
 from mlops.monitor.feedback import FeedbackError, feedback_schema, parse_feedback_body
 from mlops.monitor.metrics import metrics_registry, render
 from mlops.monitor.page import render_page
 from mlops.monitor.service import Monitor
 from mlops.monitor.ship import Shipper
-from mlops.monitor.window import Role
 
 MAX_BODY_BYTES = 4 << 20
 

@@ -23,10 +23,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlops.core.artifacts import Task
+from mlops.core.artifacts import ROLES, Role, Task
 from mlops.monitor.labels import LabelBuffer
 from mlops.monitor.reference import PERFORMANCE_METRICS, Reference
-from mlops.monitor.window import ROLES, Label, LoggedPrediction, Role, load_json
+from mlops.monitor.window import Label, LoggedPrediction, load_json
 
 MAX_FEEDBACK_PER_REQUEST = 10_000
 Pair = tuple[Label, Label]  # (true label, predicted label)

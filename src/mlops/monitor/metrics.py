@@ -18,13 +18,13 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from mlops.core.artifacts import ROLES, Role
 from mlops.monitor.detect import FeatureDrift, PredictionDrift
 from mlops.monitor.reference import Reference
 from mlops.monitor.rollout import STATUSES, VERDICTS, RolloutReport
 from mlops.monitor.service import Snapshot
 from mlops.monitor.ship import SHIPPED_LOGS, Shipper
 from mlops.monitor.state import LogCounts
-from mlops.monitor.window import ROLES, Role
 
 
 class MonitorCollector:

@@ -23,11 +23,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mlops.core.artifacts import ROLES, Role
 from mlops.monitor.detect import measure_classes, measure_numeric
 from mlops.monitor.feedback import METRIC_FUNCTIONS, Pair
 from mlops.monitor.reference import PERFORMANCE_METRICS, Reference
 from mlops.monitor.rollout_settings import RolloutRules
-from mlops.monitor.window import ROLES, Label, LoggedPrediction, Role, format_timestamp
+from mlops.monitor.window import Label, LoggedPrediction, format_timestamp
 
 VerdictName = Literal["promote", "hold", "rollback"]
 VERDICTS: tuple[VerdictName, ...] = ("promote", "hold", "rollback")

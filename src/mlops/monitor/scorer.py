@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlops.core.artifacts import ROLES, Role
 from mlops.monitor.rollout import ErrorCounts, RequestCounts
-from mlops.monitor.window import ROLES, Role
 
 LOGGER = logging.getLogger(__name__)
 SAMPLE = "scorer_model_requests_total"

@@ -41,6 +41,7 @@ from urllib.parse import quote
 
 import orjson
 
+from mlops.core.artifacts import CHAMPION, ROLES, record_role
 from mlops.core.atomic import atomic_write_bytes
 from mlops.core.errors import StageError
 from mlops.core.segments import (
@@ -54,7 +55,7 @@ from mlops.monitor.labels import LabelLog
 from mlops.monitor.objectstore import ObjectStore, StoreError, open_store
 from mlops.monitor.parquet import Column, Group, Kind, write_table
 from mlops.monitor.settings import MonitorSettings, env_name
-from mlops.monitor.window import ROLES, parse_timestamp
+from mlops.monitor.window import parse_timestamp
 
 LOGGER = logging.getLogger(__name__)
 PREDICTIONS, LABELS = "predictions", "labels"
@@ -144,7 +145,7 @@ def predictions_table(records: list[dict[str, Any]]) -> bytes:
     fields: list[Column | Group] = [
         *_common_columns(records),
         Column("model_version", "string", [r["model_version"] for r in records], nullable=False),
-        Column("role", "string", [r.get("role", "champion") for r in records], nullable=False),
+        Column("role", "string", [record_role(r) for r in records], nullable=False),
         Column("shadow", "boolean", [r.get("shadow", False) for r in records], nullable=False),
         Group("features", features),
         Column("prediction", kind, _typed(predictions, kind)),
@@ -183,7 +184,7 @@ def _record(line: bytes, log: str) -> dict[str, Any] | None:
         if log == PREDICTIONS:
             valid = valid and isinstance(record["features"], dict)
             valid = valid and isinstance(record["model_version"], str) and "prediction" in record
-            valid = valid and record.get("role", "champion") in ROLES
+            valid = valid and record.get("role", CHAMPION) in ROLES
             valid = valid and type(record.get("shadow", False)) is bool
         else:
             valid = valid and "label" in record

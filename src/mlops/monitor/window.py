@@ -8,17 +8,14 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
-from mlops.core.artifacts import Task
+from mlops.core.artifacts import CHALLENGER, CHAMPION, ROLES, Role, Task
 
 # The value a prediction or a ground-truth label holds: a class, or a regressor's number.
 Label = str | float
-# Who scored a record: the champion, or the challenger served beside it (canary or shadow).
-Role = Literal["champion", "challenger"]
-ROLES: tuple[Role, ...] = ("champion", "challenger")
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,7 @@ def parse_prediction(line: bytes, task: Task = "classification") -> LoggedPredic
             features=raw["features"],
             # an integral JSON number arrives as an int
             prediction=float(prediction) if is_label(prediction, "regression") else prediction,
-            role=raw.get("role", "champion"),
+            role=raw.get("role", CHAMPION),
             shadow=raw.get("shadow", False),
             model_version=raw.get("model_version", ""),
             latency_seconds=float(latency) if is_label(latency, "regression") else None,
@@ -69,7 +66,7 @@ def parse_prediction(line: bytes, task: Task = "classification") -> LoggedPredic
         and is_label(record.prediction, task)
         and record.role in ROLES
         and type(record.shadow) is bool
-        and not (record.shadow and record.role != "challenger")
+        and not (record.shadow and record.role != CHALLENGER)
         and isinstance(record.model_version, str)
     )
     return record if valid else None

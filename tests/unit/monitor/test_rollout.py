@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from mlops.core.artifacts import Role
 from mlops.core.errors import StageError
 from mlops.gitops.rollout import VERDICT_EVENT, parse_verdict
 from mlops.monitor.feedback import Pair
@@ -21,7 +22,7 @@ from mlops.monitor.rollout_settings import RolloutRules, load_rollout_rules
 from mlops.monitor.scorer import ScorerCounters, counts_since, increase, parse_counts
 from mlops.monitor.verdict import VERDICT_EVENT as SENT_EVENT
 from mlops.monitor.verdict import VerdictTrigger, verdict_payload
-from mlops.monitor.window import Label, Role
+from mlops.monitor.window import Label
 from monitor_fixtures import fake_scorer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
