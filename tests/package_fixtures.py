@@ -8,10 +8,16 @@ tests cover every task (over real HTTP too) without running the whole pipeline.
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlops.core.artifacts import Task
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from mlops.core.artifacts import Task, sha256_of
 from mlops.model import package
 from mlops.model.features import TrainedModel
 from model_fixtures import (
@@ -82,3 +88,60 @@ def binary_package(directory: Path, threshold: float | None = 0.3) -> Path:
     train, test = split(binary_table(), target=BINARY_TARGET)
     model = trained_on(train, BINARY_TARGET, positive_class=POSITIVE)
     return build_package(directory, model, train, test, threshold)["out"]
+
+
+# --- challengers: packages of a champion's signature under another version ---------------
+
+
+def manifest_of(package: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((package / "manifest.json").read_text())
+    return manifest
+
+
+def version_of(package: Path) -> str:
+    return str(manifest_of(package)["model_version"])
+
+
+def shuffled_regressor(directory: Path) -> Path:
+    """A regressor of the champion's table and signature trained on shuffled targets: worse."""
+    table = regression_table().rename(columns=REGRESSION_RENAMES)
+    train, test = split(table, target=REGRESSION_TARGET)
+    labels = train[REGRESSION_TARGET].sample(frac=1, random_state=7).set_axis(train.index)
+    model = trained_on(train, REGRESSION_TARGET, labels=labels)
+    return build_package(directory, model, train, test)["out"]
+
+
+def shuffled_classifier(directory: Path) -> Path:
+    """``binary_package``'s classifier trained on shuffled labels, same threshold."""
+    train, test = split(binary_table(), target=BINARY_TARGET)
+    labels = train[BINARY_TARGET].sample(frac=1, random_state=7).set_axis(train.index)
+    model = trained_on(train, BINARY_TARGET, labels=labels, positive_class=POSITIVE)
+    return build_package(directory, model, train, test, 0.3)["out"]
+
+
+def rewired(package: Path, target: Path, version: str, nodes: Callable[[str], list[Any]]) -> Path:
+    """A copy of the regressor ``package`` whose ``prediction`` is the original plus a zero
+    computed by ``nodes`` (given the name of the first input, they write ``zero``), under
+    another model version."""
+    copy = Path(shutil.copytree(package, target))
+    model = onnx.load(str(copy / "model.onnx"))
+    graph = model.graph
+    for node in graph.node:
+        for position, name in enumerate(node.output):
+            if name == "prediction":
+                node.output[position] = "original_prediction"
+    graph.node.extend(nodes(graph.input[0].name))
+    graph.node.append(helper.make_node("Add", ["original_prediction", "zero"], ["prediction"]))
+    onnx.save(model, str(copy / "model.onnx"))
+    manifest = manifest_of(copy)
+    manifest["model_version"] = version
+    manifest["files"]["model.onnx"] = sha256_of(copy / "model.onnx")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def constant(name: str, value: Any, kind: int = TensorProto.INT64) -> Any:
+    dtype = np.int64 if kind == TensorProto.INT64 else np.float32
+    return helper.make_node(
+        "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, dtype), name)
+    )

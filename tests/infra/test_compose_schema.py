@@ -102,8 +102,9 @@ def test_the_scorer_shadows_a_challenger_package_mounted_read_only(compose: dict
     assert target == environment["SCORER_CHALLENGER_DIR"]
     assert "ro" in options.split(",")
     assert environment["SCORER_CHALLENGER_MODE"] == "${SCORER_CHALLENGER_MODE:-shadow}"
-    sidecar = compose["services"]["sidecar"]
-    assert not any("/app/challenger" in mount for mount in sidecar["volumes"])
+    sidecar = compose["services"]["sidecar"]  # the same package: the challenger's reference
+    assert challenger in sidecar["volumes"]
+    assert sidecar["environment"]["MONITOR_CHALLENGER_MODEL_DIR"] == target
 
 
 def test_the_sidecar_compares_the_roles_with_the_scorers_counts(compose: dict[str, Any]) -> None:

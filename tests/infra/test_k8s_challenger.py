@@ -98,7 +98,8 @@ def test_the_validator_rejects_a_broken_init_container(tmp_path: Path) -> None:
 
 def test_the_challengers_model_reaches_the_scorer_read_only(rendered: dict[str, Any]) -> None:
     """The init container copies its image's /app/model (where the Dockerfile puts every
-    release's model) into an emptyDir; the scorer mounts it read-only at SCORER_CHALLENGER_DIR."""
+    release's model) into an emptyDir; the scorer mounts it read-only at SCORER_CHALLENGER_DIR,
+    the sidecar at MONITOR_CHALLENGER_MODEL_DIR."""
     deployment = rendered["documents"]["Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     containers = containers_of(deployment)
@@ -116,8 +117,11 @@ def test_the_challengers_model_reaches_the_scorer_read_only(rendered: dict[str, 
     (read,) = [m for m in scorer["volumeMounts"] if m["name"] == written["name"]]
     assert read["readOnly"] is True
     assert env_of(scorer)["SCORER_CHALLENGER_DIR"] == read["mountPath"]
-    sidecar_volumes = {mount["name"] for mount in containers["sidecar"]["volumeMounts"]}
-    assert written["name"] not in sidecar_volumes
+    # the sidecar reads the same package (its own reference for the challenger's drift)
+    sidecar = containers["sidecar"]
+    (shared,) = [m for m in sidecar["volumeMounts"] if m["name"] == written["name"]]
+    assert shared["readOnly"] is True
+    assert env_of(sidecar)["MONITOR_CHALLENGER_MODEL_DIR"] == shared["mountPath"]
 
 
 def test_every_container_of_the_pod_is_locked_down_and_sized(rendered: dict[str, Any]) -> None:

@@ -33,23 +33,28 @@ from typing import Any
 import grpc
 import httpx
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from mlops.core.artifacts import sha256_of
 from mlops.serve.grpc.open_inference_pb2_grpc import GRPCInferenceServiceStub
 from mlops.serve.metrics import PUBLISH_SECONDS
 from model_fixtures import (
-    BINARY_TARGET,
-    POSITIVE,
     REGRESSION_TARGET,
-    binary_table,
     regression_table,
     split,
     trained_on,
 )
-from package_fixtures import REGRESSION_RENAMES, binary_package, build_package, regression_package
+from package_fixtures import (
+    REGRESSION_RENAMES,
+    binary_package,
+    build_package,
+    constant,
+    regression_package,
+    rewired,
+    shuffled_classifier,
+    shuffled_regressor,
+    version_of,
+)
 from serve_fixtures import (
     Scorer,
     copy_package,
@@ -68,60 +73,6 @@ CANARY_REQUESTS = 400
 TOLERANCE_SIGMAS = 4  # a fair router falls outside this band about once in 16,000 runs
 PREFIXES = ("http-", "grpc-")  # of the request ids the canary test's tritonclient calls send
 SLOW_CALL_SECONDS = 0.5  # the slow challenger takes at least this per call (measured below)
-
-
-def manifest_of(package: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((package / "manifest.json").read_text())
-    return manifest
-
-
-def version_of(package: Path) -> str:
-    return str(manifest_of(package)["model_version"])
-
-
-def shuffled_regressor(directory: Path) -> Path:
-    """A regressor of the champion's table and signature trained on shuffled targets: worse."""
-    table = regression_table().rename(columns=REGRESSION_RENAMES)
-    train, test = split(table, target=REGRESSION_TARGET)
-    labels = train[REGRESSION_TARGET].sample(frac=1, random_state=7).set_axis(train.index)
-    model = trained_on(train, REGRESSION_TARGET, labels=labels)
-    return build_package(directory, model, train, test)["out"]
-
-
-def shuffled_classifier(directory: Path) -> Path:
-    """``binary_package``'s classifier trained on shuffled labels, same threshold."""
-    train, test = split(binary_table(), target=BINARY_TARGET)
-    labels = train[BINARY_TARGET].sample(frac=1, random_state=7).set_axis(train.index)
-    model = trained_on(train, BINARY_TARGET, labels=labels, positive_class=POSITIVE)
-    return build_package(directory, model, train, test, 0.3)["out"]
-
-
-def rewired(package: Path, target: Path, version: str, nodes: Callable[[str], list[Any]]) -> Path:
-    """A copy of the regressor ``package`` whose ``prediction`` is the original plus a zero
-    computed by ``nodes`` (given the name of the first input, they write ``zero``), under
-    another model version."""
-    copy = copy_package(package, target)
-    model = onnx.load(str(copy / "model.onnx"))
-    graph = model.graph
-    for node in graph.node:
-        for position, name in enumerate(node.output):
-            if name == "prediction":
-                node.output[position] = "original_prediction"
-    graph.node.extend(nodes(graph.input[0].name))
-    graph.node.append(helper.make_node("Add", ["original_prediction", "zero"], ["prediction"]))
-    onnx.save(model, str(copy / "model.onnx"))
-    manifest = manifest_of(copy)
-    manifest["model_version"] = version
-    manifest["files"]["model.onnx"] = sha256_of(copy / "model.onnx")
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    return copy
-
-
-def constant(name: str, value: Any, kind: int = TensorProto.INT64) -> Any:
-    dtype = np.int64 if kind == TensorProto.INT64 else np.float32
-    return helper.make_node(
-        "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, dtype), name)
-    )
 
 
 def fails_on_five_records(first_input: str) -> list[Any]:
@@ -520,7 +471,6 @@ def test_a_challenger_of_another_signature_or_task_stops_the_start_naming_it(
     cases = [
         (lacking, f"it lacks the champion's feature(s) ['{dropped}']"),
         (classifiers[1], "its task is classification, the champion's regression"),
-        (copy_package(champion, tmp_path / "same"), "it is the champion's own version"),
         (tmp_path / "nowhere", "no packaged model directory here"),
     ]
     for number, (challenger, difference) in enumerate(cases):
@@ -611,3 +561,23 @@ def test_a_slow_shadow_challenger_never_delays_an_answer_and_drops_what_it_canno
     challenger_seconds = min(line["latency_seconds"] for line in copies)
     assert challenger_seconds >= SLOW_CALL_SECONDS  # the challenger is slow indeed
     assert max(line["latency_seconds"] for line in answers) < challenger_seconds / 2
+
+
+def test_the_champions_own_version_as_challenger_serves_the_champion_alone(
+    regressors: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Compose's default challenger is the working tree's package, the image's own until a
+    change is reproduced: the scorer starts, says so, and serves the champion alone."""
+    champion, _ = regressors
+    same = copy_package(champion, tmp_path / "same")
+    with running_scorer(champion, tmp_path / "scorer", SCORER_CHALLENGER_DIR=str(same)) as scorer:
+        records = table_records(champion, limit=3)
+        with httpx.Client(base_url=scorer.url, timeout=30) as client:
+            response = post_json(client, "/predict", {"records": records})
+        assert response.status_code == 200, response.text
+        assert response.headers["x-model-role"] == "champion"
+        time.sleep(0.5)  # a shadow copy, were one made, would be logged by now
+        lines = [json.loads(line) for line in scorer.log_lines()]
+        assert [(line["role"], line.get("shadow")) for line in lines] == [("champion", None)] * 3
+        warning = f"SCORER_CHALLENGER_DIR={same} holds the champion's own version"
+        assert warning in scorer.output()

@@ -223,14 +223,19 @@ def compare(
     errors: ErrorCounts,
     reference: Reference,
     rules: RolloutRules,
+    challenger_reference: Reference | None = None,
 ) -> RolloutReport:
     """The roles over the window, and the verdict (``hold`` until each role has
-    ``min_records``; ``rollback`` when a rule breaks; ``promote`` when every rule holds)."""
+    ``min_records``; ``rollback`` when a rule breaks; ``promote`` when every rule holds).
+    ``reference`` is the champion's package's; each role's prediction drift is measured against
+    its own package's predictions on its test split, so without ``challenger_reference`` the
+    challenger's is not measured (a better model predicts otherwise than the champion did)."""
     by_role: dict[Role, list[Scored]] = {role: [] for role in ROLES}
     for record in records:
         by_role[record.role].append(record)
+    own = {"champion": reference, "challenger": challenger_reference}
     roles = {
-        role: summarise(role, by_role[role], labelled.get(role, ()), errors, reference)
+        role: summarise(role, by_role[role], labelled.get(role, ()), errors, reference, own[role])
         for role in ROLES
     }
     start = min((r.timestamp for r in records), default=None)
@@ -245,7 +250,7 @@ def compare(
         agreement_check(mode, len(predicted), agreement, difference, roles, rules),
         error_rate_check(roles, errors, rules),
         latency_check(roles, rules),
-        prediction_drift_check(roles, rules),
+        prediction_drift_check(roles, rules, challenger_reference is not None),
         performance_check(roles, reference, rules),
     )
     return RolloutReport(
@@ -255,8 +260,8 @@ def compare(
 
 def decide(checks: Sequence[Check]) -> VerdictName:
     statuses = {check.rule: check.status for check in checks}
-    if statuses.get("records") == "wait":
-        return "hold"
+    if statuses.get("records") == "wait" or statuses.get("performance") == "wait":
+        return "hold"  # performance waits only when required: nothing is decided without it
     if "fail" in statuses.values():
         return "rollback"
     return "hold" if "wait" in statuses.values() else "promote"
@@ -271,7 +276,10 @@ def summarise(
     labelled: Sequence[Pair],
     errors: ErrorCounts,
     reference: Reference,
+    own_reference: Reference | None,
 ) -> RoleSummary:
+    """``reference``: the champion's package (performance); ``own_reference``: the role's own
+    package (prediction drift), None when the sidecar was not given it."""
     latencies = [r.latency_seconds for r in records if r.latency_seconds is not None]
     p50, p95 = np.percentile(latencies, [50, 95]).tolist() if latencies else (None, None)
     counts = None if errors.by_role is None else errors.by_role.get(role, RequestCounts())
@@ -282,7 +290,11 @@ def summarise(
         shadow=sum(r.shadow for r in records),
         latency_p50=p50,
         latency_p95=p95,
-        prediction_psi=prediction_psi(reference, [r.prediction for r in records]),
+        prediction_psi=(
+            None
+            if own_reference is None
+            else prediction_psi(own_reference, [r.prediction for r in records])
+        ),
         counts=counts,
         labelled=len(labelled),
         performance=performance(reference, labelled),
@@ -426,7 +438,12 @@ def latency_check(roles: Mapping[Role, RoleSummary], rules: RolloutRules) -> Che
     return Check("latency", "fail" if broke else "pass", detail)
 
 
-def prediction_drift_check(roles: Mapping[Role, RoleSummary], rules: RolloutRules) -> Check:
+def prediction_drift_check(
+    roles: Mapping[Role, RoleSummary], rules: RolloutRules, measured: bool = True
+) -> Check:
+    if not measured:
+        detail = "not measured: no challenger package given (MONITOR_CHALLENGER_MODEL_DIR)"
+        return Check("prediction_drift", "skip", detail)
     champion, challenger = roles["champion"].prediction_psi, roles["challenger"].prediction_psi
     if champion is None or challenger is None:
         return Check("prediction_drift", "wait", "a role has no prediction in the window")

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from mlops.core.errors import StageError
 from mlops.monitor.detect import DriftReport, Thresholds, assess
 from mlops.monitor.feedback import (
     Feedback,
@@ -91,9 +92,11 @@ class Monitor:
         state: MonitorState,
         dispatcher: GitHubDispatcher,
         clock: Callable[[], float] = time.time,
+        challenger_reference: Reference | None = None,
     ) -> None:
         self.settings = settings
         self.reference = reference
+        self.challenger_reference = challenger_reference
         self.thresholds = drift_thresholds(settings)
         self.performance_rules = PerformanceRules(
             tolerance=settings.performance_tolerance,
@@ -288,7 +291,14 @@ class Monitor:
         drift = assess(records, self.reference, self.thresholds)
         performance = assess_performance(pairs, self.reference, self.performance_rules)
         errors = self._scorer.over(min((r.timestamp for r in scored), default=None))
-        rollout = compare(scored, role_pairs, errors, self.reference, self.rollout_rules)
+        rollout = compare(
+            scored,
+            role_pairs,
+            errors,
+            self.reference,
+            self.rollout_rules,
+            self.challenger_reference,
+        )
         return drift, performance, rollout, True
 
     def _publish(
@@ -370,4 +380,19 @@ def build_monitor(settings: MonitorSettings) -> Monitor:
         settings.github_token,
         settings.github_timeout_seconds,
     )
-    return Monitor(settings, reference, load_state(settings.state_file), dispatcher)
+    challenger = None
+    if settings.challenger_model_dir is not None:
+        challenger = load_reference(settings.challenger_model_dir)
+        if challenger.task != reference.task:
+            raise StageError(
+                f"{env_name('challenger_model_dir')}={settings.challenger_model_dir}: a "
+                f"{challenger.task} model, but the champion ({settings.model_dir}) is a "
+                f"{reference.task} model"
+            )
+    return Monitor(
+        settings,
+        reference,
+        load_state(settings.state_file),
+        dispatcher,
+        challenger_reference=challenger,
+    )

@@ -104,6 +104,9 @@ class MonitorSettings(BaseSettings):
     scorer_scrape_seconds: float = Field(default=15.0, ge=0.05, le=3600)
     champion_registry_version: str | None = Field(default=None, pattern=REGISTRY_VERSION)
     challenger_registry_version: str | None = Field(default=None, pattern=REGISTRY_VERSION)
+    # The challenger's packaged model (the scorer's SCORER_CHALLENGER_DIR): its own reference, so
+    # that its predictions' drift is measured against what it predicted on its test split.
+    challenger_model_dir: Path | None = None
 
     @field_validator("host")
     @classmethod
@@ -118,6 +121,7 @@ class MonitorSettings(BaseSettings):
         "scorer_url",
         "champion_registry_version",
         "challenger_registry_version",
+        "challenger_model_dir",
         mode="before",
     )
     @classmethod

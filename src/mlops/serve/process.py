@@ -30,7 +30,7 @@ from mlops.core.segments import SegmentedLog
 from mlops.serve.app import create_app
 from mlops.serve.model import Scorer, load_scorer
 from mlops.serve.predlog import PredictionLogWriter
-from mlops.serve.rollout import require_compatible
+from mlops.serve.rollout import is_the_champion, require_compatible
 from mlops.serve.server import configure_logging, uvicorn_config
 from mlops.serve.settings import ServeSettings, load_settings
 
@@ -61,6 +61,14 @@ def load_models(settings: ServeSettings) -> tuple[Scorer, Scorer | None]:
         challenger = load_scorer(directory, settings.ort_threads)
     except ArtifactError as error:
         raise ArtifactError(f"SCORER_CHALLENGER_DIR={directory}: {error}") from None
+    if is_the_champion(scorer.manifest, challenger.manifest):
+        logger.warning(
+            "SCORER_CHALLENGER_DIR=%s holds the champion's own version %s: serving the champion "
+            "alone",
+            directory,
+            scorer.model_version,
+        )
+        return scorer, None
     champion = (scorer.signature, scorer.manifest)
     require_compatible(champion, (challenger.signature, challenger.manifest), directory)
     logger.info("verified the challenger %s against its manifest", directory)
@@ -85,7 +93,8 @@ def check_challenger(settings: ServeSettings) -> None:
     except ArtifactError as error:
         raise ArtifactError(f"SCORER_CHALLENGER_DIR={directory}: {error}") from None
     champion = (load_signature(settings.model_dir), load_manifest(settings.model_dir))
-    require_compatible(champion, challenger, directory)
+    if not is_the_champion(champion[1], manifest):
+        require_compatible(champion, challenger, directory)
 
 
 def build(settings: ServeSettings) -> tuple[Starlette, PredictionLogWriter]:

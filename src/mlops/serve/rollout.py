@@ -59,12 +59,14 @@ def incompatibility(
         return features
     if theirs["classes"] != ours["classes"]:
         return f"its classes are {theirs['classes']}, the champion's {ours['classes']}"
-    if their_manifest["model_version"] == our_manifest["model_version"]:
-        return (
-            f"it is the champion's own version {our_manifest['model_version']!r}; a challenger "
-            "is another version"
-        )
     return None
+
+
+def is_the_champion(champion: Manifest, challenger: Manifest) -> bool:
+    """Whether the challenger is the champion's own version: nothing to compare, so it is not
+    served (compose's default challenger is the working tree's package, which is the image's
+    until a change is reproduced)."""
+    return champion["model_version"] == challenger["model_version"]
 
 
 def feature_difference(ours: Signature, theirs: Signature) -> str | None:

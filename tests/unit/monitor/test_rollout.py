@@ -5,8 +5,9 @@ verdict's dispatch payload, checked by the function the rollout workflow reads i
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,9 +16,10 @@ import yaml
 from mlops.core.artifacts import Role
 from mlops.core.errors import StageError
 from mlops.gitops.rollout import VERDICT_EVENT, parse_verdict
+from mlops.monitor import rollout
 from mlops.monitor.feedback import Pair
 from mlops.monitor.reference import FeatureReference, Reference
-from mlops.monitor.rollout import ErrorCounts, RequestCounts, Scored, compare, target_scale
+from mlops.monitor.rollout import ErrorCounts, RequestCounts, RolloutReport, Scored, target_scale
 from mlops.monitor.rollout_settings import RolloutRules, load_rollout_rules
 from mlops.monitor.scorer import ScorerCounters, counts_since, increase, parse_counts
 from mlops.monitor.verdict import VERDICT_EVENT as SENT_EVENT
@@ -26,6 +28,20 @@ from mlops.monitor.window import Label
 from monitor_fixtures import fake_scorer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def compare(
+    records: Sequence[Scored],
+    labelled: Mapping[Role, Sequence[Any]],
+    errors: ErrorCounts,
+    reference: Reference,
+    rules: RolloutRules,
+) -> RolloutReport:
+    """The comparison with a challenger package of the same reference (its predictions on the
+    test split as the champion's), as a sidecar given MONITOR_CHALLENGER_MODEL_DIR."""
+    return rollout.compare(records, labelled, errors, reference, rules, reference)
+
+
 CLASSES = {"Adélie [A]": 0.5, "Gentoo / G": 0.5}
 A, G = CLASSES
 CLASSIFIER = Reference(
@@ -92,6 +108,12 @@ def test_a_challenger_that_disagrees_is_rolled_back_naming_the_rule_value_and_th
     assert report.reasons == [
         "agreement: 0.6667 over 300 pairs, below shadow.min_agreement 0.8",
     ]
+    # with labels required, disagreeing decides nothing: only labels can say which is right
+    required = RULES.model_copy(
+        update={"performance": RULES.performance.model_copy(update={"required": True})}
+    )
+    waiting = compare(shadow(predictions, worse), NO_LABELS, ErrorCounts(), CLASSIFIER, required)
+    assert waiting.verdict == "hold"
 
 
 def test_too_few_records_hold_whatever_the_rules_say() -> None:
@@ -279,6 +301,13 @@ def test_a_challenger_whose_predictions_drift_is_rolled_back() -> None:
     (reason,) = report.reasons
     assert reason.startswith("prediction_drift: prediction PSI challenger ")
     assert reason.endswith("(more than prediction_drift.max_psi_increase 0.2 above)")
+    # without the challenger's package the sidecar cannot tell drift from another model
+    unknown = rollout.compare(
+        shadow(predictions, skewed), NO_LABELS, ErrorCounts(), CLASSIFIER, loose
+    )
+    assert unknown.verdict == "promote"
+    (drift,) = [check for check in unknown.checks if check.rule == "prediction_drift"]
+    assert drift.status == "skip" and "MONITOR_CHALLENGER_MODEL_DIR" in drift.detail
 
 
 # --- the thresholds file ------------------------------------------------------------------------

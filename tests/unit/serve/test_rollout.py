@@ -18,6 +18,7 @@ from mlops.serve.rollout import (
     bucket_of,
     canary_takes,
     incompatibility,
+    is_the_champion,
     require_compatible,
 )
 
@@ -131,10 +132,12 @@ def test_a_challenger_that_answers_other_questions_is_refused_naming_the_differe
     assert problem is not None and phrase in problem
 
 
-def test_the_champions_own_version_is_no_challenger_and_the_refusal_names_the_setting() -> None:
+def test_the_champions_own_version_is_no_challenger_and_a_refusal_names_the_setting() -> None:
+    assert is_the_champion(package("v1")[1], package("v1")[1])
+    assert not is_the_champion(package("v1")[1], package("v2")[1])
+    assert incompatibility(package("v1"), package("v1")) is None  # served alone, not refused
     with pytest.raises(ArtifactError) as raised:
-        require_compatible(package("v1"), package("v1"), Path("/models/challenger"))
+        require_compatible(package("v1"), package("v2", task="regression"), Path("/m/c"))
     message = str(raised.value)
-    assert message.startswith("SCORER_CHALLENGER_DIR=/models/challenger: the challenger cannot")
-    assert "it is the champion's own version 'v1'" in message
+    assert message.startswith("SCORER_CHALLENGER_DIR=/m/c: the challenger cannot")
     assert "\n" not in message
