@@ -72,7 +72,6 @@ CANARY_PERCENT = 30
 CANARY_REQUESTS = 400
 TOLERANCE_SIGMAS = 4  # a fair router falls outside this band about once in 16,000 runs
 PREFIXES = ("http-", "grpc-")  # of the request ids the canary test's tritonclient calls send
-SLOW_CALL_SECONDS = 0.5  # the slow challenger takes at least this per call (measured below)
 
 
 def fails_on_five_records(first_input: str) -> list[Any]:
@@ -559,8 +558,11 @@ def test_a_slow_shadow_challenger_never_delays_an_answer_and_drops_what_it_canno
     assert requests[(*slow_key, "dropped")] >= 1
     assert len(copies) == 2 * requests[(*slow_key, "ok")]
     challenger_seconds = min(line["latency_seconds"] for line in copies)
-    assert challenger_seconds >= SLOW_CALL_SECONDS  # the challenger is slow indeed
-    assert max(line["latency_seconds"] for line in answers) < challenger_seconds / 2
+    answer_seconds = sorted(line["latency_seconds"] for line in answers)
+    # the challenger is slow indeed (how slow depends on the machine: a ratio, not seconds) ...
+    assert challenger_seconds > 20 * answer_seconds[len(answer_seconds) // 2]
+    # ... and no answer waited for it
+    assert answer_seconds[-1] < challenger_seconds / 2
 
 
 def test_the_champions_own_version_as_challenger_serves_the_champion_alone(
