@@ -4,7 +4,9 @@ written before the record's answer leaves.
 Group commit on the event loop: a request handler formats its lines into one buffer and waits;
 on the loop's next turn one write hands every buffer queued meanwhile to the operating system
 (the requests of one turn share it, as they share an ONNX Runtime call), and only then are
-their answers released. Once ``write`` has returned, the lines are in the kernel's page cache:
+their answers released. A batch's lines (``COMMIT_NOW_BYTES`` or more) are written at once with
+what waits, rather than after the rest of the turn: they are a group of their own already.
+Once ``write`` has returned, the lines are in the kernel's page cache:
 they survive the process being killed (SIGKILL, the OOM killer) without an fsync per request;
 only the machine going down loses what the kernel has not written back yet. The file is a
 ``mlops.core.segments.SegmentedLog``: worker processes share it (each write is locked), it is
@@ -36,6 +38,7 @@ logger = logging.getLogger("mlops.serve")
 
 RETRY_SECONDS = 5.0  # after a failed write: not ready (503) this long, then writes are tried again
 BUDGET_CHECK_SECONDS = 1.0  # how often the log's size is held to SCORER_LOG_MAX_TOTAL_BYTES
+COMMIT_NOW_BYTES = 64 * 1024  # a request's lines this large (a 200-record batch) commit at once
 THREAD_WRITE_BYTES = 256 * 1024  # a group this large (a 600-record batch) is written off the loop
 NUMBER_BYTES = 24  # the longest number orjson writes: -1.7976931348623157e+308
 REQUEST_ID_BYTES = 34  # 32 hex digits, quoted (dataplane.RequestIds)
@@ -250,6 +253,8 @@ class PredictionLogWriter:
         self._chunks.append(lines)
         self._waiting.append(done)
         self._records += records
+        if len(lines) >= COMMIT_NOW_BYTES:
+            self.commit()  # a batch's lines: written now, not after the rest of the loop's turn
         return done
 
     def commit(self, inline: bool = False) -> None:

@@ -284,3 +284,26 @@ def test_a_large_group_is_written_off_the_loop_and_what_queues_meanwhile_follows
     writer.close()
     assert writers == [False, True]  # the large group off the loop, the small one on it
     assert [r["request_id"] for r in lines_of(path)] == ["large"] * 20 + ["small"]
+
+
+def test_a_batchs_lines_are_written_at_once_with_what_waits_before_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is a group of its own: its answer does not wait for the rest of the loop's turn
+    (other requests' parsing and checks), and what was queued before it goes with it."""
+    monkeypatch.setattr(predlog, "COMMIT_NOW_BYTES", len(log_lines(batch(5))))
+    path = tmp_path / "p.jsonl"
+    writer = PredictionLogWriter(path, 1 << 20, 1)
+
+    async def scenario() -> None:
+        small = writer.write(batch(1, "small"))
+        large = writer.write(batch(5, "large"))
+        assert small.done() and large.done()  # written before the loop turned
+        assert [r["request_id"] for r in lines_of(path)] == ["small"] + ["large"] * 5
+        after = writer.write(batch(1, "after"))
+        assert not after.done()  # a single record waits for its turn's group
+        await asyncio.gather(small, large, after)
+        assert len(lines_of(path)) == 7
+
+    asyncio.run(scenario())
+    writer.close()
