@@ -278,7 +278,8 @@ def _role_gauges(report: RolloutReport) -> Iterator[Metric]:
     )
     psi = GaugeMetricFamily(
         "monitor_rollout_prediction_psi",
-        "PSI of the role's predictions against the packaged reference.",
+        "PSI of the role's predictions against its own package's (the challenger's: with "
+        "MONITOR_CHALLENGER_MODEL_DIR).",
         labels=["role"],
     )
     labelled = GaugeMetricFamily(

@@ -16,8 +16,7 @@ Pure: the caller reads the log, the labels and the scorer; this module only deci
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -73,31 +72,6 @@ class Scored:
             record.prediction,
             record.latency_seconds,
         )
-
-
-class RolloutWindow:
-    """The last ``max_records`` lines of both roles; of those, the ones younger than
-    ``max_age_seconds``."""
-
-    def __init__(self, max_records: int, max_age_seconds: float | None) -> None:
-        self.max_age_seconds = max_age_seconds
-        self._records: deque[Scored] = deque(maxlen=max_records)
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def __iter__(self) -> Iterator[Scored]:
-        return iter(self._records)
-
-    def add(self, record: Scored) -> None:
-        self._records.append(record)
-
-    def evict(self, now: float) -> None:
-        if self.max_age_seconds is None:
-            return
-        oldest_kept = now - self.max_age_seconds
-        while self._records and self._records[0].timestamp < oldest_kept:
-            self._records.popleft()
 
 
 @dataclass(frozen=True)

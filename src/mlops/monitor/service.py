@@ -34,7 +34,7 @@ from mlops.monitor.history import AlertEpisode, DriftHistory, Point
 from mlops.monitor.labels import FEEDBACK_RESULTS, PENDING, LabelBuffer, LabelLog
 from mlops.monitor.reference import Reference, check_feature_names, load_reference
 from mlops.monitor.retrain import GitHubDispatcher, RetrainTrigger, retrain_payload
-from mlops.monitor.rollout import RolloutReport, RolloutWindow, Scored, compare
+from mlops.monitor.rollout import RolloutReport, Scored, compare
 from mlops.monitor.rollout_settings import load_rollout_rules
 from mlops.monitor.scorer import ScorerCounters
 from mlops.monitor.settings import MonitorSettings, env_name
@@ -107,12 +107,14 @@ class Monitor:
             PREDICTIONS: LogFollower(settings.prediction_log, state.positions[PREDICTIONS]),
             FEEDBACK: LogFollower(settings.feedback_log, state.positions[FEEDBACK]),
         }
-        self._window = SlidingWindow(settings.window_size, settings.window_seconds)
+        self._window: SlidingWindow[LoggedPrediction] = SlidingWindow(
+            settings.window_size, settings.window_seconds
+        )
         self.rollout_rules = load_rollout_rules(
             settings.rollout_settings, env_name("rollout_settings")
         )
         window = self.rollout_rules.window
-        self._rollout_window = RolloutWindow(window.records, window.seconds)
+        self._rollout_window: SlidingWindow[Scored] = SlidingWindow(window.records, window.seconds)
         self._scorer = ScorerCounters(
             settings.scorer_url,
             settings.scorer_scrape_seconds,

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -102,20 +102,29 @@ def format_timestamp(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class SlidingWindow:
-    """The last ``max_records`` records; of those, the ones younger than ``max_age_seconds``."""
+class Timed(Protocol):
+    @property
+    def timestamp(self) -> float: ...
+
+
+TimedRecord = TypeVar("TimedRecord", bound=Timed)
+
+
+class SlidingWindow(Generic[TimedRecord]):
+    """The last ``max_records`` records; of those, the ones younger than ``max_age_seconds``.
+    The drift check's window holds the answered predictions; the rollout's, both roles' lines."""
 
     def __init__(self, max_records: int, max_age_seconds: float | None = None) -> None:
         self.max_age_seconds = max_age_seconds
-        self._records: deque[LoggedPrediction] = deque(maxlen=max_records)
+        self._records: deque[TimedRecord] = deque(maxlen=max_records)
 
     def __len__(self) -> int:
         return len(self._records)
 
-    def __iter__(self) -> Iterator[LoggedPrediction]:
+    def __iter__(self) -> Iterator[TimedRecord]:
         return iter(self._records)
 
-    def add(self, record: LoggedPrediction) -> None:
+    def add(self, record: TimedRecord) -> None:
         self._records.append(record)
 
     def evict(self, now: float) -> None:
