@@ -125,6 +125,14 @@ def test_a_worse_shadow_challenger_is_rolled_back_once(
     ), verdict.reasons
     assert verdict.window["records"] == {"champion": 200, "challenger": 200}
 
+    # the verdict needs no error counts (the difference alone breaks a rule): the scorer's
+    # counters may reach the status a scrape (0.2 s) after it
+    wait_until(
+        lambda: sidecar.get("/rollout").json()["roles"]["challenger"]["requests"] is not None,
+        10,
+        "the scorer's counters in the status",
+        sidecar,
+    )
     status = sidecar.get("/rollout").json()
     assert status["verdict"] == "rollback" and status["mode"] == "shadow"
     assert status["roles"]["challenger"]["requests"] == 200  # from the scorer's counters

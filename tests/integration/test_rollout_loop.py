@@ -152,6 +152,12 @@ def test_a_worse_challenger_in_shadow_is_rolled_back(
         assert any(reason.startswith("prediction_difference") for reason in verdict.reasons)
         records = REQUESTS * RECORDS_PER_REQUEST
         assert shadow_lines(scorer) == {"champion": records, "challenger shadow": records}
+        wait_until(  # a rollback needs no error counts: they may come a scrape after it
+            lambda: sidecar.get("/rollout").json()["roles"]["challenger"]["requests"] == REQUESTS,
+            10,
+            "the scorer's counters in the sidecar's status",
+            sidecar,
+        )
         status = sidecar.get("/rollout").json()
         assert status["verdict"] == "rollback" and status["mode"] == "shadow"
         assert status["roles"]["champion"]["requests"] == REQUESTS  # the scorer's own count
