@@ -26,6 +26,12 @@ MAX_CLIENT_ID_LENGTH = 256  # characters of a V2 request's ``id``
 MAX_EXTRA_BYTES = 4096  # JSON bytes of one record's extra fields (``SCORER_EXTRA_FIELDS=ignore``)
 
 
+class KnownCategories(list[str]):
+    """A text column a codec found to hold only the feature's known categories (the binary
+    tensor decoder, ``mlops.serve.codecs.v2_binary.known_strings``): the checks take it as it is,
+    as they take a number column decoded into an array."""
+
+
 class FieldWarning(TypedDict):
     field: str
     message: str
@@ -111,12 +117,12 @@ def model_feed(
 @dataclass(slots=True)
 class Result:
     """What the data plane scored for one request, for its codec to encode: the model's answer,
-    a classifier's per-record ``{class: p}`` maps (made once, shared with the prediction log;
-    None for a regressor) and the warnings the checks gave each record."""
+    a classifier's classes (None for a regressor) and the warnings the checks gave each
+    record."""
 
     request_id: str
     model_name: str
     model_version: str
     prediction: Prediction
-    probability_maps: list[dict[str, float]] | None
+    classes: list[str] | None
     warnings: dict[int, list[FieldWarning]]

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops.core.artifacts import MISSING_CATEGORY
-from mlops.serve.batches import Columns, ColumnValues, Inputs, ModelInput
+from mlops.serve.batches import Columns, ColumnValues, Inputs, KnownCategories, ModelInput
 from mlops.serve.errors import MAX_SHOWN_NAME, InputError, Issue, json_type, shown
 from mlops.serve.schema import FLOAT32_MAX, NUMBER_TYPES, STRING_TYPE, FieldSpec, InputSchema
 
@@ -365,6 +365,8 @@ def _plain(value: Any) -> Any:
 def _string_column(
     spec: FieldSpec, values: Sequence[Any] | npt.NDArray[np.float64], schema: InputSchema
 ) -> _Column:
+    if type(values) is KnownCategories and spec.name in schema.short_categories:
+        return _Column(values)  # every value a known category, none too long to be logged
     # (an array holds numbers where text belongs: the walk below names each)
     given: Sequence[Any] = values.tolist() if isinstance(values, np.ndarray) else values
     column = _Column([])

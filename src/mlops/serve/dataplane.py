@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from mlops.core.artifacts import CHAMPION, Role
 from mlops.serve.batches import Inputs, ModelInput, Result
@@ -32,7 +32,7 @@ from mlops.serve.codecs.v2 import model_metadata_body, model_parameters
 from mlops.serve.errors import ClientError
 from mlops.serve.metrics import ERROR, ModelLabels, ScorerMetrics
 from mlops.serve.model import Prediction, Scorer
-from mlops.serve.predlog import PredictionLogWriter, ScoredBatch
+from mlops.serve.predlog import PredictionLogWriter, ScoredBatch, log_lines
 from mlops.serve.rollout import RolloutMode, canary_takes
 from mlops.serve.schema import InputSchema
 from mlops.serve.shadow import ShadowCopy, ShadowScorer
@@ -189,62 +189,91 @@ class DataPlane:
         rollout = self.rollout
         model = self.champion if rollout is None else self.answering(key, named)
         checked_seconds = 0.0 if rollout is None else time.perf_counter() - started
+        reason = self.not_ready_reason()
+        if reason is not None:
+            raise ClientError(503, f"not ready: {reason}")
         try:
             prediction = await self.score(model, batch)
+            answered = answer(model, codec, context, batch, inputs, prediction, started, received)
+            if batch.size <= INLINE_MAX_RECORDS:
+                await self.log.write(answered.scored)  # with the other lines of this loop turn
+            else:
+                self.log.append(log_lines(answered.scored))  # a group of its own: written now
         except ClientError:
             raise
         except Exception:
             self.metrics.observe_model(model.labels, ERROR)
             raise
-        scorer = model.scorer
-        maps = None if scorer.regression else prediction.probability_maps(scorer.classes)
-        result = Result(
-            new_request_id(),
-            scorer.model_name,
-            scorer.model_version,
-            prediction,
-            maps,
-            batch.warnings,
-        )
-        content = codec.encode(result, context)
-        latency = time.perf_counter() - started  # up to the encoded answer
-        scored = ScoredBatch(  # what the prediction log keeps: the records as received
-            received,
-            result.request_id,
-            scorer.model_version,
-            inputs.records(),
-            prediction.values if scorer.regression else prediction.labels,
-            maps,  # shared with the answer
-            latency,
-            inputs.extras,
-            inputs.client_id,
-            model.role,
-        )
-        await self.log.write(scored)
+        scored = answered.scored
         self.metrics.observe_answer(
-            route, model.labels, batch.size, batch.out_of_range, batch.unknown_categories, latency
+            route,
+            model.labels,
+            batch.size,
+            batch.out_of_range,
+            batch.unknown_categories,
+            scored.latency_seconds,
         )
         if rollout is not None and rollout.shadow is not None and model.role == CHAMPION:
             rollout.shadow.offer(
                 ShadowCopy(
                     received,
-                    result.request_id,
+                    scored.request_id,
                     batch.columns,
                     batch.size,
-                    scored.features,
-                    inputs.extras,
-                    inputs.client_id,
+                    inputs,
                     checked_seconds,
                 )
             )
-        return content, result.request_id, model.role
+        return answered.content, scored.request_id, model.role
 
     def score(self, model: ServedModel, batch: ModelInput) -> Awaitable[Prediction]:
         """Small batches join others in one ORT call on the event loop; large ones run in a worker
         thread (ORT releases the GIL), so the loop keeps serving meanwhile."""
-        reason = self.not_ready_reason()
-        if reason is not None:
-            raise ClientError(503, f"not ready: {reason}")
         if batch.size <= INLINE_MAX_RECORDS:
             return model.batcher.predict(batch)
         return asyncio.to_thread(model.scorer.predict, batch.feed)
+
+
+@dataclass(slots=True)
+class Answered(Generic[Answer]):
+    """A scored request: its wire answer and what the prediction log keeps of it."""
+
+    content: Answer
+    scored: ScoredBatch
+
+
+def answer(
+    model: ServedModel,
+    codec: Codec[Context, Answer],
+    context: Context,
+    batch: ModelInput,
+    inputs: Inputs,
+    prediction: Prediction,
+    started: float,
+    received: float,
+) -> Answered[Answer]:
+    """The request's wire answer (its codec's) and its scored batch for the prediction log: the
+    records as received, what the model said, the latency up to the encoded answer."""
+    scorer = model.scorer
+    classes = None if scorer.regression else scorer.classes
+    result = Result(
+        new_request_id(),
+        scorer.model_name,
+        scorer.model_version,
+        prediction,
+        classes,
+        batch.warnings,
+    )
+    content = codec.encode(result, context)
+    latency = time.perf_counter() - started  # up to the encoded answer
+    scored = ScoredBatch(
+        received,
+        result.request_id,
+        scorer.model_version,
+        inputs,  # what the log keeps: the records as received
+        prediction,
+        classes,
+        latency,
+        model.role,
+    )
+    return Answered(content, scored)

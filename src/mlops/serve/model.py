@@ -42,6 +42,7 @@ class Prediction:
     values: list[float] = field(default_factory=list)
     # the probabilities as the array they were rounded in, for answers in bytes (binary tensors)
     probability_array: npt.NDArray[np.float64] | None = None
+    _maps: list[dict[str, float]] | None = field(default=None, repr=False, compare=False)
 
     def rows(self, start: int, stop: int) -> Prediction:
         array = self.probability_array
@@ -53,8 +54,11 @@ class Prediction:
         )
 
     def probability_maps(self, classes: list[str]) -> list[dict[str, float]]:
-        """``{class: p}`` per record (rows are as wide as ``classes``: the model was checked)."""
-        return list(map(dict, map(zip, repeat(classes), self.probabilities)))
+        """``{class: p}`` per record (rows are as wide as ``classes``: the model was checked);
+        made once, for the answer and the log."""
+        if self._maps is None:
+            self._maps = list(map(dict, map(zip, repeat(classes), self.probabilities)))
+        return self._maps
 
 
 def round_significant(values: npt.NDArray[Any], digits: int = PREDICTION_DIGITS) -> list[float]:

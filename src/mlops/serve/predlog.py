@@ -4,8 +4,8 @@ written before the record's answer leaves.
 Group commit on the event loop: a request handler formats its lines into one buffer and waits;
 on the loop's next turn one write hands every buffer queued meanwhile to the operating system
 (the requests of one turn share it, as they share an ONNX Runtime call), and only then are
-their answers released. A batch's lines (``COMMIT_NOW_BYTES`` or more) are written at once with
-what waits, rather than after the rest of the turn: they are a group of their own already.
+their answers released. A large batch's lines are a group of their own: written at once
+(``append``, about 0.1 ms for a thousand records), not after the rest of the loop's turn.
 Once ``write`` has returned, the lines are in the kernel's page cache:
 they survive the process being killed (SIGKILL, the OOM killer) without an fsync per request;
 only the machine going down loses what the kernel has not written back yet. The file is a
@@ -19,27 +19,28 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
-from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from mlops.core.artifacts import CHALLENGER, CHAMPION, PredictionRecord, Role, iso_timestamp
 from mlops.core.errors import StageError
 from mlops.core.segments import MAX_LINE_BYTES, SegmentedLog, WriterPresence, log_bytes
-from mlops.serve.batches import MAX_CLIENT_ID_LENGTH, MAX_EXTRA_BYTES
+from mlops.serve.batches import MAX_CLIENT_ID_LENGTH, MAX_EXTRA_BYTES, Columns, Inputs
 from mlops.serve.errors import ClientError
-from mlops.serve.model import Scorer
+from mlops.serve.jsonparts import Part, column_json, joined, object_columns
+from mlops.serve.model import Prediction, Scorer
 from mlops.serve.schema import InputSchema
 
 logger = logging.getLogger("mlops.serve")
 
 RETRY_SECONDS = 5.0  # after a failed write: not ready (503) this long, then writes are tried again
 BUDGET_CHECK_SECONDS = 1.0  # how often the log's size is held to SCORER_LOG_MAX_TOTAL_BYTES
-COMMIT_NOW_BYTES = 64 * 1024  # a request's lines this large (a 200-record batch) commit at once
-THREAD_WRITE_BYTES = 256 * 1024  # a group this large (a 600-record batch) is written off the loop
 NUMBER_BYTES = 24  # the longest number orjson writes: -1.7976931348623157e+308
 REQUEST_ID_BYTES = 34  # 32 hex digits, quoted (dataplane.RequestIds)
 ESCAPED_CHARACTER_BYTES = 6  # a control character is written as \u00XX
@@ -52,20 +53,32 @@ class ScoredBatch:
     received: float  # Unix time the request arrived
     request_id: str
     model_version: str
-    features: list[dict[str, Any]]
-    predictions: Sequence[str | float]  # a classifier's labels or a regressor's values
-    probabilities: list[dict[str, float]] | None  # shared with the response; None: a regressor
+    inputs: Inputs  # the records as received: their features, extra fields, the client's id
+    prediction: Prediction
+    classes: Sequence[str] | None  # a classifier's, in its probabilities' order; None: a regressor
     latency_seconds: float
-    extras: list[dict[str, Any] | None] | None = None  # fields beside the features, per record
-    client_id: str | None = None  # the id the client gave its request (V2 ``id``)
     role: Role = CHAMPION  # which model scored it
     shadow: bool = False  # a challenger's copy of an answered request (not the answer)
 
 
-def log_lines(batch: ScoredBatch) -> bytearray:
-    """The batch's JSON lines, formatted straight into one buffer (keeping many small orjson
-    results alive before joining them is several times slower). One record dict is refilled
-    per line rather than built anew: the fields shared by the request are set once."""
+COLUMN_WISE_MIN_RECORDS = 32  # fewer tensor records are formatted a line at a time (faster)
+
+
+def log_lines(batch: ScoredBatch) -> bytes | bytearray:
+    """The batch's JSON lines (``PredictionRecord``): the records of a column-wise request (V2
+    tensors) column by column when there are many (``lines_by_column``), else a line at a time
+    (``lines_by_record``: faster for a few, and for row-wise records, which are dicts already).
+    The two give the same bytes."""
+    inputs = batch.inputs
+    if isinstance(inputs, Columns) and inputs.size >= COLUMN_WISE_MIN_RECORDS:
+        return lines_by_column(batch, inputs)
+    return lines_by_record(batch)
+
+
+def lines_by_record(batch: ScoredBatch) -> bytearray:
+    """One record dict, refilled per line (the fields the request shares are set once), and one
+    orjson call per line."""
+    inputs, prediction, classes = batch.inputs, batch.prediction, batch.classes
     record: PredictionRecord = {
         "ts": iso_timestamp(batch.received),
         "request_id": batch.request_id,
@@ -79,32 +92,66 @@ def log_lines(batch: ScoredBatch) -> bytearray:
     }
     if batch.shadow:
         record["shadow"] = True
+    if inputs.client_id is not None:
+        record["client_request_id"] = inputs.client_id
+    extras = inputs.extras
     dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     lines = bytearray()
-    probabilities: Sequence[dict[str, float] | None] = batch.probabilities or [None] * len(
-        batch.predictions
-    )
-    if batch.client_id is not None:
-        record["client_request_id"] = batch.client_id
-    for index, (features, prediction, shares) in enumerate(
-        zip(batch.features, batch.predictions, probabilities, strict=True)
+    if classes is None:
+        shares: Sequence[dict[str, float] | None] = [None] * len(prediction.values)
+        predicted: Sequence[str | float] = prediction.values
+    else:
+        shares, predicted = prediction.probability_maps(list(classes)), prediction.labels
+    for index, (features, label, probabilities) in enumerate(
+        zip(inputs.records(), predicted, shares, strict=True)
     ):
         record["index"] = index
         record["features"] = features
-        record["prediction"] = prediction
-        record["probabilities"] = shares
-        if batch.extras is not None:
-            _set_extra(record, batch.extras[index])
+        record["prediction"] = label
+        record["probabilities"] = probabilities
+        if extras is not None:
+            if extras[index]:
+                record["extra"] = extras[index]  # type: ignore[typeddict-item]
+            else:
+                record.pop("extra", None)
         lines += dumps(record, option=option)
     return lines
 
 
-def _set_extra(record: PredictionRecord, extra: dict[str, Any] | None) -> None:
-    """A record's fields beside the features, under ``extra``, only on the lines that have some."""
-    if extra:
-        record["extra"] = extra
+def lines_by_column(batch: ScoredBatch, inputs: Columns) -> bytes:
+    """The batch's JSON lines made column by column (``mlops.serve.jsonparts``): the head with
+    the index, the features, the prediction, each class's probability, the tail."""
+    dumps, size = orjson.dumps, inputs.size
+    head = b'{"ts":' + dumps(iso_timestamp(batch.received))
+    head += b',"request_id":' + dumps(batch.request_id) + b',"index":'
+    after_index = b',"model_version":' + dumps(batch.model_version)
+    after_index += b',"role":' + dumps(batch.role) + b',"features":'
+    parts: list[Part] = [column_json(list(range(size)), head, after_index)]
+    parts += object_columns(inputs.values.items())  # in the schema's order
+    prediction, classes = batch.prediction, batch.classes
+    if classes is None:
+        parts.append(column_json(prediction.values, b',"prediction":', b',"probabilities":null'))
     else:
-        record.pop("extra", None)
+        parts.append(column_json(prediction.labels, b',"prediction":'))
+        parts += object_columns(probability_columns(prediction, classes), b',"probabilities":')
+    tail = b',"latency_seconds":' + dumps(round(batch.latency_seconds * 1e6) / 1e6)
+    if batch.shadow:
+        tail += b',"shadow":true'
+    if inputs.client_id is not None:
+        tail += b',"client_request_id":' + dumps(inputs.client_id)
+    parts.append(repeat(tail + b"}\n", size))  # a tensor request has no extra fields
+    return joined(parts)
+
+
+def probability_columns(
+    prediction: Prediction, classes: Sequence[str]
+) -> Iterator[tuple[str, npt.NDArray[np.float64]]]:
+    """Each class's probabilities, a column per class in ``classes`` order."""
+    array = prediction.probability_array
+    if array is None:
+        array = np.asarray(prediction.probabilities, dtype=np.float64).reshape(-1, len(classes))
+    columns = array.T.copy()  # each class's probabilities contiguous
+    return zip(classes, columns, strict=True)
 
 
 def line_bound(
@@ -204,8 +251,7 @@ class PredictionLogWriter:
         self._chunks: list[bytes | bytearray] = []  # the lines of the requests waiting, in order
         self._waiting: list[asyncio.Future[None]] = []
         self._records = 0
-        self._writing = False  # a large group is being written in a worker thread
-        self._file_lock = threading.Lock()  # that thread's write and the loop's close
+        self._file_lock = threading.Lock()  # the loop's writes and worker threads'
         self._closed = False
 
     @property
@@ -241,84 +287,57 @@ class PredictionLogWriter:
     def write(self, batch: ScoredBatch) -> asyncio.Future[None]:
         """The batch's lines, written with the others of this loop turn; done once they are in the
         file, or ClientError(503) if they could not be written (then nothing of them is)."""
-        return self.write_lines(log_lines(batch), len(batch.predictions))
-
-    def write_lines(self, lines: bytes | bytearray, records: int) -> asyncio.Future[None]:
-        """``write`` of lines already formatted (``log_lines``: a shadow copy's, formatted off the
-        loop)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         if not self._waiting:
             loop.call_soon(self.commit)
-        self._chunks.append(lines)
+        self._chunks.append(log_lines(batch))
         self._waiting.append(done)
-        self._records += records
-        if len(lines) >= COMMIT_NOW_BYTES:
-            self.commit()  # a batch's lines: written now, not after the rest of the loop's turn
+        self._records += batch.inputs.size
         return done
 
-    def commit(self, inline: bool = False) -> None:
-        """Write what is waiting in one piece, then release the requests that waited for it. A
-        group of ``THREAD_WRITE_BYTES`` or more (large batches) is written in a worker thread, so
-        the loop serves other requests meanwhile; what queues up during such a write is written
-        after it, in the next group."""
-        if self._writing:
-            return  # the write in flight commits the next group when it ends
+    def commit(self) -> None:
+        """Write what is waiting in one piece, then release the requests that waited for it."""
         chunks, waiting = self._chunks, self._waiting
         self._chunks, self._waiting, self._records = [], [], 0
         if not chunks:
             return
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if inline or len(data) < THREAD_WRITE_BYTES:
-            self._release(waiting, self._append(data))
-            return
-        self._writing = True
-        written = asyncio.get_running_loop().run_in_executor(None, self._append, data)
-        written.add_done_callback(lambda done: self._written(waiting, done.result()))
-
-    def _written(self, waiting: list[asyncio.Future[None]], error: Exception | None) -> None:
-        self._writing = False
-        self._release(waiting, error)
-        self.commit()
-
-    def _append(self, data: bytes | bytearray) -> Exception | None:
-        """Append ``data``; the error instead of raising it (it may run in a worker thread)."""
         try:
-            with self._file_lock:
-                self.file.append(data)
+            self.append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         except Exception as error:
-            return error
-        return None
-
-    def _release(self, waiting: list[asyncio.Future[None]], error: Exception | None) -> None:
-        if error is not None:
-            self._refuse(waiting, error)
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(error)
             return
         for future in waiting:
             if not future.done():  # a request whose client went away was cancelled
                 future.set_result(None)
 
-    def _refuse(self, waiting: list[asyncio.Future[None]], error: Exception) -> None:
-        """Nothing of the group was written: its requests get a 503 (a disk problem) or the error
-        itself (a fault of the scorer, answered 500)."""
-        refusal = error
-        if isinstance(error, OSError):
-            self.failed = f"{type(error).__name__}: {error}"
-            self._failed_at = time.monotonic()
-            logger.error("prediction log %s: writing failed (%s)", self.file.path, self.failed)
-            refusal = ClientError(503, f"the prediction log cannot be written ({self.failed})")
-        for future in waiting:
-            if not future.done():
-                future.set_exception(refusal)
+    def append(self, lines: bytes | bytearray) -> None:
+        """Write ``lines`` now, as one piece: from the loop (a group; a large batch's lines) or
+        the shadow scorer's thread. ClientError(503) if the
+        disk refused them (then nothing of them is written: the writer is unhealthy for
+        ``RETRY_SECONDS``) or the log is closed."""
+        with self._file_lock:
+            if self._closed:
+                raise ClientError(503, "the prediction log is closed: shutting down")
+            try:
+                self.file.append(lines)
+            except OSError as error:
+                self.failed = f"{type(error).__name__}: {error}"
+                self._failed_at = time.monotonic()
+                logger.error("prediction log %s: writing failed (%s)", self.file.path, self.failed)
+                raise ClientError(
+                    503, f"the prediction log cannot be written ({self.failed})"
+                ) from None
 
     def close(self) -> None:
         """Write what is still waiting; close the open segment when the sidecar takes them."""
         if self._closed:
             return
-        self._closed = True
+        self.commit()
         with self._file_lock:  # a write in flight in a worker thread ends first
-            self._writing = False
-        self.commit(inline=True)
+            self._closed = True
         try:
             if self.sidecar and self.file.seal() is not None:
                 logger.info("prediction log: closed the open segment for shipping")

@@ -74,6 +74,17 @@ class InputSchema:
         return {spec.name: spec for spec in self.fields}
 
     @cached_property
+    def short_categories(self) -> frozenset[str]:
+        """The text features whose every known category is within ``max_string_length`` (all
+        of them, unless SCORER_MAX_STRING_LENGTH was set below a category's length)."""
+        return frozenset(
+            spec.name
+            for spec in self.fields
+            if spec.categories is not None
+            and max(map(len, spec.categories), default=0) <= self.max_string_length
+        )
+
+    @cached_property
     def getters(self) -> list[tuple[str, itemgetter[Any]]]:
         """``(name, itemgetter(name))`` per feature, in order: made once, used per request."""
         return [(spec.name, itemgetter(spec.name)) for spec in self.fields]

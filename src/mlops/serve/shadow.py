@@ -5,8 +5,8 @@ The champion's answer never waits for the challenger: the data plane hands over 
 answer's own log lines are written (``ShadowScorer.offer``, a few attribute assignments on the
 event loop) and returns. At most ``SCORER_SHADOW_QUEUE`` copies wait; a copy beyond is dropped
 and counted. One thread of its own scores them, the copies waiting merged into one ONNX Runtime
-call (ORT releases the GIL while it computes), and formats their log lines; the loop then writes
-the lines with the answers' next group and counts the outcome. A slow challenger fills the queue
+call (ORT releases the GIL while it computes), formats their log lines and writes them; the loop
+then counts the outcome. A slow challenger fills the queue
 (copies dropped), a failing one counts errors: neither delays nor fails an answer. A merged call
 that fails is retried copy by copy, so that each copy's outcome is its own.
 
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops.core.artifacts import CHALLENGER
-from mlops.serve.batches import ColumnValues, model_feed
+from mlops.serve.batches import ColumnValues, Inputs, model_feed
+from mlops.serve.errors import ClientError
 from mlops.serve.metrics import DROPPED, ERROR, OK, ScorerMetrics
 from mlops.serve.model import Prediction, Scorer
 from mlops.serve.predlog import PredictionLogWriter, ScoredBatch, log_lines
@@ -48,9 +49,7 @@ class ShadowCopy:
     request_id: str
     columns: dict[str, ColumnValues]  # the checked model input (the champion's checks)
     size: int
-    features: list[dict[str, Any]]  # as the answered lines log them
-    extras: list[dict[str, Any] | None] | None
-    client_id: str | None
+    inputs: Inputs  # the records as received, as the answered lines log them
     checked_seconds: float  # from the request's arrival to its checked batch
 
 
@@ -59,7 +58,6 @@ class Scored:
     """A merged call's outcome: the copies' log lines, and the challenger's seconds per copy."""
 
     lines: bytearray
-    records: int
     seconds: list[float]
 
 
@@ -106,7 +104,18 @@ class ShadowScorer:
         future.add_done_callback(lambda done: self.scored(copies, done))
 
     def score(self, copies: list[ShadowCopy]) -> list[Scored | BaseException]:
-        """In the shadow thread: the copies scored together, or each alone if that fails."""
+        """In the shadow thread: the copies scored and their lines written."""
+        outcomes = self.score_copies(copies)
+        lines = [outcome.lines for outcome in outcomes if isinstance(outcome, Scored)]
+        if lines:
+            try:
+                self.log.append(lines[0] if len(lines) == 1 else b"".join(lines))
+            except ClientError as error:  # said, not raised: no request waits for these lines
+                logger.error("shadow lines not written: %s", error.message)
+        return outcomes
+
+    def score_copies(self, copies: list[ShadowCopy]) -> list[Scored | BaseException]:
+        """The copies scored together, or each alone if that fails."""
         try:
             return [self.score_together(copies)]
         except Exception as error:
@@ -132,26 +141,23 @@ class ShadowScorer:
             latency = copy.checked_seconds + seconds
             lines += log_lines(self.scored_batch(copy, rows, latency))
             latencies.append(latency)
-        return Scored(lines, start, latencies)
+        return Scored(lines, latencies)
 
     def scored_batch(self, copy: ShadowCopy, rows: Prediction, latency: float) -> ScoredBatch:
-        regression = self.scorer.regression
         return ScoredBatch(
             copy.received,
             copy.request_id,
             self.scorer.model_version,
-            copy.features,
-            rows.values if regression else rows.labels,
-            None if regression else rows.probability_maps(self.scorer.classes),
+            copy.inputs,
+            rows,
+            None if self.scorer.regression else self.scorer.classes,
             latency,
-            copy.extras,
-            copy.client_id,
             CHALLENGER,
             shadow=True,
         )
 
     def scored(self, copies: list[ShadowCopy], done: asyncio.Future[list[Any]]) -> None:
-        """On the loop: write the lines, count the outcomes, start on what waits meanwhile."""
+        """On the loop: count the outcomes, start on what waits meanwhile."""
         self.busy = False
         if done.cancelled():
             return
@@ -159,7 +165,6 @@ class ShadowScorer:
         outcomes = [error] if error is not None else done.result()
         for outcome in outcomes:
             if isinstance(outcome, Scored):
-                self.log.write_lines(outcome.lines, outcome.records).add_done_callback(unwritten)
                 for seconds in outcome.seconds:
                     self.metrics.observe_model(self.labels, OK, seconds)
                 continue
@@ -197,9 +202,3 @@ class ShadowScorer:
                 self.metrics.observe_model(self.labels, DROPPED)
             self.waiting.clear()
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def unwritten(done: asyncio.Future[None]) -> None:
-    """A shadow group the log could not take: said, not raised (no request waits for it)."""
-    if not done.cancelled() and done.exception() is not None:
-        logger.error("shadow lines not written: %s", done.exception())

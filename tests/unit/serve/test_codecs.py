@@ -125,7 +125,7 @@ def test_a_regressors_predict_body_is_one_number_per_record() -> None:
 def test_the_rest_codec_encodes_the_tasks_body() -> None:
     warning = {"field": "size", "message": "m"}
     maps = PREDICTION.probability_maps(["a", "b"])
-    classified = Result("r1", "tiny", "v1", PREDICTION, maps, {0: [warning]})
+    classified = Result("r1", "tiny", "v1", PREDICTION, ["a", "b"], {0: [warning]})
     assert json.loads(RestCodec().encode(classified, None)) == predict_body(
         "r1", "v1", PREDICTION.labels, maps, {0: [warning]}
     )

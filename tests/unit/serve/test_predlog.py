@@ -5,14 +5,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
 from mlops.core.artifacts import PredictionRecord
 from mlops.core.segments import closed_segments
 from mlops.serve import predlog
-from mlops.serve.batches import MAX_CLIENT_ID_LENGTH, MAX_EXTRA_BYTES
+from mlops.serve.batches import MAX_CLIENT_ID_LENGTH, MAX_EXTRA_BYTES, Columns, Records
 from mlops.serve.errors import ClientError
+from mlops.serve.model import Prediction
 from mlops.serve.predlog import (
     PredictionLogWriter,
     ScoredBatch,
@@ -28,9 +30,9 @@ def batch(size: int, request_id: str = "r1") -> ScoredBatch:
         received=1_795_000_000.1234,
         request_id=request_id,
         model_version="v1",
-        features=[{"x": index, "colour": None} for index in range(size)],
-        predictions=["a"] * size,
-        probabilities=[{"a": 0.75, "b": 0.25}] * size,
+        inputs=Records([{"x": index, "colour": None} for index in range(size)]),
+        prediction=Prediction(["a"] * size, [[0.75, 0.25]] * size),
+        classes=["a", "b"],
         latency_seconds=0.0012345678,
     )
 
@@ -59,9 +61,9 @@ def test_a_regressors_line_holds_the_number_and_no_probabilities() -> None:
         received=1_795_000_000.5,
         request_id="r2",
         model_version="v1",
-        features=[{"Distance (km)": 3.5, "Weather/Condition": None}, {"Distance (km)": 1}],
-        predictions=[23.4, 7.0],
-        probabilities=None,
+        inputs=Records([{"Distance (km)": 3.5, "Weather/Condition": None}, {"Distance (km)": 1}]),
+        prediction=Prediction([], [], [23.4, 7.0]),
+        classes=None,
         latency_seconds=0.002,
     )
     records = [json.loads(line) for line in log_lines(scored).decode().splitlines()]
@@ -73,9 +75,78 @@ def test_a_regressors_line_holds_the_number_and_no_probabilities() -> None:
 
 def test_a_batch_without_as_many_predictions_as_records_is_refused() -> None:
     broken = batch(2)
-    broken.predictions = ["a"]
+    broken.prediction = Prediction(["a"], [[0.75, 0.25]])
     with pytest.raises(ValueError):
         log_lines(broken)
+
+
+AWKWARD_TEXT = ["Biscoe", 'a "quoted", text', '},{"ts":', "\x00 nul, \n newline", "Größe", None]
+
+
+def awkward_columns(size: int) -> Columns:
+    """A column-wise request with what is hard to cut into columns: text with commas, quotes,
+    braces, control characters and non-ASCII letters; NaN, -0.0, huge and long numbers."""
+    numbers = np.array([1.5, np.nan, -0.0, 1e300, 55.31999969482422, 7.0] * (size // 6 + 1))
+    return Columns(
+        {
+            'Größe "cm", [x]': numbers[:size],
+            "Weather/Condition": (AWKWARD_TEXT * (size // 6 + 1))[:size],
+            "count": ([1, None, 3, 4, 5, 2**53] * (size // 6 + 1))[:size],
+            "unit": ["kg"] * size,
+        },
+        size,
+        client_id='client "7", \x00',
+    )
+
+
+@pytest.mark.parametrize("shadow", [False, True])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_column_wise_lines_are_the_bytes_of_line_by_line_ones(shadow: bool, task: str) -> None:
+    size = 2 * predlog.COLUMN_WISE_MIN_RECORDS  # formatted column by column
+    classes = ["Adelie", "Gentoo", "Chin,strap"] if task == "classification" else None
+    labels = ["Adelie", "Gentoo", "Chin,strap"] * size
+    rows = [[0.5, 0.25, 0.25], [0.0, 1.0, 0.0], [0.125, 0.875, 0.0]] * size
+    values = [23.4, -7.0, 0.0, 1e-9, 3.25, 12.0] * size
+    prediction = (
+        Prediction(labels[:size], rows[:size])
+        if classes is not None
+        else Prediction([], [], values[:size])
+    )
+    scored = ScoredBatch(
+        received=1_795_000_000.987,
+        request_id="0123456789abcdef0123456789abcdef",
+        model_version="9e0f12d87868",
+        inputs=awkward_columns(size),
+        prediction=prediction,
+        classes=classes,
+        latency_seconds=0.0123456789,
+        role="challenger" if shadow else "champion",
+        shadow=shadow,
+    )
+    lines = log_lines(scored)
+    assert lines == predlog.lines_by_column(scored, scored.inputs)  # type: ignore[arg-type]
+    assert lines == predlog.lines_by_record(scored)
+    records = [json.loads(line) for line in bytes(lines).splitlines()]
+    assert len(records) == size
+    assert records[3]["features"]["Weather/Condition"] == "\x00 nul, \n newline"
+    assert records[1]["features"]['Größe "cm", [x]'] is None  # NaN is missing
+    assert all(record["client_request_id"] == 'client "7", \x00' for record in records)
+    assert all(record.get("shadow", False) is shadow for record in records)
+
+
+def test_a_records_extra_fields_are_kept_only_on_its_own_line() -> None:
+    inputs = Records(
+        [{"b": "x", "a": 1}, {"a": 2, "b": "y"}, {"b": "z", "a": 3}],
+        extras=[None, {"order": "x,}{", "nested": [{"ts": 1}]}, {}],
+    )
+    scored = ScoredBatch(
+        1_795_000_000.0, "r", "v", inputs, Prediction([], [], [1.0, 2.0, 3.0]), None, 0.1
+    )
+    records = [json.loads(line) for line in log_lines(scored).splitlines()]
+    assert [record.get("extra") for record in records] == [
+        None, {"order": "x,}{", "nested": [{"ts": 1}]}, None
+    ]  # fmt: skip
+    assert list(records[1]["features"]) == ["a", "b"]  # the record's own order
 
 
 def test_timestamps_are_utc_with_milliseconds() -> None:
@@ -211,22 +282,26 @@ def test_no_line_exceeds_the_bound_whatever_the_strings_hold(tmp_path: Path) -> 
     longest = schema.max_string_length
     bound = line_bound(schema, FakeScorer(), 1000)  # type: ignore[arg-type]
     worst = ["\x01" * longest, '"' * longest, "\U0001f600" * longest, "é" * longest]
+    # what the client sends beside the features, at the most the codecs accept
+    extras = [{"order id": "x" * (MAX_EXTRA_BYTES - len('{"order id":""}'))}] * len(worst)
+    inputs = Records(
+        [
+            {"Größe (cm)": -1.7976931348623157e308, 'Farbe "x"': text, "free text": text}
+            for text in worst
+        ],
+        extras,  # type: ignore[arg-type]
+    )
+    inputs.client_id = "\x01" * MAX_CLIENT_ID_LENGTH
     scored = ScoredBatch(
         received=1_795_000_000.0,
         request_id="f" * 32,
         model_version=FakeScorer.model_version,
-        features=[
-            {"Größe (cm)": -1.7976931348623157e308, 'Farbe "x"': text, "free text": text}
-            for text in worst
-        ],
-        predictions=["Klasse Ä"] * len(worst),
-        probabilities=[{"Klasse Ä": 0.123456, "b": 0.876544}] * len(worst),
+        inputs=inputs,
+        prediction=Prediction(["Klasse Ä"] * len(worst), [[0.123456, 0.876544]] * len(worst)),
+        classes=FakeScorer.classes,
         latency_seconds=123456.123456,
-        # what the client sends beside the features, at the most the codecs accept
-        extras=[{"order id": "x" * (MAX_EXTRA_BYTES - len('{"order id":""}'))}] * len(worst),
-        client_id="\x01" * MAX_CLIENT_ID_LENGTH,
     )
-    assert len(orjson.dumps(scored.extras[0])) == MAX_EXTRA_BYTES  # type: ignore[index]
+    assert len(orjson.dumps(extras[0])) == MAX_EXTRA_BYTES
     lines = log_lines(scored).splitlines(keepends=True)
     assert max(map(len, lines)) <= bound
     assert max(map(len, lines)) > bound - 200  # the bound is tight, not a guess
@@ -254,56 +329,56 @@ def test_a_log_over_its_total_budget_makes_the_scorer_unready_until_the_sidecar_
     writer.close()
 
 
-def test_a_large_group_is_written_off_the_loop_and_what_queues_meanwhile_follows_it(
+def test_a_threads_lines_and_the_loops_group_never_interleave(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(predlog, "THREAD_WRITE_BYTES", 2 * len(log_lines(batch(1))))
+    """A large batch's lines, written from its worker thread, and the group the loop commits
+    meanwhile: the group waits for the thread's write, then both are whole, in that order."""
     path = tmp_path / "p.jsonl"
     writer = PredictionLogWriter(path, 1 << 20, 1)
-    gate, writers = threading.Event(), []
+    gate, started = threading.Event(), threading.Event()
     real_append = writer.file.append
 
     def slow_disk(data: bytes) -> None:
-        writers.append(threading.current_thread() is threading.main_thread())
-        assert gate.wait(5)
+        if threading.current_thread() is not threading.main_thread():
+            started.set()
+            assert gate.wait(5)
         real_append(data)
 
     monkeypatch.setattr(writer.file, "append", slow_disk)
 
     async def scenario() -> None:
-        large = writer.write(batch(20, "large"))  # written in a worker thread
-        await asyncio.sleep(0.05)  # the loop goes on meanwhile
-        small = writer.write(batch(1, "small"))  # waits behind the write in flight
-        await asyncio.sleep(0.05)
-        assert not large.done() and not small.done()
-        gate.set()
+        large = asyncio.get_running_loop().run_in_executor(
+            None, writer.append, log_lines(batch(20, "large"))
+        )
+        assert await asyncio.to_thread(started.wait, 5)  # the thread holds the log
+        small = writer.write(batch(1, "small"))
+        threading.Timer(0.05, gate.set).start()  # the loop's commit blocks until then
         await asyncio.gather(large, small)
-        assert len(lines_of(path)) == 21  # both written before their answers
+        assert len(lines_of(path)) == 21
 
     asyncio.run(scenario())
     writer.close()
-    assert writers == [False, True]  # the large group off the loop, the small one on it
     assert [r["request_id"] for r in lines_of(path)] == ["large"] * 20 + ["small"]
 
 
-def test_a_batchs_lines_are_written_at_once_with_what_waits_before_them(
+def test_a_closed_log_refuses_a_late_threads_lines_and_a_full_disk_makes_it_unready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A batch is a group of its own: its answer does not wait for the rest of the loop's turn
-    (other requests' parsing and checks), and what was queued before it goes with it."""
-    monkeypatch.setattr(predlog, "COMMIT_NOW_BYTES", len(log_lines(batch(5))))
     path = tmp_path / "p.jsonl"
     writer = PredictionLogWriter(path, 1 << 20, 1)
 
-    async def scenario() -> None:
-        small = writer.write(batch(1, "small"))
-        large = writer.write(batch(5, "large"))
-        assert small.done() and large.done()  # written before the loop turned
-        assert [r["request_id"] for r in lines_of(path)] == ["small"] + ["large"] * 5
-        after = writer.write(batch(1, "after"))
-        assert not after.done()  # a single record waits for its turn's group
-        await asyncio.gather(small, large, after)
-        assert len(lines_of(path)) == 7
+    def full_disk(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
 
-    asyncio.run(scenario())
+    monkeypatch.setattr(writer.file, "append", full_disk)
+    with pytest.raises(ClientError) as refused:
+        writer.append(log_lines(batch(100)))
+    assert refused.value.status == 503 and "No space left on device" in refused.value.message
+    assert not writer.healthy
+    monkeypatch.undo()
     writer.close()
+    with pytest.raises(ClientError) as late:
+        writer.append(log_lines(batch(100, "late")))
+    assert late.value.status == 503 and "closed" in late.value.message
+    assert lines_of(path) == []

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops.serve.batches import Records
 from mlops.serve.metrics import ScorerMetrics
 from mlops.serve.model import Prediction
 from mlops.serve.predlog import PredictionLogWriter
@@ -67,15 +68,14 @@ class FakeChallenger:
 
 
 def copy_of(request_id: str, distances: list[float]) -> ShadowCopy:
-    features = [{"Distance (km)": value} for value in distances]
+    inputs = Records([{"Distance (km)": value} for value in distances])
+    inputs.client_id = "client-7"
     return ShadowCopy(
         1_795_000_000.0,
         request_id,
         {"Distance (km)": list(distances)},
         len(distances),
-        features,
-        None,
-        "client-7",
+        inputs,
         0.001,
     )
 

@@ -50,16 +50,18 @@ class RestCodec:
         return Records(records), None
 
     def encode(self, result: Result, context: None) -> bytes:
-        maps = result.probability_maps
-        if maps is None:
-            values = result.prediction.values
+        prediction = result.prediction
+        if result.classes is None:
             answer = regression_predict_body(
-                result.request_id, result.model_version, values, result.warnings
+                result.request_id, result.model_version, prediction.values, result.warnings
             )
         else:
-            labels = result.prediction.labels
             answer = predict_body(
-                result.request_id, result.model_version, labels, maps, result.warnings
+                result.request_id,
+                result.model_version,
+                prediction.labels,
+                prediction.probability_maps(result.classes),
+                result.warnings,
             )
         return orjson.dumps(answer)
 

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops.core.artifacts import LABEL_OUTPUT, PREDICTION_OUTPUT
+from mlops.serve.batches import KnownCategories
 from mlops.serve.errors import InputError
 from mlops.serve.model import Prediction
 from mlops.serve.schema import MISSING_MARKERS
@@ -96,7 +97,7 @@ def decode_tensor(
     return np.frombuffer(raw, dtype=dtype).astype(np.float64)
 
 
-def known_strings(data: bytes, count: int, categories: frozenset[str]) -> list[Any] | None:
+def known_strings(data: bytes, count: int, categories: frozenset[str]) -> KnownCategories | None:
     """The elements when every one is a known category, found by one regular-expression scan
     (C speed) instead of an element-by-element walk; None when any is not, for the walk to read
     (and name what is wrong). Each element carries its own length, so matches that cover the
@@ -105,7 +106,7 @@ def known_strings(data: bytes, count: int, categories: frozenset[str]) -> list[A
     found = pattern.findall(data)
     if len(found) != count or sum(map(len, found)) != len(data):
         return None
-    return list(map(values.__getitem__, found))
+    return KnownCategories(map(values.__getitem__, found))
 
 
 @functools.lru_cache(maxsize=256)
