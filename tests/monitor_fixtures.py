@@ -19,12 +19,14 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops.core import artifacts
 from mlops.profile import profile_column, profile_table
 from serve_fixtures import free_port
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 GITHUB_TOKEN = "ghp_integration_test_token"
 # The keys of a regressor's ``GET /performance`` (and of the retrain payload's "performance").
 REGRESSION_PERFORMANCE = {"labelled", "mae", "rmse", "reference_mae", "reference_rmse", "degraded"}
@@ -39,6 +41,32 @@ class FakeGitHub:
     location: str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+
+
+def rollout_rules(path: Path, **changes: Any) -> Path:
+    """deploy/rollout.yaml written to ``path`` with ``changes``: a key, or ``section__name``
+    for a key of a section (``performance__required=True``)."""
+    rules = yaml.safe_load((PROJECT_ROOT / "deploy" / "rollout.yaml").read_text())
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            rules[section][name] = value
+        else:
+            rules[section] = value
+    path.write_text(yaml.safe_dump(rules, allow_unicode=True))
+    return path
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 with ``handler``, in a thread: its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextlib.contextmanager
@@ -60,14 +88,8 @@ def fake_github() -> Iterator[FakeGitHub]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
+    with serving(Handler) as fake.url:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -328,14 +350,8 @@ def fake_scorer() -> Iterator[FakeScorer]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
+    with serving(Handler) as fake.url:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def role_lines(

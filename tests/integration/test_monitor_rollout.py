@@ -27,6 +27,7 @@ from monitor_fixtures import (
     Sidecar,
     fake_scorer,
     role_lines,
+    rollout_rules,
     sidecar_for,
     wait_until,
     write_package,
@@ -45,13 +46,6 @@ def flats(rows: int, seed: int) -> pd.DataFrame:
 
 def rent(rows: pd.DataFrame) -> list[float]:
     return [float(value) for value in 12.0 * rows[AREA].fillna(80.0) + 100.0]
-
-
-def rules_file(path: Path, **changes: object) -> Path:
-    rules = yaml.safe_load((PROJECT_ROOT / "deploy" / "rollout.yaml").read_text())
-    rules.update(changes)
-    path.write_text(yaml.safe_dump(rules, allow_unicode=True))
-    return path
 
 
 @pytest.fixture
@@ -73,7 +67,7 @@ def sidecar(tmp_path: Path, github: FakeGitHub, scorer: FakeScorer) -> Iterator[
         logs / "predictions.jsonl",
         github,
         MONITOR_ROLLOUT_SETTINGS=str(
-            rules_file(tmp_path / "rollout.yaml", min_records=150, hold_seconds=0)
+            rollout_rules(tmp_path / "rollout.yaml", min_records=150, hold_seconds=0)
         ),
         MONITOR_SCORER_URL=scorer.url,
         MONITOR_SCORER_SCRAPE_SECONDS="0.2",

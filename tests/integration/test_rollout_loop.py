@@ -22,12 +22,11 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-import yaml
 from onnx import TensorProto
 
 from mlops.gitops.rollout import VERDICT_EVENT, Verdict, parse_verdict
 from model_fixtures import REGRESSION_TARGET
-from monitor_fixtures import FakeGitHub, Sidecar, sidecar_for, wait_until
+from monitor_fixtures import FakeGitHub, Sidecar, rollout_rules, sidecar_for, wait_until
 from package_fixtures import (
     constant,
     regression_package,
@@ -37,7 +36,6 @@ from package_fixtures import (
 )
 from serve_fixtures import Scorer, post_json, running_scorer, table_records
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHAMPION, CHALLENGER = "v3.0.0", "v3.1.0"  # the registry versions the deployment names
 MIN_RECORDS = 120
 RECORDS_PER_REQUEST = 8
@@ -52,20 +50,6 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def worse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shuffled_regressor(tmp_path_factory.mktemp("worse"))
-
-
-def rules(path: Path, **changes: Any) -> Path:
-    """deploy/rollout.yaml with a small ``min_records`` and no hold, changed by ``changes``."""
-    settings = yaml.safe_load((PROJECT_ROOT / "deploy" / "rollout.yaml").read_text())
-    settings.update(min_records=MIN_RECORDS, hold_seconds=0)
-    for key, value in changes.items():
-        section, _, name = key.partition("__")
-        if name:
-            settings[section][name] = value
-        else:
-            settings[section] = value
-    path.write_text(yaml.safe_dump(settings))
-    return path
 
 
 @contextlib.contextmanager
@@ -84,7 +68,11 @@ def served(
             champion,
             scorer.prediction_log,
             github,
-            MONITOR_ROLLOUT_SETTINGS=str(rules(tmp_path / "rollout.yaml", **changes)),
+            MONITOR_ROLLOUT_SETTINGS=str(
+                rollout_rules(
+                    tmp_path / "rollout.yaml", min_records=MIN_RECORDS, hold_seconds=0, **changes
+                )
+            ),
             MONITOR_SCORER_URL=scorer.url,
             MONITOR_SCORER_SCRAPE_SECONDS="0.2",
             MONITOR_CHAMPION_REGISTRY_VERSION=CHAMPION,

@@ -91,21 +91,22 @@ class SegmentedLog:
         return os.fstat(self._fd).st_size
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[int]:
+    def locked(self, wait: bool = True) -> Iterator[int]:
         """Hold the log's lock, on the current open segment; yields its size (its unfinished
-        last line, if any, cut off)."""
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        last line, if any, cut off). ``wait=False``: BlockingIOError at once if another process
+        holds the lock."""
+        fcntl.flock(self._lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
-            self._follow()
-            yield self._repaired_size()
+            yield self._repaired_size(self._follow())
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
 
-    def append(self, data: bytes | bytearray | memoryview) -> None:
+    def append(self, data: bytes | bytearray | memoryview, wait: bool = True) -> None:
         """Write ``data`` (whole lines) to the end of the open segment as one piece: no other
         writer's lines come between its lines, and no rotation splits it. Raises OSError with the
-        segment as it was before (a partial write is undone)."""
-        with self.locked() as size:
+        segment as it was before (a partial write is undone); ``wait=False``: BlockingIOError,
+        nothing written, if another process holds the log's lock now."""
+        with self.locked(wait) as size:
             if size and size + len(data) > self.max_bytes:
                 self._rotate()
                 size = 0
@@ -133,8 +134,9 @@ class SegmentedLog:
             raise
         self._end = start + len(data)
 
-    def _follow(self) -> None:
-        """Reopen the path if the open segment is no longer the file this process holds."""
+    def _follow(self) -> int:
+        """Reopen the path if the open segment is no longer the file this process holds; the
+        size of the one it holds then (the lock is held: nobody writes meanwhile)."""
         try:
             on_disk = self.path.stat()
         except FileNotFoundError:
@@ -144,11 +146,12 @@ class SegmentedLog:
             os.close(self._fd)
             self._fd = self._open()
             self._end = None
+            return os.fstat(self._fd).st_size
+        return held.st_size
 
-    def _repaired_size(self) -> int:
-        """The open segment's size once an unfinished last line is cut off. Checked only when
-        someone else wrote since this process did (cheap otherwise: one fstat)."""
-        size = os.fstat(self._fd).st_size
+    def _repaired_size(self, size: int) -> int:
+        """The open segment's ``size`` once an unfinished last line is cut off. Checked only
+        when someone else wrote since this process did."""
         if size == self._end or size == 0:
             return size
         complete = _complete_length(self._fd, size)

@@ -40,6 +40,7 @@ from mlops.serve.schema import InputSchema
 logger = logging.getLogger("mlops.serve")
 
 RETRY_SECONDS = 5.0  # after a failed write: not ready (503) this long, then writes are tried again
+BUSY_TURNS = 3  # turns a group waits for another worker's write before blocking on the lock
 BUDGET_CHECK_SECONDS = 1.0  # how often the log's size is held to SCORER_LOG_MAX_TOTAL_BYTES
 NUMBER_BYTES = 24  # the longest number orjson writes: -1.7976931348623157e+308
 REQUEST_ID_BYTES = 34  # 32 hex digits, quoted (dataplane.RequestIds)
@@ -251,6 +252,7 @@ class PredictionLogWriter:
         self._chunks: list[bytes | bytearray] = []  # the lines of the requests waiting, in order
         self._waiting: list[asyncio.Future[None]] = []
         self._records = 0
+        self._busy_turns = 0  # turns the group waited for another process's write
         self._file_lock = threading.Lock()  # the loop's writes and worker threads'
         self._closed = False
 
@@ -296,33 +298,50 @@ class PredictionLogWriter:
         self._records += batch.inputs.size
         return done
 
-    def commit(self) -> None:
-        """Write what is waiting in one piece, then release the requests that waited for it."""
-        chunks, waiting = self._chunks, self._waiting
-        self._chunks, self._waiting, self._records = [], [], 0
-        if not chunks:
+    def commit(self, wait: bool = False) -> None:
+        """Write what is waiting in one piece, then release the requests that waited for it.
+        When another worker process holds the log's lock, the loop does not wait for it: the
+        group is tried again on the next turn, with what queues meanwhile (at most
+        ``BUSY_TURNS`` times, then it waits for the lock)."""
+        if not self._chunks:
             return
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         try:
-            self.append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            written = self.append(data, wait or self._busy_turns >= BUSY_TURNS)
         except Exception as error:
-            for future in waiting:
-                if not future.done():
-                    future.set_exception(error)
+            self._release(error)
             return
-        for future in waiting:
-            if not future.done():  # a request whose client went away was cancelled
-                future.set_result(None)
+        if written:
+            self._release(None)
+            return
+        self._busy_turns += 1
+        self._chunks = [data]
+        asyncio.get_running_loop().call_soon(self.commit)
 
-    def append(self, lines: bytes | bytearray) -> None:
+    def _release(self, error: Exception | None) -> None:
+        """The requests of the group: answered, or refused with ``error``."""
+        waiting = self._waiting
+        self._chunks, self._waiting, self._records, self._busy_turns = [], [], 0, 0
+        for future in waiting:
+            if future.done():  # a request whose client went away was cancelled
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+    def append(self, lines: bytes | bytearray, wait: bool = True) -> bool:
         """Write ``lines`` now, as one piece: from the loop (a group; a large batch's lines) or
-        the shadow scorer's thread. ClientError(503) if the
-        disk refused them (then nothing of them is written: the writer is unhealthy for
-        ``RETRY_SECONDS``) or the log is closed."""
+        the shadow scorer's thread. ``wait=False``: False, nothing written, if another process
+        holds the log's lock. ClientError(503) if the disk refused them (then nothing of them
+        is written: the writer is unhealthy for ``RETRY_SECONDS``) or the log is closed."""
         with self._file_lock:
             if self._closed:
                 raise ClientError(503, "the prediction log is closed: shutting down")
             try:
-                self.file.append(lines)
+                self.file.append(lines, wait)
+            except BlockingIOError:
+                return False
             except OSError as error:
                 self.failed = f"{type(error).__name__}: {error}"
                 self._failed_at = time.monotonic()
@@ -330,12 +349,13 @@ class PredictionLogWriter:
                 raise ClientError(
                     503, f"the prediction log cannot be written ({self.failed})"
                 ) from None
+        return True
 
     def close(self) -> None:
         """Write what is still waiting; close the open segment when the sidecar takes them."""
         if self._closed:
             return
-        self.commit()
+        self.commit(wait=True)
         with self._file_lock:  # a write in flight in a worker thread ends first
             self._closed = True
         try:

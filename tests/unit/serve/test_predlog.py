@@ -1,5 +1,7 @@
 import asyncio
+import fcntl
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -169,7 +171,9 @@ def test_the_lines_are_in_the_file_before_the_requests_are_released(
     writer = PredictionLogWriter(path, 1 << 20, 1)
     appends: list[int] = []
     real_append = writer.file.append
-    monkeypatch.setattr(writer.file, "append", lambda data: (appends.append(1), real_append(data)))
+    monkeypatch.setattr(
+        writer.file, "append", lambda data, wait=True: (appends.append(1), real_append(data, wait))
+    )
     seen_on_release: list[int] = []
 
     async def request(number: int) -> None:
@@ -205,7 +209,7 @@ def test_a_failing_disk_refuses_the_waiting_requests_and_recovers(
 ) -> None:
     writer = PredictionLogWriter(tmp_path / "p.jsonl", 1 << 20, 1)
 
-    def full_disk(data: bytes) -> None:
+    def full_disk(data: bytes, wait: bool = True) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(writer.file, "append", full_disk)
@@ -339,11 +343,11 @@ def test_a_threads_lines_and_the_loops_group_never_interleave(
     gate, started = threading.Event(), threading.Event()
     real_append = writer.file.append
 
-    def slow_disk(data: bytes) -> None:
+    def slow_disk(data: bytes, wait: bool = True) -> None:
         if threading.current_thread() is not threading.main_thread():
             started.set()
             assert gate.wait(5)
-        real_append(data)
+        real_append(data, wait)
 
     monkeypatch.setattr(writer.file, "append", slow_disk)
 
@@ -368,7 +372,7 @@ def test_a_closed_log_refuses_a_late_threads_lines_and_a_full_disk_makes_it_unre
     path = tmp_path / "p.jsonl"
     writer = PredictionLogWriter(path, 1 << 20, 1)
 
-    def full_disk(data: bytes) -> None:
+    def full_disk(data: bytes, wait: bool = True) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(writer.file, "append", full_disk)
@@ -382,3 +386,30 @@ def test_a_closed_log_refuses_a_late_threads_lines_and_a_full_disk_makes_it_unre
         writer.append(log_lines(batch(100, "late")))
     assert late.value.status == 503 and "closed" in late.value.message
     assert lines_of(path) == []
+
+
+def test_a_group_waits_turns_not_the_loop_while_another_worker_holds_the_log(
+    tmp_path: Path,
+) -> None:
+    """Another process's write in progress (its lock on the log) does not block the loop: the
+    group is tried again on the next turns, with what queued meanwhile, and waits on the lock
+    only after ``BUSY_TURNS`` turns."""
+    path = tmp_path / "p.jsonl"
+    writer = PredictionLogWriter(path, 1 << 20, 1)
+    other = os.open(path.with_name(path.name + ".lock"), os.O_RDWR)  # another open: another owner
+    fcntl.flock(other, fcntl.LOCK_EX)
+
+    async def scenario() -> None:
+        first = writer.write(batch(1, "first"))
+        await asyncio.sleep(0)  # a turn: the commit found the log busy
+        second = writer.write(batch(2, "second"))  # joins the waiting group
+        assert not first.done() and not second.done() and lines_of(path) == []
+        threading.Timer(0.2, fcntl.flock, (other, fcntl.LOCK_UN)).start()
+        started = time.monotonic()
+        await asyncio.gather(first, second)  # after BUSY_TURNS turns: waits for the lock
+        assert time.monotonic() - started >= 0.1
+        assert [r["request_id"] for r in lines_of(path)] == ["first", "second", "second"]
+
+    asyncio.run(scenario())
+    writer.close()
+    os.close(other)
