@@ -1,5 +1,5 @@
-"""JSON of many records at once, column by column: the prediction log's lines and the
-``/predict`` answer of a large batch.
+"""JSON of many records at once, column by column: the prediction log's lines of a column-wise
+request (``mlops.serve.predlog.lines_by_column``).
 
 A record's JSON is cut into parts, each the same for every record but for one value (its index,
 a feature, the prediction, a class's probability), with the constant text around that value
