@@ -258,7 +258,7 @@ class PredictionLogWriter:
 
     @property
     def pending(self) -> int:
-        """Records waiting for the next write (at most one loop turn's)."""
+        """Records waiting for the next write (a loop turn's, a few while another worker writes)."""
         return self._records
 
     @property

@@ -98,11 +98,11 @@ def check_challenger(settings: ServeSettings) -> None:
 
 
 # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). The
-# event loop hands work to threads (ONNX Runtime for large batches, large log writes, shadow
-# scoring) and waits for them to finish; with the default, a thread done with its call waits up
-# to 5 ms for the busy loop to let it return, and a 1,000-record request that should take ~4 ms
-# of CPU takes twice that (measured in make bench: -20 % in batches, with the loop waiting for
-# the log's write before answering).
+# event loop hands work to threads (ONNX Runtime for large batches, shadow scoring) and waits for
+# them; with the default, a thread done with its call may wait up to 5 ms for the busy loop to let
+# it return. Measured when large batches' log lines were also written in a thread (two hand-offs
+# per batch): -20 % in 1,000-record batches with the default. With one hand-off (the lines are
+# written on the loop) V2 batches measured within the machine's spread either way; kept.
 SWITCH_INTERVAL_SECONDS = 0.0005
 
 
