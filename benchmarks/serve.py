@@ -106,7 +106,7 @@ def serve_floor(port: int, workers: int, grpc_port: int) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from mlops.serve.server import uvicorn_config
+    from mlops.serve.server import PortHolder, uvicorn_config
 
     # Worker processes import the app's factory by name: this file, as the module ``serve``.
     app = floor_app(grpc_port) if workers == 1 else f"{Path(__file__).stem}:floor_app"
@@ -114,7 +114,7 @@ def serve_floor(port: int, workers: int, grpc_port: int) -> None:
     if workers == 1:
         uvicorn.Server(config).run()
     else:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        Multiprocess(config, sockets=[PortHolder.on("127.0.0.1", port)]).run()
 
 
 def floor_app(grpc_port: int = 0) -> Any:

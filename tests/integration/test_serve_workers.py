@@ -1,19 +1,25 @@
 """The scorer as several worker processes (``SCORER_WORKERS=2``) over real HTTP and gRPC: one
 prediction log they rotate together, metrics that add up whichever worker answers the scrape,
-gRPC connections spread over the workers (each listens on the port), and a worker that cannot
-start stopping the server instead of restarting forever."""
+HTTP and gRPC connections spread over the workers (each listens on the port), a taken port
+refused before any worker starts, and a worker that cannot start stopping the server instead of
+restarting forever."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import socket
 import time
+from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
+import pytest
 
 from mlops.core.artifacts import sha256_of
 from mlops.serve.grpc.open_inference_pb2_grpc import GRPCInferenceServiceStub
@@ -23,6 +29,7 @@ from package_fixtures import binary_package
 from serve_fixtures import (
     bundled_records,
     copy_package,
+    free_port,
     grpc_infer_request,
     launch_to_refusal,
     running_scorer,
@@ -101,6 +108,68 @@ def test_workers_share_one_rotating_log_and_one_set_of_metrics(
     assert len({(line["request_id"], line["index"]) for line in lines}) == len(lines) == 200 * BATCH
 
 
+def wait_for_every_worker(output: Callable[[], str], workers: int = 2) -> None:
+    """Ready means one worker is: wait until each has said so."""
+    deadline = time.monotonic() + 60
+    while len(set(re.findall(r"\[(\d+)\] INFO mlops\.serve: ready", output()))) < workers:
+        assert time.monotonic() < deadline, output()
+        time.sleep(0.1)
+
+
+def test_connections_opened_at_once_spread_over_the_workers(
+    packaged_model: Path, tmp_path: Path
+) -> None:
+    """32 keep-alive connections opened before any request is sent, as a load balancer's pool or
+    wrk opens them: each worker takes a share. (With one accept queue shared by the workers, the
+    first to wake took every waiting connection in 3 of 8 tries with 16.) Each worker draws the
+    prefix of its request ids: the prefix says who answered."""
+    body = json.dumps({"records": bundled_records(signature_of(packaged_model))[:1]}).encode()
+    with running_scorer(packaged_model, tmp_path / "scorer", SCORER_WORKERS="2") as scorer:
+        wait_for_every_worker(scorer.output)
+        host, port = scorer.http_target.rsplit(":", 1)
+        connections = [socket.create_connection((host, int(port)), timeout=30) for _ in range(32)]
+        try:
+            for connection in connections:
+                connection.sendall(
+                    b"POST /predict HTTP/1.1\r\nhost: scorer\r\ncontent-type: application/json"
+                    b"\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            answered_by: Counter[str] = Counter()
+            for connection in connections:
+                response = http.client.HTTPResponse(connection)
+                response.begin()
+                assert response.status == 200, response.read()
+                answered_by[response.getheader("x-request-id", "")[:16]] += 1
+        finally:
+            for connection in connections:
+                connection.close()
+    # Each connection is hashed to a worker: 4 or fewer of 32 on one has odds of 3 in a million.
+    assert len(answered_by) == 2 and min(answered_by.values()) > 4, answered_by
+
+
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["a program", "another scorer"])
+def test_a_taken_port_stops_the_workers_before_they_start(
+    packaged_model: Path, tmp_path: Path, reuse_port: bool
+) -> None:
+    """The port is taken by a program, or by another scorer's workers (sockets with
+    SO_REUSEPORT, which would otherwise let this scorer's workers join them and split the
+    connections): refused, naming the setting and the address."""
+    port = free_port()
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuse_port))
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        scorer, exit_code = launch_to_refusal(
+            packaged_model, tmp_path / "scorer", SCORER_WORKERS="2", SCORER_PORT=str(port)
+        )
+    output = scorer.output()
+    assert exit_code == 1, output
+    assert f"SCORER_PORT={port}: cannot listen on 127.0.0.1:{port} (Address already in use)" in (
+        output
+    )
+    assert "Started parent process" not in output and "Traceback" not in output
+
+
 def test_a_worker_that_cannot_load_the_model_stops_the_server(
     packaged_model: Path, tmp_path: Path
 ) -> None:
@@ -129,10 +198,7 @@ def test_every_worker_serves_grpc_and_logs_each_answered_call_through_sigterm(
     signature = signature_of(package)
     records = table_records(package)
     with running_scorer(package, tmp_path / "scorer", SCORER_WORKERS="2") as scorer:
-        deadline = time.monotonic() + 60  # ready means one worker is: wait for the other's gRPC
-        while len(set(re.findall(r"\[(\d+)\] INFO mlops\.serve: ready", scorer.output()))) < 2:
-            assert time.monotonic() < deadline, scorer.output()
-            time.sleep(0.1)
+        wait_for_every_worker(scorer.output)
 
         def call(number: int) -> tuple[str, int]:
             batch = records[number % 20 : number % 20 + 5]

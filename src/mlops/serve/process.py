@@ -1,13 +1,14 @@
 """How the scorer runs: one process, or a parent supervising ``SCORER_WORKERS`` worker processes.
 
 One process serves on one core: its event loop holds Python's GIL for the JSON, validation and
-log lines of every request. Several workers share the listening socket (the parent binds it and
-uvicorn's supervisor starts, health-checks and restarts them); each verifies and loads the model
-itself. They append to one prediction log (``SegmentedLog`` locks around each write) and publish
-their metric counts for each other (``mlops.serve.metrics``). Each worker also runs its own gRPC
-server on ``SCORER_GRPC_PORT``, all bound with SO_REUSEPORT, so the kernel spreads gRPC
-connections over the workers as it does HTTP ones. SIGTERM to the parent reaches every worker,
-and each finishes its requests (HTTP and gRPC) and writes out its log before the parent exits.
+log lines of every request. With several workers the parent holds the port and uvicorn's
+supervisor starts, health-checks and restarts them; each listens on the port with a socket of its
+own (SO_REUSEPORT, ``server.PortHolder``: the kernel spreads the connections over them) and
+verifies and loads the model itself. They append to one prediction log (``SegmentedLog`` locks
+around each write) and publish their metric counts for each other (``mlops.serve.metrics``).
+Each worker also runs its own gRPC server on ``SCORER_GRPC_PORT``, bound the same way. SIGTERM to
+the parent reaches every worker, and each finishes its requests (HTTP and gRPC) and writes out
+its log before the parent exits.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 
@@ -28,10 +28,11 @@ from mlops.core.artifacts import ArtifactError, load_manifest, load_signature, v
 from mlops.core.errors import StageError
 from mlops.core.segments import SegmentedLog
 from mlops.serve.app import create_app
+from mlops.serve.grpc.service import listen_address
 from mlops.serve.model import Scorer, load_scorer
 from mlops.serve.predlog import PredictionLogWriter
 from mlops.serve.rollout import is_the_champion, require_compatible
-from mlops.serve.server import configure_logging, uvicorn_config
+from mlops.serve.server import PortHolder, configure_logging, require_free_port, uvicorn_config
 from mlops.serve.settings import ServeSettings, load_settings
 
 logger = logging.getLogger("mlops.serve")
@@ -151,11 +152,7 @@ def check_grpc_port(settings: ServeSettings) -> None:
     if not settings.grpc_port:
         return
     try:
-        infos = socket.getaddrinfo(settings.host, settings.grpc_port, type=socket.SOCK_STREAM)
-        family, kind, protocol, _, address = infos[0]
-        with socket.socket(family, kind, protocol) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
+        require_free_port(settings.host, settings.grpc_port)
     except OSError as error:
         raise StageError(
             f"SCORER_GRPC_PORT={settings.grpc_port}: cannot listen on "
@@ -207,14 +204,22 @@ def serve_workers(settings: ServeSettings) -> None:
     shared.mkdir(parents=True)
     config = uvicorn_config(WORKER_APP, *listening(settings), settings.workers)
     try:
-        sock = config.bind_socket()
-    except SystemExit:  # uvicorn logged why (address in use, not allowed)
-        raise StageError(f"could not start listening on {settings.host}:{settings.port}") from None
-    supervisor = Multiprocess(config, sockets=[sock])
+        holder = PortHolder.on(settings.host, settings.port)
+    except OSError as error:
+        raise StageError(
+            f"SCORER_PORT={settings.port}: cannot listen on {settings.host}:{settings.port} "
+            f"({error.strerror or error})"
+        ) from None
+    logger.info(
+        "%d workers, each listening on %s",
+        settings.workers,
+        listen_address(settings.host, settings.port),
+    )
+    supervisor = Multiprocess(config, sockets=[holder])
     try:
         supervisor.run()
     finally:
-        sock.close()
+        holder.close()
         shutil.rmtree(shared, ignore_errors=True)
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         raise StageError("a worker could not start (its error is logged above)")
