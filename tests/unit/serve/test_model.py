@@ -36,6 +36,29 @@ def test_the_packaged_model_loads_and_scores_in_class_order(packaged_model: Path
     )
 
 
+def test_probabilities_as_rows_are_made_only_when_asked_and_match_the_array(
+    packaged_model: Path,
+) -> None:
+    """V2 answers and the log take the rounded array; rows of lists (``/predict``) are made on
+    first use, the same numbers, once; a slice of the batch (a micro-batch's share) too."""
+    scorer = load_scorer(packaged_model, threads=1)
+    prediction = scorer.predict(
+        feed_of(packaged_model, bundled_records(signature_of(packaged_model), limit=7))
+    )
+    array = prediction.probability_array
+    assert array is not None and array.shape == (7, len(scorer.classes))
+    assert prediction.probability_rows is None  # not made by scoring
+    assert prediction.flat_probabilities() == array.ravel().tolist()
+    assert prediction.probability_shape() == [7, len(scorer.classes)]
+    assert prediction.probability_rows is None  # nor by the V2 forms of the answer
+    share = prediction.rows(2, 5)
+    rows = prediction.probabilities
+    assert rows == array.tolist() and all(type(p) is float for row in rows for p in row)
+    assert prediction.probabilities is rows  # made once
+    assert share.probability_rows is None and share.probabilities == rows[2:5]
+    assert share.labels == prediction.labels[2:5]
+
+
 @pytest.fixture(scope="module")
 def regression(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return regression_package(tmp_path_factory.mktemp("regression"))

@@ -337,7 +337,7 @@ def output_tensor(name: str, prediction: Prediction) -> tuple[str, list[int], li
         return datatype, shape, prediction.values
     if name == LABEL_OUTPUT:
         return datatype, shape, prediction.labels
-    return datatype, shape, [p for row in prediction.probabilities for p in row]
+    return datatype, shape, prediction.flat_probabilities()
 
 
 def output_shape(name: str, prediction: Prediction) -> tuple[str, list[int]]:
@@ -347,8 +347,7 @@ def output_shape(name: str, prediction: Prediction) -> tuple[str, list[int]]:
         return NUMBER_V2_DATATYPE, [len(prediction.values), 1]
     if name == LABEL_OUTPUT:
         return STRING_V2_DATATYPE, [len(prediction.labels)]
-    rows = prediction.probabilities
-    return NUMBER_V2_DATATYPE, [len(rows), len(rows[0]) if rows else 0]
+    return NUMBER_V2_DATATYPE, prediction.probability_shape()
 
 
 def _tensor(name: str, datatype: str, shape: list[int], data: list[Any]) -> dict[str, Any]:
