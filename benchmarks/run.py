@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -394,6 +395,7 @@ def _scorer(report: dict[str, Any]) -> str:
             f"| {result['p99_ms']:.2f} | {base:,.0f} | {result['requests_per_second'] / base:.2f} |"
         )
     lines += _baseline(report)
+    lines += _forms(report)
     lines += [
         "",
         f"Model floor: {model['single_record_median_ms']:.3f} ms per single record, "
@@ -438,6 +440,29 @@ def _baseline(report: dict[str, Any]) -> list[str]:
         ours = ", ".join(f"{rate:,.0f}" for rate in comparison["rates"])
         theirs = ", ".join(f"{rate:,.0f}" for rate in comparison["baseline_rates"])
         lines.append(f"| {comparison['name']} | {ours} | {theirs} | {comparison['ratio']:.2f} |")
+    return lines
+
+
+def _forms(report: dict[str, Any]) -> list[str]:
+    """The V2 forms of a batch on the same scorer, measured alternately in the same run."""
+    forms = report.get("v2_forms") or {}
+    if not forms:
+        return []
+    seconds = max(report["settings"]["seconds_per_run"] // 2, 1)
+    rounds = len(next(iter(forms.values())))
+    json_median = statistics.median(forms[next(name for name in forms if name.startswith("v2 b"))])
+    lines = [
+        "",
+        f"The V2 forms of a batch on the same scorer, alternating ({rounds} rounds of {seconds} s, "
+        "each round starting with the next form), records per second:",
+        "",
+        "| run | records/s per round | median | vs V2 JSON |",
+        "|---|---|---:|---:|",
+    ]
+    for name, rates in forms.items():
+        median = statistics.median(rates)
+        shown = ", ".join(f"{rate / 1000:,.0f} k" for rate in rates)
+        lines.append(f"| {name} | {shown} | {median:,.0f} | {median / json_median:.2f} |")
     return lines
 
 

@@ -54,6 +54,12 @@ TARGET_P99_MS = 10.0  # scorer p99 latency at concurrency 16
 TARGET_BATCH_RECORDS_PER_SECOND = 250_000
 TARGET_BASELINE_RATIO = 0.9  # throughput against the baseline commit's scorer, same run
 BASELINE_ROUNDS = 3
+# The V2 forms of a batch (JSON, binary tensors, gRPC) measured again on the same scorer,
+# alternating: as many rounds, each run half as long as the table's, so that the machine's drift
+# during the run falls on every form alike and the ratios between them say how much one beats
+# another (one run each, back to back, has put binary from 0.76 to 1.04 of JSON).
+PROTOCOL_ROUNDS = 6
+V2_FORMS = ("v2", "v2 binary", "grpc")  # the prefixes of their runs' names
 BATCH_RECORDS = 1000
 BATCH_CONCURRENCY = 4
 WORKERS = 2  # the second configuration measured: a worker process per core of this machine
@@ -606,6 +612,18 @@ def compare(
     return Comparison(run.name, rates["new"], rates["old"])
 
 
+def compare_forms(
+    scored: Server, runs: list[Run], seconds: int, rounds: int, scratch: Path
+) -> dict[str, list[float]]:
+    """Records/s of each run per round, on one scorer; each round starts with the next run."""
+    rates: dict[str, list[float]] = {run.name: [] for run in runs}
+    for number in range(rounds):
+        shift = number % len(runs)
+        for run in runs[shift:] + runs[:shift]:
+            rates[run.name].append(run_wrk(scored, run, seconds, scratch).records_per_second)
+    return rates
+
+
 def benchmark(
     model_dir: Path,
     seconds: int,
@@ -619,6 +637,13 @@ def benchmark(
     compared = {"single c16", batch_name(batch_records)}
     env = {key: value for key, value in os.environ.items() if not key.startswith("SCORER_")}
     floor_results, scorer_results, comparisons = [], [], []
+    forms = [
+        run
+        for form in V2_FORMS
+        for run in runs
+        if run.name == f"{form} {batch_name(batch_records)}"
+    ]
+    form_rates: dict[str, list[float]] = {}
     failed_grpc_calls = 0
     for workers in sorted({run.workers for run in runs}):
         floor_port, scorer_port, baseline_port = free_port(), free_port(), free_port()
@@ -653,10 +678,13 @@ def benchmark(
                     scorer_results.append(run_wrk(scored, run, seconds, scratch))
                     if old is not None and run.name.split(",")[0] in compared:
                         comparisons.append(compare(scored, old, run, seconds, rounds, scratch))
+            if workers == 1 and len(forms) == len(V2_FORMS):
+                half = max(seconds // 2, 1)
+                form_rates = compare_forms(scored, forms, half, PROTOCOL_ROUNDS, scratch)
             failed_grpc_calls += grpc_calls_not_ok(scored.url)
     records = synthetic_records(signature, batch_records)
     ort = model_floor(model_dir, records, threads=1, seconds=min(seconds, 5))
-    report = summarize(scorer_results, floor_results, ort, batch_records)
+    report = summarize(scorer_results, floor_results, ort, batch_records, form_rates)
     report["errors"] += failed_grpc_calls  # h2load sees HTTP statuses, not gRPC codes
     if comparisons:
         report["baseline"] = [
@@ -673,7 +701,11 @@ def summarize(
     floor_results: list[WrkResult],
     ort: dict[str, Any],
     batch_records: int,
+    form_rates: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
+    """The report: the runs, the floors, the ratios and the targets. ``form_rates``: the V2
+    batch forms' records/s in alternating rounds (``compare_forms``), whose medians then give the
+    ratios between the forms."""
     floor = {result.name: result for result in floor_results}
     scorer = {result.name: result for result in scorer_results}
     batch = batch_name(batch_records)
@@ -710,24 +742,34 @@ def summarize(
             "single_c1_p50_vs_model_floor": scorer["single c1"].p50_ms
             / ort["single_record_median_ms"],
             "batch_vs_model_floor": batch_rate / ort["batch_records_per_second"],
-            **protocol_ratios(scorer, batch),
+            **protocol_ratios(scorer, batch, form_rates or {}),
         },
+        "v2_forms": form_rates or {},
         "targets": targets,
         "errors": sum(result.errors for result in [*scorer_results, *floor_results]),
     }
 
 
-def protocol_ratios(scorer: dict[str, WrkResult], batch: str) -> dict[str, float]:
+def protocol_ratios(
+    scorer: dict[str, WrkResult], batch: str, form_rates: dict[str, list[float]]
+) -> dict[str, float]:
     """Records/s in batches of V2 binary tensors and of gRPC over V2 JSON (and /predict), when
-    the run measured them."""
-    json_batch = scorer.get(f"v2 {batch}")
-    ratios = {}
-    for protocol in ("binary", "grpc"):
-        measured = scorer.get(f"v2 binary {batch}" if protocol == "binary" else f"grpc {batch}")
-        if json_batch is not None and measured is not None:
-            rate = measured.records_per_second
-            ratios[f"{protocol}_batch_vs_v2_json_batch"] = rate / json_batch.records_per_second
-            ratios[f"{protocol}_batch_vs_predict_batch"] = rate / scorer[batch].records_per_second
+    the run measured them: the medians of the alternating rounds when there are some, else the
+    table's runs."""
+
+    def rate(name: str) -> float | None:
+        if name in form_rates:
+            return statistics.median(form_rates[name])
+        return scorer[name].records_per_second if name in scorer else None
+
+    json_rate, ratios = rate(f"v2 {batch}"), {}
+    for protocol, form in (("binary", "v2 binary"), ("grpc", "grpc")):
+        measured = rate(f"{form} {batch}")
+        if json_rate is not None and measured is not None:
+            ratios[f"{protocol}_batch_vs_v2_json_batch"] = measured / json_rate
+            ratios[f"{protocol}_batch_vs_predict_batch"] = (
+                measured / scorer[batch].records_per_second
+            )
     return ratios
 
 

@@ -83,3 +83,31 @@ def test_summary_compares_with_both_floors_and_judges_the_targets(bench: ModuleT
     table = bench.table(report)
     assert "target batch_records_per_second: 300,000.00 vs 250,000 -> met" in table
     assert "target batch_records_per_second_2_workers: 240,000.00 vs 250,000 -> MISSED" in table
+
+
+def test_the_v2_forms_are_compared_by_the_medians_of_their_alternating_rounds(
+    bench: ModuleType,
+) -> None:
+    """One slow round (the machine busy) moves no ratio; without rounds the table's runs do."""
+    batch = bench.batch_name(1000)
+    scorer = [
+        result(bench, "single c1", 1000, 1.0),
+        result(bench, "single c16", 4000, 9.0),
+        result(bench, batch, 200, 50.0, records=1000),
+        result(bench, f"v2 {batch}", 300, 50.0, records=1000),
+        result(bench, f"v2 binary {batch}", 150, 50.0, records=1000),  # a slow moment
+        result(bench, f"grpc {batch}", 270, 50.0, records=1000),
+    ]
+    floor = [result(bench, r.name, 8000, 2.0, r.records_per_request) for r in scorer]
+    ort = {"single_record_median_ms": 0.025, "batch_records": 1000, "batch_records_per_second": 6e5}
+    rounds = {
+        f"v2 {batch}": [300e3, 100e3, 300e3],
+        f"v2 binary {batch}": [330e3, 110e3, 330e3],
+        f"grpc {batch}": [270e3, 90e3, 270e3],
+    }
+    ratios = bench.summarize(scorer, floor, ort, 1000, rounds)["ratios"]
+    assert ratios["binary_batch_vs_v2_json_batch"] == pytest.approx(1.1)
+    assert ratios["grpc_batch_vs_v2_json_batch"] == pytest.approx(0.9)
+    assert ratios["binary_batch_vs_predict_batch"] == pytest.approx(330 / 200)
+    single = bench.summarize(scorer, floor, ort, 1000)["ratios"]
+    assert single["binary_batch_vs_v2_json_batch"] == pytest.approx(0.5)
