@@ -76,7 +76,7 @@ class Prediction:
         array, given = self.probability_array, self.probability_rows
         return Prediction(
             self.labels[start:stop],
-            None if array is not None or given is None else given[start:stop],
+            given[start:stop] if array is None and given is not None else None,
             self.values[start:stop],
             None if array is None else array[start:stop],
         )

@@ -50,10 +50,16 @@ def require_free_port(host: str, port: int) -> None:
     """OSError (EADDRINUSE) if any socket is bound to ``host:port``. A plain bind, without
     SO_REUSEPORT: it fails beside another scorer's workers too, which would otherwise share the
     port with this one's and take a share of its connections."""
-    family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    family, kind, protocol, address = stream_address(host, port)
     with socket.socket(family, kind, protocol) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(address)
+
+
+def stream_address(host: str, port: int) -> tuple[int, int, int, Any]:
+    """The family, type, protocol and address of a TCP socket on ``host:port``."""
+    family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    return family, kind, protocol, address
 
 
 class PortHolder(socket.socket):
@@ -72,9 +78,7 @@ class PortHolder(socket.socket):
     def on(cls, host: str, port: int) -> PortHolder:
         """OSError if the port is taken (``require_free_port``) or cannot be bound."""
         require_free_port(host, port)
-        family, kind, protocol, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM
-        )[0]
+        family, kind, protocol, address = stream_address(host, port)
         holder = cls(family, kind, protocol)
         try:
             reusing_port(holder).bind(address)
