@@ -448,9 +448,9 @@ def _forms(report: dict[str, Any]) -> list[str]:
     forms = report.get("v2_forms") or {}
     if not forms:
         return []
-    seconds = max(report["settings"]["seconds_per_run"] // 2, 1)
-    rounds = len(next(iter(forms.values())))
-    json_median = statistics.median(forms[next(name for name in forms if name.startswith("v2 b"))])
+    seconds, rates = forms["seconds_per_round"], forms["rates"]
+    rounds = len(next(iter(rates.values())))
+    reference = statistics.median(rates[forms["reference"]])
     lines = [
         "",
         f"The V2 forms of a batch on the same scorer, alternating ({rounds} rounds of {seconds} s, "
@@ -459,10 +459,10 @@ def _forms(report: dict[str, Any]) -> list[str]:
         "| run | records/s per round | median | vs V2 JSON |",
         "|---|---|---:|---:|",
     ]
-    for name, rates in forms.items():
-        median = statistics.median(rates)
-        shown = ", ".join(f"{rate / 1000:,.0f} k" for rate in rates)
-        lines.append(f"| {name} | {shown} | {median:,.0f} | {median / json_median:.2f} |")
+    for name, measured in rates.items():
+        median = statistics.median(measured)
+        shown = ", ".join(f"{rate / 1000:,.0f} k" for rate in measured)
+        lines.append(f"| {name} | {shown} | {median:,.0f} | {median / reference:.2f} |")
     return lines
 
 

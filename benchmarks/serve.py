@@ -612,16 +612,26 @@ def compare(
     return Comparison(run.name, rates["new"], rates["old"])
 
 
+@dataclass(frozen=True)
+class FormRounds:
+    """The V2 forms of a batch measured alternately on one scorer (``compare_forms``)."""
+
+    seconds_per_round: int  # each form's run in each round
+    reference: str  # the run the others are compared with: V2 JSON
+    rates: dict[str, list[float]]  # records/s of each form's run, per round
+
+
 def compare_forms(
     scored: Server, runs: list[Run], seconds: int, rounds: int, scratch: Path
-) -> dict[str, list[float]]:
-    """Records/s of each run per round, on one scorer; each round starts with the next run."""
+) -> FormRounds:
+    """Records/s of each run per round, on one scorer; each round starts with the next run. The
+    first run is the reference."""
     rates: dict[str, list[float]] = {run.name: [] for run in runs}
     for number in range(rounds):
         shift = number % len(runs)
         for run in runs[shift:] + runs[:shift]:
             rates[run.name].append(run_wrk(scored, run, seconds, scratch).records_per_second)
-    return rates
+    return FormRounds(seconds, runs[0].name, rates)
 
 
 def benchmark(
@@ -643,7 +653,7 @@ def benchmark(
         for run in runs
         if run.name == f"{form} {batch_name(batch_records)}"
     ]
-    form_rates: dict[str, list[float]] = {}
+    form_rounds = None
     failed_grpc_calls = 0
     for workers in sorted({run.workers for run in runs}):
         floor_port, scorer_port, baseline_port = free_port(), free_port(), free_port()
@@ -680,11 +690,11 @@ def benchmark(
                         comparisons.append(compare(scored, old, run, seconds, rounds, scratch))
             if workers == 1 and len(forms) == len(V2_FORMS):
                 half = max(seconds // 2, 1)
-                form_rates = compare_forms(scored, forms, half, PROTOCOL_ROUNDS, scratch)
+                form_rounds = compare_forms(scored, forms, half, PROTOCOL_ROUNDS, scratch)
             failed_grpc_calls += grpc_calls_not_ok(scored.url)
     records = synthetic_records(signature, batch_records)
     ort = model_floor(model_dir, records, threads=1, seconds=min(seconds, 5))
-    report = summarize(scorer_results, floor_results, ort, batch_records, form_rates)
+    report = summarize(scorer_results, floor_results, ort, batch_records, form_rounds)
     report["errors"] += failed_grpc_calls  # h2load sees HTTP statuses, not gRPC codes
     if comparisons:
         report["baseline"] = [
@@ -701,10 +711,10 @@ def summarize(
     floor_results: list[WrkResult],
     ort: dict[str, Any],
     batch_records: int,
-    form_rates: dict[str, list[float]] | None = None,
+    forms: FormRounds | None = None,
 ) -> dict[str, Any]:
-    """The report: the runs, the floors, the ratios and the targets. ``form_rates``: the V2
-    batch forms' records/s in alternating rounds (``compare_forms``), whose medians then give the
+    """The report: the runs, the floors, the ratios and the targets. ``forms``: the V2 batch
+    forms' records/s in alternating rounds (``compare_forms``), whose medians then give the
     ratios between the forms."""
     floor = {result.name: result for result in floor_results}
     scorer = {result.name: result for result in scorer_results}
@@ -742,9 +752,9 @@ def summarize(
             "single_c1_p50_vs_model_floor": scorer["single c1"].p50_ms
             / ort["single_record_median_ms"],
             "batch_vs_model_floor": batch_rate / ort["batch_records_per_second"],
-            **protocol_ratios(scorer, batch, form_rates or {}),
+            **protocol_ratios(scorer, batch, forms.rates if forms else {}),
         },
-        "v2_forms": form_rates or {},
+        "v2_forms": asdict(forms) if forms else {},
         "targets": targets,
         "errors": sum(result.errors for result in [*scorer_results, *floor_results]),
     }

@@ -80,4 +80,9 @@ def test_the_quick_benchmark_measures_every_stage_and_the_scorer(tmp_path: Path)
         )
         assert "grpc_batch_vs_v2_json_batch" in measured["scorer"]["ratios"]
         assert "| single c16 |" in text
+        forms = measured["scorer"]["v2_forms"]
+        assert forms["reference"] == "v2 batch 100 c4" and len(forms["rates"]) == 3
+        rounds = len(forms["rates"]["grpc batch 100 c4"])
+        assert f"({rounds} rounds of {forms['seconds_per_round']} s" in text
+        assert "| v2 batch 100 c4 |" in text and "| 1.00 |" in text
     assert (workspace_report.read_bytes() if workspace_report.exists() else None) == committed

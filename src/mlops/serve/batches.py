@@ -19,7 +19,10 @@ import numpy.typing as npt
 from mlops.serve.model import Prediction
 from mlops.serve.schema import InputSchema
 
-ColumnValues = list[Any] | npt.NDArray[np.float64]  # a long, valid number column is an array
+# A tensor's numbers: float32 as the client sent them (FP32: the model's type, and the log writes
+# each value as its float32, 55.32 rather than 55.31999969482422), any other type as float64.
+NumberArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+ColumnValues = list[Any] | NumberArray  # a long, valid number column is an array
 # What a client sends beside its features is bounded too, so that no log line outgrows the bound
 # the scorer states (``mlops.serve.predlog.line_bound``):
 MAX_CLIENT_ID_LENGTH = 256  # characters of a V2 request's ``id``
@@ -64,16 +67,24 @@ class Columns:
     """A column-wise request (V2 tensors): one list of values per feature, in the schema's
     order, as received and not yet checked."""
 
-    values: dict[str, ColumnValues]  # a tensor's bytes give a float64 array (NaN: missing)
+    values: dict[str, ColumnValues]  # a tensor's numbers are an array (NaN: missing)
     size: int
     client_id: str | None = None  # the id the client gave its request (V2 ``id``), for the log
     extras: None = None  # a tensor request has nothing beside its features
 
     def records(self) -> list[dict[str, Any]]:
-        """One record per row, the features in the schema's order, for the prediction log."""
+        """One record per row, the features in the schema's order, for the prediction log (a
+        float32 stays a numpy number, which orjson writes as its float32)."""
         names = list(self.values)
-        columns = [v.tolist() if isinstance(v, np.ndarray) else v for v in self.values.values()]
+        columns = [plain(values) for values in self.values.values()]
         return list(map(dict, map(zip, repeat(names), zip(*columns, strict=True))))
+
+
+def plain(values: ColumnValues) -> list[Any]:
+    """A column as a list: a float64 array's Python numbers, a float32 array's numpy ones."""
+    if isinstance(values, np.ndarray):
+        return list(values) if values.dtype == np.float32 else values.tolist()
+    return values
 
 
 Inputs = Records | Columns  # what every codec decodes a request into

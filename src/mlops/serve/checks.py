@@ -17,10 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from mlops.core.artifacts import MISSING_CATEGORY
-from mlops.serve.batches import Columns, ColumnValues, Inputs, KnownCategories, ModelInput
+from mlops.serve.batches import (
+    Columns,
+    ColumnValues,
+    Inputs,
+    KnownCategories,
+    ModelInput,
+    NumberArray,
+)
 from mlops.serve.errors import MAX_SHOWN_NAME, InputError, Issue, json_type, shown
 from mlops.serve.schema import FLOAT32_MAX, NUMBER_TYPES, STRING_TYPE, FieldSpec, InputSchema
 
@@ -158,7 +164,7 @@ class _Column:
 
 
 def validate_columns(
-    columns: Mapping[str, Sequence[Any] | npt.NDArray[np.float64]], size: int, schema: InputSchema
+    columns: Mapping[str, Sequence[Any] | NumberArray], size: int, schema: InputSchema
 ) -> ModelInput:
     """Check every value against its feature; the model-ready values, with warnings."""
     checked = {
@@ -183,7 +189,7 @@ def _collect_warnings(
     batch: ModelInput,
     spec: FieldSpec,
     column: _Column,
-    values: Sequence[Any] | npt.NDArray[np.float64],
+    values: Sequence[Any] | NumberArray,
     schema: InputSchema,
 ) -> None:
     if column.out_of_range:
@@ -204,7 +210,7 @@ def _collect_warnings(
 
 
 def _number_column(
-    spec: FieldSpec, values: Sequence[Any] | npt.NDArray[np.float64], schema: InputSchema
+    spec: FieldSpec, values: Sequence[Any] | NumberArray, schema: InputSchema
 ) -> _Column:
     if isinstance(values, np.ndarray):  # a tensor's bytes (binary data, gRPC): NaN is missing
         column = _array_column(spec, values, schema)
@@ -283,12 +289,11 @@ def _numbers_one_by_one(spec: FieldSpec, values: Sequence[Any]) -> _Column:
     return _Column(numbers, issues)
 
 
-def _array_column(
-    spec: FieldSpec, values: npt.NDArray[np.float64], schema: InputSchema
-) -> _Column | None:
-    """A float64 column decoded from a tensor's bytes, checked whole (NaN, its missing values,
-    are what the model takes for missing); None when a value is missing where the signature
-    allows none, infinite or beyond float32, for the general path to name each."""
+def _array_column(spec: FieldSpec, values: NumberArray, schema: InputSchema) -> _Column | None:
+    """A number column decoded from a tensor's bytes, checked whole (NaN, its missing values,
+    are what the model takes for missing; float32 is compared as float32, so the training
+    minimum sent as FP32 is in range); None when a value is missing where the signature allows
+    none, infinite or beyond float32, for the general path to name each."""
     missing = np.isnan(values)
     gaps = bool(missing.any())
     if gaps and not spec.nullable:
@@ -343,7 +348,7 @@ def _check_range(
 
 def _apply_range_policy(
     spec: FieldSpec,
-    values: Sequence[Any] | npt.NDArray[np.float64],
+    values: Sequence[Any] | NumberArray,
     outside: list[int],
     column: _Column,
     schema: InputSchema,
@@ -358,12 +363,15 @@ def _apply_range_policy(
 
 
 def _plain(value: Any) -> Any:
-    """A numpy number as the Python number it holds (for messages)."""
+    """A numpy number as the Python number it holds (for messages), a float32 as its shortest
+    decimal (55.32, as the client wrote it, not 55.31999969482422)."""
+    if isinstance(value, np.float32):
+        return float(str(value))
     return value.item() if isinstance(value, np.generic) else value
 
 
 def _string_column(
-    spec: FieldSpec, values: Sequence[Any] | npt.NDArray[np.float64], schema: InputSchema
+    spec: FieldSpec, values: Sequence[Any] | NumberArray, schema: InputSchema
 ) -> _Column:
     if type(values) is KnownCategories and spec.name in schema.short_categories:
         return _Column(values)  # every value a known category, none too long to be logged

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from mlops.core.errors import StageError
 from mlops.core.segments import MAX_LINE_BYTES, SegmentedLog, WriterPresence, log_bytes
 from mlops.serve.batches import MAX_CLIENT_ID_LENGTH, MAX_EXTRA_BYTES, Columns, Inputs
 from mlops.serve.errors import ClientError
-from mlops.serve.jsonparts import Part, column_json, joined, object_columns
+from mlops.serve.jsonparts import Part, object_parts, records_json, value_json
 from mlops.serve.model import Prediction, Scorer
 from mlops.serve.schema import InputSchema
 
@@ -96,7 +95,7 @@ def lines_by_record(batch: ScoredBatch) -> bytearray:
     if inputs.client_id is not None:
         record["client_request_id"] = inputs.client_id
     extras = inputs.extras
-    dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
     lines = bytearray()
     if classes is None:
         shares: Sequence[dict[str, float] | None] = [None] * len(prediction.values)
@@ -127,21 +126,21 @@ def lines_by_column(batch: ScoredBatch, inputs: Columns) -> bytes:
     head += b',"request_id":' + dumps(batch.request_id) + b',"index":'
     after_index = b',"model_version":' + dumps(batch.model_version)
     after_index += b',"role":' + dumps(batch.role) + b',"features":'
-    parts: list[Part] = [column_json(list(range(size)), head, after_index)]
-    parts += object_columns(inputs.values.items())  # in the schema's order
+    parts: list[Part] = [head, value_json(list(range(size))), after_index]
+    parts += object_parts(inputs.values.items())  # in the schema's order
     prediction, classes = batch.prediction, batch.classes
     if classes is None:
-        parts.append(column_json(prediction.values, b',"prediction":', b',"probabilities":null'))
+        parts += [b',"prediction":', value_json(prediction.values), b',"probabilities":null']
     else:
-        parts.append(column_json(prediction.labels, b',"prediction":'))
-        parts += object_columns(probability_columns(prediction, classes), b',"probabilities":')
+        parts += [b',"prediction":', value_json(prediction.labels), b',"probabilities":']
+        parts += object_parts(probability_columns(prediction, classes))
     tail = b',"latency_seconds":' + dumps(round(batch.latency_seconds * 1e6) / 1e6)
     if batch.shadow:
         tail += b',"shadow":true'
     if inputs.client_id is not None:
         tail += b',"client_request_id":' + dumps(inputs.client_id)
-    parts.append(repeat(tail + b"}\n", size))  # a tensor request has no extra fields
-    return joined(parts)
+    parts.append(tail + b"}\n")  # a tensor request has no extra fields
+    return records_json(parts, size)
 
 
 def probability_columns(

@@ -105,7 +105,9 @@ def test_the_v2_forms_are_compared_by_the_medians_of_their_alternating_rounds(
         f"v2 binary {batch}": [330e3, 110e3, 330e3],
         f"grpc {batch}": [270e3, 90e3, 270e3],
     }
-    ratios = bench.summarize(scorer, floor, ort, 1000, rounds)["ratios"]
+    forms = bench.FormRounds(5, f"v2 {batch}", rounds)
+    report = bench.summarize(scorer, floor, ort, 1000, forms)
+    ratios = report["ratios"]
     assert ratios["binary_batch_vs_v2_json_batch"] == pytest.approx(1.1)
     assert ratios["grpc_batch_vs_v2_json_batch"] == pytest.approx(0.9)
     assert ratios["binary_batch_vs_predict_batch"] == pytest.approx(330 / 200)

@@ -23,15 +23,16 @@ from mlops.serve.dataplane import checked
 from mlops.serve.errors import InputError
 from mlops.serve.grpc import open_inference_pb2 as pb
 from mlops.serve.model import Prediction
+from mlops.serve.predlog import COLUMN_WISE_MIN_RECORDS, ScoredBatch, log_lines
 from mlops.serve.schema import InputSchema, input_schema
-from signatures import MIXED
+from signatures import MIXED, number, signature, string
 
 OUTPUTS = ("label", "probabilities")
 PREDICTION = Prediction(["a", "b"], [[0.75, 0.25], [0.1, 0.9]])
 
 
 def listed(values: dict[str, Any]) -> dict[str, list[Any]]:
-    """Columns as lists: a tensor's numbers arrive as a float64 array, NaN (missing) as None."""
+    """Columns as lists: a tensor's numbers arrive as an array, NaN (missing) as None."""
     return {
         name: [None if value != value else value for value in column]  # NaN != NaN
         for name, column in values.items()
@@ -353,6 +354,34 @@ def test_binary_numbers_are_checked_as_json_ones_are() -> None:
     assert batch.warnings == {
         0: [{"field": "size", "message": "50.0 is outside the training range [1.0, 10.0]"}]
     }
+
+
+@pytest.mark.parametrize("size", [2, 2 * COLUMN_WISE_MIN_RECORDS])  # line by line, by column
+def test_fp32_numbers_stay_the_clients_float32_for_the_checks_and_the_log(size: int) -> None:
+    """A client's FP32 10.3 is float32(10.3): in range of a training maximum of 10.3 (as a JSON
+    10.3 is), and written to the log and the warnings as 10.3, not 10.300000190734863."""
+    bounds = signature(number("size", low=0.1, high=10.3), string("shape", ["round"]))
+    fields = input_schema(bounds)
+    values = ([10.3, 55.32, math.nan, 0.1] * size)[:size]
+    tensors = [("size", "FP32", struct.pack(f"<{size}f", *values))]
+    tensors.append(("shape", "BYTES", strings(*["round"] * size)))
+    request = binary_request(tensors)
+    for tensor in request.header["inputs"]:
+        tensor["shape"] = [size, 1]
+    codec = V2Codec(fields, OUTPUTS)
+    batch, inputs, _ = checked(codec, request, fields, 1000)
+    assert inputs.values["size"].dtype == np.float32  # type: ignore[union-attr]
+    outside = [{"field": "size", "message": "55.32 is outside the training range [0.1, 10.3]"}]
+    assert batch.warnings == dict.fromkeys(range(1, size, 4), outside)
+    prediction = Prediction(["a", "b"] * (size // 2), [[0.75, 0.25], [0.1, 0.9]] * (size // 2))
+    scored = ScoredBatch(1.8e9, "r1", "v1", inputs, prediction, ["a", "b"], 0.001)
+    lines = bytes(log_lines(scored)).splitlines()
+    assert [line.split(b'"features":')[1].split(b"}")[0] for line in lines[:4]] == [
+        b'{"size":10.3,"shape":"round"',
+        b'{"size":55.32,"shape":"round"',
+        b'{"size":null,"shape":"round"',
+        b'{"size":0.1,"shape":"round"',
+    ][:size]
 
 
 def test_a_column_of_known_categories_reads_as_the_element_walk_does() -> None:

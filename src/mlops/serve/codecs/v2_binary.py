@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlops.core.artifacts import LABEL_OUTPUT, PREDICTION_OUTPUT
-from mlops.serve.batches import KnownCategories
+from mlops.serve.batches import KnownCategories, NumberArray
 from mlops.serve.errors import InputError
 from mlops.serve.model import Prediction
 from mlops.serve.schema import MISSING_MARKERS
@@ -78,10 +78,10 @@ def decode_tensor(
     raw: bytes | memoryview,
     count: int,
     categories: frozenset[str] | None = None,
-) -> list[Any] | npt.NDArray[np.float64]:
+) -> list[Any] | NumberArray:
     """The ``count`` elements of one tensor's bytes as the checks take them: numbers as one
-    float64 array (NaN: missing), strings as a list (None: missing). ``categories``: the
-    feature's known values, which a column of nothing else is read in one pass."""
+    array (``number_array``; NaN: missing), strings as a list (None: missing). ``categories``:
+    the feature's known values, which a column of nothing else is read in one pass."""
     if datatype == BYTES_DATATYPE:
         if categories:
             known = known_strings(bytes(raw), count, categories)
@@ -94,7 +94,16 @@ def decode_tensor(
             f"input '{name}': {len(raw)} byte(s) of {datatype} data, but its shape holds {count} "
             f"element(s) of {dtype.itemsize} byte(s) ({count * dtype.itemsize})"
         )
-    return np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    return number_array(datatype, np.frombuffer(raw, dtype=dtype))
+
+
+def number_array(datatype: str, values: npt.ArrayLike) -> NumberArray:
+    """A tensor's numbers as the checks, the model and the log take them, in an array of their
+    own: FP32 as float32 (the model's type: the log writes each value as the client's float32),
+    any other datatype as float64 (every FP16, INT32 and UINT32 value exactly)."""
+    if datatype == "FP32":
+        return np.array(values, dtype=np.float32)
+    return np.array(values, dtype=np.float64)
 
 
 def known_strings(data: bytes, count: int, categories: frozenset[str]) -> KnownCategories | None:
@@ -104,7 +113,7 @@ def known_strings(data: bytes, count: int, categories: frozenset[str]) -> KnownC
     bytes end to end from the first are exactly the elements."""
     pattern, values = category_pattern(categories)
     found = pattern.findall(data)
-    if len(found) != count or sum(map(len, found)) != len(data):
+    if len(found) != count or b"".join(found) != data:
         return None
     return KnownCategories(map(values.__getitem__, found))
 

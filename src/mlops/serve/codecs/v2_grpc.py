@@ -14,10 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import numpy as np
-import numpy.typing as npt
-
-from mlops.serve.batches import Columns, Result
+from mlops.serve.batches import Columns, NumberArray, Result
 from mlops.serve.codecs.v2 import (
     STRING_V2_DATATYPE,
     assemble_columns,
@@ -29,7 +26,13 @@ from mlops.serve.codecs.v2 import (
     output_shape,
     output_tensor,
 )
-from mlops.serve.codecs.v2_binary import EncodedStrings, decode_tensor, output_bytes, text_value
+from mlops.serve.codecs.v2_binary import (
+    EncodedStrings,
+    decode_tensor,
+    number_array,
+    output_bytes,
+    text_value,
+)
 from mlops.serve.errors import InputError
 from mlops.serve.grpc import open_inference_pb2 as pb
 from mlops.serve.schema import InputSchema
@@ -93,7 +96,7 @@ class GrpcCodec:
 
     def tensor_values(
         self, tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None
-    ) -> list[Any] | npt.NDArray[np.float64]:
+    ) -> list[Any] | NumberArray:
         name = tensor.name
         spec = feature_of(name, self.schema)
         check_parameters(f"input '{name}'", parameters_of(tensor.parameters))
@@ -156,7 +159,7 @@ def parameters_of(parameters: Mapping[str, pb.InferParameter]) -> dict[str, Any]
 
 def contents_values(
     name: str, datatype: str, contents: pb.InferTensorContents, count: int
-) -> list[Any] | npt.NDArray[np.float64]:
+) -> list[Any] | NumberArray:
     """A tensor's typed values, as ``decode_tensor`` gives raw ones."""
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
@@ -171,4 +174,4 @@ def contents_values(
         )
     if datatype == STRING_V2_DATATYPE:
         return [text_value(name, index, value) for index, value in enumerate(values)]
-    return np.array(values, dtype=np.float64)  # as from raw bytes: NaN is a missing value
+    return number_array(datatype, values)  # as from raw bytes: NaN is a missing value
