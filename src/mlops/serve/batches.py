@@ -22,6 +22,9 @@ from mlops.serve.schema import InputSchema
 # A tensor's numbers: float32 as the client sent them (FP32: the model's type, and the log writes
 # each value as its float32, 55.32 rather than 55.31999969482422), any other type as float64.
 NumberArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+VECTOR_MIN_VALUES = (
+    32  # shorter number columns are lists, checked in plain Python: numpy costs more
+)
 ColumnValues = list[Any] | NumberArray  # a long, valid number column is an array
 # What a client sends beside its features is bounded too, so that no log line outgrows the bound
 # the scorer states (``mlops.serve.predlog.line_bound``):

@@ -20,6 +20,7 @@ import numpy as np
 
 from mlops.core.artifacts import MISSING_CATEGORY
 from mlops.serve.batches import (
+    VECTOR_MIN_VALUES,
     Columns,
     ColumnValues,
     Inputs,
@@ -30,7 +31,6 @@ from mlops.serve.batches import (
 from mlops.serve.errors import MAX_SHOWN_NAME, InputError, Issue, json_type, shown
 from mlops.serve.schema import FLOAT32_MAX, NUMBER_TYPES, STRING_TYPE, FieldSpec, InputSchema
 
-VECTOR_MIN_VALUES = 32  # shorter number columns are checked in plain Python: numpy costs more
 NOT_NULLABLE = "is null, but the model was trained without missing values here"
 NOT_A_FEATURE = "not a feature of the model (SCORER_EXTRA_FIELDS=ignore would score the record)"
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlops.serve.batches import Result
+from mlops.serve.batches import VECTOR_MIN_VALUES, Result
 from mlops.serve.codecs.v2 import Requested, V2Codec, V2Request, check_inference_request
 from mlops.serve.codecs.v2_binary import (
     EncodedStrings,
@@ -365,12 +365,20 @@ def test_fp32_numbers_stay_the_clients_float32_for_the_checks_and_the_log(size: 
     values = ([10.3, 55.32, math.nan, 0.1] * size)[:size]
     tensors = [("size", "FP32", struct.pack(f"<{size}f", *values))]
     tensors.append(("shape", "BYTES", strings(*["round"] * size)))
-    request = binary_request(tensors)
-    for tensor in request.header["inputs"]:
-        tensor["shape"] = [size, 1]
+
+    def request_of(tensors: list[tuple[str, str, bytes]]) -> V2Request:
+        request = binary_request(tensors)
+        for tensor in request.header["inputs"]:
+            tensor["shape"] = [size, 1]
+        return request
+
     codec = V2Codec(fields, OUTPUTS)
-    batch, inputs, _ = checked(codec, request, fields, 1000)
-    assert inputs.values["size"].dtype == np.float32  # type: ignore[union-attr]
+    batch, inputs, _ = checked(codec, request_of(tensors), fields, 1000)
+    column = inputs.values["size"]
+    if size < VECTOR_MIN_VALUES:  # a short column is a list, as a JSON request's numbers are
+        assert column == [10.3, 55.32]
+    else:
+        assert isinstance(column, np.ndarray) and column.dtype == np.float32
     outside = [{"field": "size", "message": "55.32 is outside the training range [0.1, 10.3]"}]
     assert batch.warnings == dict.fromkeys(range(1, size, 4), outside)
     prediction = Prediction(["a", "b"] * (size // 2), [[0.75, 0.25], [0.1, 0.9]] * (size // 2))
@@ -382,6 +390,10 @@ def test_fp32_numbers_stay_the_clients_float32_for_the_checks_and_the_log(size: 
         b'{"size":null,"shape":"round"',
         b'{"size":0.1,"shape":"round"',
     ][:size]
+    tensors[0] = ("size", "FP32", struct.pack(f"<{size}f", *[math.inf] * size))
+    with pytest.raises(InputError) as caught:  # not taken for a missing value
+        checked(codec, request_of(tensors), fields, 1000)
+    assert "[0] size: is infinite; expected a finite number" in caught.value.one_line()
 
 
 def test_a_column_of_known_categories_reads_as_the_element_walk_does() -> None:

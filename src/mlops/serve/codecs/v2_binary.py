@@ -21,10 +21,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from mlops.core.artifacts import LABEL_OUTPUT, PREDICTION_OUTPUT
-from mlops.serve.batches import KnownCategories, NumberArray
+from mlops.serve.batches import VECTOR_MIN_VALUES, KnownCategories, NumberArray
 from mlops.serve.errors import InputError
+from mlops.serve.jsonparts import NUMPY
 from mlops.serve.model import Prediction
 from mlops.serve.schema import MISSING_MARKERS
 
@@ -79,8 +81,8 @@ def decode_tensor(
     count: int,
     categories: frozenset[str] | None = None,
 ) -> list[Any] | NumberArray:
-    """The ``count`` elements of one tensor's bytes as the checks take them: numbers as one
-    array (``number_array``; NaN: missing), strings as a list (None: missing). ``categories``:
+    """The ``count`` elements of one tensor's bytes as the checks take them: numbers as
+    ``tensor_numbers`` gives them, strings as a list (None: missing). ``categories``:
     the feature's known values, which a column of nothing else is read in one pass."""
     if datatype == BYTES_DATATYPE:
         if categories:
@@ -94,16 +96,25 @@ def decode_tensor(
             f"input '{name}': {len(raw)} byte(s) of {datatype} data, but its shape holds {count} "
             f"element(s) of {dtype.itemsize} byte(s) ({count * dtype.itemsize})"
         )
-    return number_array(datatype, np.frombuffer(raw, dtype=dtype))
+    return tensor_numbers(datatype, np.frombuffer(raw, dtype=dtype))
 
 
-def number_array(datatype: str, values: npt.ArrayLike) -> NumberArray:
-    """A tensor's numbers as the checks, the model and the log take them, in an array of their
-    own: FP32 as float32 (the model's type: the log writes each value as the client's float32),
-    any other datatype as float64 (every FP16, INT32 and UINT32 value exactly)."""
-    if datatype == "FP32":
-        return np.array(values, dtype=np.float32)
-    return np.array(values, dtype=np.float64)
+def tensor_numbers(datatype: str, values: npt.ArrayLike) -> list[float | None] | NumberArray:
+    """A tensor's numbers as the checks, the model and the log take them. A column of many is an
+    array of its own: FP32 as float32 (the model's type: the log writes each value as the
+    client's float32), any other datatype as float64 (every FP16, INT32 and UINT32 value
+    exactly). A short column (a single record, a handful) is a list, as a JSON request's numbers
+    are, None where NaN marks a missing value, an FP32 value as its shortest decimal (55.32, not
+    55.31999969482422): numpy would cost more than the values do."""
+    array: NumberArray = (
+        np.array(values, dtype=np.float32) if datatype == "FP32" else np.array(values, np.float64)
+    )
+    if array.size >= VECTOR_MIN_VALUES:
+        return array
+    if datatype == "FP32" and not np.isinf(array).any():  # orjson writes an infinity as null
+        numbers: list[float | None] = orjson.loads(orjson.dumps(array, option=NUMPY))
+        return numbers
+    return [None if value != value else value for value in array.tolist()]  # NaN != NaN
 
 
 def known_strings(data: bytes, count: int, categories: frozenset[str]) -> KnownCategories | None:

@@ -29,8 +29,8 @@ from mlops.serve.codecs.v2 import (
 from mlops.serve.codecs.v2_binary import (
     EncodedStrings,
     decode_tensor,
-    number_array,
     output_bytes,
+    tensor_numbers,
     text_value,
 )
 from mlops.serve.errors import InputError
@@ -174,4 +174,4 @@ def contents_values(
         )
     if datatype == STRING_V2_DATATYPE:
         return [text_value(name, index, value) for index, value in enumerate(values)]
-    return number_array(datatype, values)  # as from raw bytes: NaN is a missing value
+    return tensor_numbers(datatype, values)  # as from raw bytes: NaN is a missing value
