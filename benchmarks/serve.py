@@ -53,6 +53,9 @@ TARGET_FLOOR_RATIO = 0.5  # scorer requests/s over the HTTP floor's at concurren
 TARGET_P99_MS = 10.0  # scorer p99 latency at concurrency 16
 TARGET_BATCH_RECORDS_PER_SECOND = 250_000
 TARGET_BASELINE_RATIO = 0.9  # throughput against the baseline commit's scorer, same run
+# Batches as tensors (binary data, gRPC) against V2 JSON, records/s: the medians of the
+# alternating rounds. Above 1: the tensor forms exist to save JSON's parse and checks.
+TARGET_TENSORS_VS_JSON = 1.0
 BASELINE_ROUNDS = 3
 # The V2 forms of a batch (JSON, binary tensors, gRPC) measured again on the same scorer,
 # alternating: as many rounds, each run half as long as the table's, so that the machine's drift
@@ -739,6 +742,11 @@ def summarize(
                     scorer[batches].records_per_second, TARGET_BATCH_RECORDS_PER_SECOND, True
                 ),
             }
+    ratios = protocol_ratios(scorer, batch, forms.rates if forms else {})
+    if forms:
+        for protocol in ("binary", "grpc"):
+            name = f"{protocol}_batch_vs_v2_json_batch"
+            targets[name] = target(ratios[name], TARGET_TENSORS_VS_JSON, at_least=True)
     return {
         "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
         "scorer": [asdict(result) for result in scorer_results],
@@ -752,7 +760,7 @@ def summarize(
             "single_c1_p50_vs_model_floor": scorer["single c1"].p50_ms
             / ort["single_record_median_ms"],
             "batch_vs_model_floor": batch_rate / ort["batch_records_per_second"],
-            **protocol_ratios(scorer, batch, forms.rates if forms else {}),
+            **ratios,
         },
         "v2_forms": asdict(forms) if forms else {},
         "targets": targets,

@@ -110,6 +110,8 @@ def test_the_v2_forms_are_compared_by_the_medians_of_their_alternating_rounds(
     ratios = report["ratios"]
     assert ratios["binary_batch_vs_v2_json_batch"] == pytest.approx(1.1)
     assert ratios["grpc_batch_vs_v2_json_batch"] == pytest.approx(0.9)
+    assert report["targets"]["binary_batch_vs_v2_json_batch"]["met"] is True
+    assert report["targets"]["grpc_batch_vs_v2_json_batch"]["met"] is False  # JSON's ahead
     assert ratios["binary_batch_vs_predict_batch"] == pytest.approx(330 / 200)
     single = bench.summarize(scorer, floor, ort, 1000)["ratios"]
     assert single["binary_batch_vs_v2_json_batch"] == pytest.approx(0.5)

@@ -80,6 +80,11 @@ def test_a_batch_without_as_many_predictions_as_records_is_refused() -> None:
     broken.prediction = Prediction(["a"], [[0.75, 0.25]])
     with pytest.raises(ValueError):
         log_lines(broken)
+    size = 2 * predlog.COLUMN_WISE_MIN_RECORDS  # formatted column by column
+    broken.inputs = awkward_columns(size)
+    broken.prediction = Prediction(["a"] * (size - 1), [[0.75, 0.25]] * (size - 1))
+    with pytest.raises(ValueError, match=f"a column of {size - 1} value"):
+        log_lines(broken)
 
 
 AWKWARD_TEXT = ["Biscoe", 'a "quoted", text', '},{"ts":', "\x00 nul, \n newline", "Größe", None]
