@@ -22,9 +22,8 @@ from mlops.serve.schema import InputSchema
 # A tensor's numbers: float32 as the client sent them (FP32: the model's type, and the log writes
 # each value as its float32, 55.32 rather than 55.31999969482422), any other type as float64.
 NumberArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
-VECTOR_MIN_VALUES = (
-    32  # shorter number columns are lists, checked in plain Python: numpy costs more
-)
+# Shorter number columns are lists, checked in plain Python: numpy costs more than their values.
+VECTOR_MIN_VALUES = 32
 ColumnValues = list[Any] | NumberArray  # a long, valid number column is an array
 # What a client sends beside its features is bounded too, so that no log line outgrows the bound
 # the scorer states (``mlops.serve.predlog.line_bound``):
@@ -79,11 +78,11 @@ class Columns:
         """One record per row, the features in the schema's order, for the prediction log (a
         float32 stays a numpy number, which orjson writes as its float32)."""
         names = list(self.values)
-        columns = [plain(values) for values in self.values.values()]
+        columns = [column_list(values) for values in self.values.values()]
         return list(map(dict, map(zip, repeat(names), zip(*columns, strict=True))))
 
 
-def plain(values: ColumnValues) -> list[Any]:
+def column_list(values: ColumnValues) -> list[Any]:
     """A column as a list: a float64 array's Python numbers, a float32 array's numpy ones."""
     if isinstance(values, np.ndarray):
         return list(values) if values.dtype == np.float32 else values.tolist()
